@@ -1,0 +1,3 @@
+"""santa: the SantaCoder recipe, end to end."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,164 @@
+"""The `santa` command: plugins, generate, infill (training and evaluation go through Hydra's
+train.py / evaluate.py)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.table import Table
+
+from santa.errors import SantaError
+
+if TYPE_CHECKING:
+    from santa.artifacts import Loaded
+
+console = Console(soft_wrap=True)
+
+
+def load_model(path: str) -> Loaded:
+    # Imported lazily: `santa plugins` must not pay for torch and transformers.
+    from santa.artifacts import load_model as _load
+
+    return _load(path)
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from santa import registry
+
+    infos = registry.describe()
+    table = Table(title="santa plugins (entry points)")
+    for col in ("group", "name", "target", "distribution"):
+        table.add_column(col, overflow="fold")
+    seen: dict[tuple[str, str], str] = {}
+    for info in infos:
+        note = ""
+        key = (info.group, info.name)
+        if key in seen:
+            note = f" [red](shadowed by {seen[key]})[/red]"
+        else:
+            seen[key] = info.distribution
+        table.add_row(info.group, info.name + note, info.target, f"{info.distribution} {info.version}")
+    for group in registry.GROUPS:
+        if not any(i.group == group for i in infos):
+            table.add_row(group, "[dim](none installed)[/dim]", "", "")
+    console.print(table)
+    return 0
+
+
+def _complete(args: argparse.Namespace, loaded: Loaded, prompt_ids: list[int]) -> str:
+    """Generate after ``prompt_ids`` until `<|endoftext|>` or the token budget; return the text."""
+    import torch
+
+    from santa.data.tokenizer import special_ids
+    from santa.model.generation import generate
+
+    eot = special_ids(loaded.tokenizer).eot
+    n_pos = loaded.model.config.n_positions
+    if len(prompt_ids) + args.max_new_tokens > n_pos:
+        raise SantaError(
+            f"prompt ({len(prompt_ids)} tokens) + max_new_tokens ({args.max_new_tokens}) exceeds the "
+            f"model's context of {n_pos} tokens; shorten the prompt or lower --max-new-tokens"
+        )
+    out = generate(
+        loaded.model,
+        torch.tensor([prompt_ids]),
+        args.max_new_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        eos_token_id=eot,
+        generator=torch.Generator().manual_seed(args.seed),
+    )
+    new = out[0, len(prompt_ids) :].tolist()
+    if eot in new:
+        new = new[: new.index(eot)]
+    return loaded.tokenizer.decode(new)
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    loaded = load_model(args.model)
+    completion = _complete(args, loaded, loaded.tokenizer.encode(args.prompt, add_special_tokens=False))
+    if args.raw:
+        sys.stdout.write(completion)
+    else:
+        console.out(args.prompt, highlight=False, end="")
+        console.out(completion, style="green", highlight=False)
+    return 0
+
+
+def cmd_infill(args: argparse.Namespace) -> int:
+    from santa.objectives.fim import infill_prompt
+
+    loaded = load_model(args.model)
+    middle = _complete(args, loaded, list(infill_prompt(loaded.tokenizer, args.prefix, args.suffix, spm=args.spm)))
+    if args.raw:
+        sys.stdout.write(middle)
+    else:
+        console.out(args.prefix, highlight=False, end="")
+        console.out(middle, style="bold green", highlight=False, end="")
+        console.out(args.suffix, highlight=False)
+    return 0
+
+
+def _add_generation_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="a .ckpt, an HF export dir, or a run dir under outputs/")
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    p.add_argument("--top-p", type=float, default=0.95)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--raw", action="store_true", help="print only the generated text")
+
+
+# Subcommands living in other modules: each exposes ``add_arguments(parser)`` and
+# ``run(args) -> int``, and is imported only when used (so `santa plugins` stays fast).
+EXTERNAL: dict[str, tuple[str, str]] = {
+    "prepare": ("santa.pipeline.cli", "run the data pipeline alone: redact, filter, dedup, decontaminate"),
+    "pii-eval": ("santa.filters.pii_eval", "score PII detection against an annotated JSONL file"),
+}
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    import importlib
+
+    parser = argparse.ArgumentParser(prog="santa", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("plugins", help="list every registered plugin and the distribution providing it")
+    p.set_defaults(func=cmd_plugins)
+    p = sub.add_parser("generate", help="complete a prompt with a trained model")
+    p.add_argument("--prompt", required=True)
+    _add_generation_args(p)
+    p.set_defaults(func=cmd_generate)
+    p = sub.add_parser("infill", help="fill in the middle between a prefix and a suffix")
+    p.add_argument("--prefix", required=True)
+    p.add_argument("--suffix", required=True)
+    p.add_argument("--spm", action="store_true", help="suffix-prefix-middle prompt order (default PSM)")
+    _add_generation_args(p)
+    p.set_defaults(func=cmd_infill)
+    chosen = next((a for a in (argv or []) if not a.startswith("-")), None)
+    for name, (module, help_text) in EXTERNAL.items():
+        p = sub.add_parser(name, help=help_text, add_help=name != chosen)
+        if name == chosen:
+            mod = importlib.import_module(module)
+            mod.add_arguments(p)
+            p.set_defaults(func=mod.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(argv).parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except SantaError as exc:
+        console.print(f"[bold red]error:[/bold red] {exc}")
+        return 2
+    except FileNotFoundError as exc:
+        console.print(f"[bold red]error:[/bold red] {exc}")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Data pipeline steps (entry-point group ``santa.filters``). The contract is in base.py."""

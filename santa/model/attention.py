@@ -1,0 +1,146 @@
+"""Causal self-attention with a configurable number of key/value heads: MHA, MQA and GQA.
+
+One module serves all three variants; a plugin only says how many key/value heads it has
+(``kv_heads(config)``), so the KV cache can be sized without building a layer.
+
+Fused ``c_attn`` layout (output features, in order)::
+
+    [ q: n_head * head_dim | k: n_kv * head_dim | v: n_kv * head_dim ]
+
+each block head-major (head 0's ``head_dim`` features first). For MQA (n_kv = 1) this is exactly
+HF GPTBigCode's ``multi_query=True`` layout (2048 -> 2048 + 2 x 128 in SantaCoder). GPTBigCode's MHA
+interleaves per head instead (``[q_0 k_0 v_0 | q_1 k_1 v_1 | ...]``); ``santa.model.hf`` permutes
+on export/import. Keeping q, k and v in contiguous blocks lets every variant split them with views.
+
+Query head ``h`` reads key/value head ``h // (n_head // n_kv)`` (``repeat_interleave`` order, as
+SDPA's ``enable_gqa`` and HF's ``repeat_kv``).
+
+Speed notes (torch 2.13, CPU, 2 cores, 8 heads x 64; `benchmarks/bench_model.py --kernels`):
+- many query tokens (training, prefill): ``enable_gqa=True`` beat expanding k/v to ``n_head``
+  views (~62 vs ~68 ms fwd+bwd at 4 x 512) and matched folding the heads into the sequence with
+  an explicit mask, which would also lose the ``is_causal`` fast path.
+- one query token (decoding): folding the query heads of a group into the query-length axis,
+  ``[B, n_kv, n_head // n_kv, head_dim]`` against ``[B, n_kv, S, head_dim]`` keys, is a plain
+  view of the projected token and was 2-3x faster than ``enable_gqa`` or expand at batch 16.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from santa.model.config import GPTConfig
+
+
+class CausalSelfAttention(nn.Module):
+    """Attention over ``n_kv`` key/value heads shared by groups of ``n_head // n_kv`` query heads.
+
+    ``forward(x, mask, cache)``:
+      - x: [B, T, C]
+      - mask: None (plain causal when T > 1; everything visible when T == 1) or a boolean
+        [B or 1, 1, T, S] tensor where True means "may attend"; S = keys incl. the cache.
+      - cache: None or ``(k_cache, v_cache, start)`` with caches [B, n_kv, max_len, head_dim]; the
+        new keys/values are written at ``start:start+T`` and attention reads ``0:start+T``.
+    """
+
+    def __init__(self, config: GPTConfig, n_kv_head: int) -> None:
+        super().__init__()
+        if config.n_head % n_kv_head:
+            raise ValueError(
+                f"number of key/value heads ({n_kv_head}) must divide n_head ({config.n_head})"
+            )
+        self.n_head = config.n_head
+        self.n_kv_head = n_kv_head
+        self.head_dim = config.head_dim
+        self.n_embd = config.n_embd
+        self.c_attn = nn.Linear(config.n_embd, (config.n_head + 2 * n_kv_head) * config.head_dim, bias=config.bias)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.attn_dropout = config.dropout
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    @classmethod
+    def kv_heads(cls, config: GPTConfig) -> int:
+        raise NotImplementedError
+
+    def forward(
+        self,
+        x: Tensor,
+        mask: Tensor | None = None,
+        cache: tuple[Tensor, Tensor, int] | None = None,
+    ) -> Tensor:
+        B, T, C = x.shape
+        H, K, D = self.n_head, self.n_kv_head, self.head_dim
+        q, k, v = self.c_attn(x).split((H * D, K * D, K * D), dim=-1)
+        k = k.view(B, T, K, D).transpose(1, 2)  # [B, K, T, D]
+        v = v.view(B, T, K, D).transpose(1, 2)
+        if cache is not None:
+            k_cache, v_cache, start = cache
+            # In-place write into the preallocated cache: no torch.cat, no reallocation per step.
+            k_cache[:, :, start : start + T] = k
+            v_cache[:, :, start : start + T] = v
+            k = k_cache[:, :, : start + T]
+            v = v_cache[:, :, : start + T]
+        dropout_p = self.attn_dropout if self.training else 0.0
+
+        if T == 1 and (mask is None or mask.size(1) == 1):
+            # Decoding: the G = H // K query heads of a group become G "query positions" of one
+            # key/value head; a view, no causal mask needed (every cached key is in the past).
+            y = F.scaled_dot_product_attention(q.view(B, K, H // K, D), k, v, attn_mask=mask, dropout_p=dropout_p)
+            return self.resid_dropout(self.c_proj(y.view(B, 1, C)))
+
+        q = q.view(B, T, H, D).transpose(1, 2)  # [B, H, T, D]
+        y = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            dropout_p=dropout_p,
+            is_causal=mask is None,
+            enable_gqa=K != H,
+        )  # [B, H, T, D]
+        y = y.transpose(1, 2).reshape(B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MultiHeadAttention(CausalSelfAttention):
+    """Every query head has its own key/value head (GPT-2, the paper's MHA ablation)."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__(config, self.kv_heads(config))
+
+    @classmethod
+    def kv_heads(cls, config: GPTConfig) -> int:
+        return config.n_head
+
+
+class MultiQueryAttention(CausalSelfAttention):
+    """One key/value head shared by all query heads (SantaCoder; Shazeer 2019)."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__(config, self.kv_heads(config))
+
+    @classmethod
+    def kv_heads(cls, config: GPTConfig) -> int:
+        return 1
+
+
+class GroupedQueryAttention(CausalSelfAttention):
+    """``config.n_query_groups`` key/value heads, each shared by ``n_head // n_query_groups`` queries."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__(config, self.kv_heads(config))
+
+    @classmethod
+    def kv_heads(cls, config: GPTConfig) -> int:
+        groups = config.n_query_groups
+        if groups is None:
+            raise ValueError(
+                "attention='gqa' needs GPTConfig.n_query_groups (the number of key/value heads); "
+                f"choose a divisor of n_head={config.n_head}"
+            )
+        if groups <= 0 or config.n_head % groups:
+            raise ValueError(
+                f"GPTConfig.n_query_groups ({groups}) must be a positive divisor of n_head ({config.n_head})"
+            )
+        return groups

@@ -1,0 +1,102 @@
+"""One small dataclass describes every model size and attention variant (litgpt's habit)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+
+@dataclass
+class GPTConfig:
+    """A GPT-2-style decoder. Defaults follow SantaCoder where the paper fixes a value.
+
+    ``vocab_size`` is the number of embedding rows, already padded (SantaCoder: 49,152 BPE tokens +
+    special tokens, padded to a multiple of 128 = 49,280); the tokenizer may use fewer ids.
+    ``attention`` names a plugin of the ``santa.attention`` entry-point group; ``n_query_groups``
+    is the number of key/value heads for ``gqa`` and must stay ``None`` for the others, so a config
+    never carries a setting that its attention silently ignores.
+    """
+
+    vocab_size: int
+    n_embd: int
+    n_layer: int
+    n_head: int
+    n_positions: int = 2048
+    n_inner: int | None = None
+    attention: str = "mqa"
+    n_query_groups: int | None = None
+    dropout: float = 0.1
+    layer_norm_epsilon: float = 1e-5
+    initializer_range: float = 0.022
+    bias: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "n_embd", "n_layer", "n_head", "n_positions"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"GPTConfig.{name} must be a positive int, got {value!r}")
+        if self.n_embd % self.n_head:
+            raise ValueError(
+                f"GPTConfig.n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}) "
+                "so every head has the same size"
+            )
+        if self.n_inner is not None and (not isinstance(self.n_inner, int) or self.n_inner <= 0):
+            raise ValueError(f"GPTConfig.n_inner must be a positive int or None, got {self.n_inner!r}")
+        if not isinstance(self.attention, str) or not self.attention:
+            raise ValueError(f"GPTConfig.attention must name an attention plugin, got {self.attention!r}")
+        if self.n_query_groups is not None:
+            if self.attention != "gqa":
+                raise ValueError(
+                    f"GPTConfig.n_query_groups={self.n_query_groups} is only meaningful with "
+                    f"attention='gqa' (got attention={self.attention!r}); set it to None"
+                )
+            if not isinstance(self.n_query_groups, int) or self.n_query_groups <= 0:
+                raise ValueError(f"GPTConfig.n_query_groups must be a positive int, got {self.n_query_groups!r}")
+            if self.n_head % self.n_query_groups:
+                raise ValueError(
+                    f"GPTConfig.n_query_groups ({self.n_query_groups}) must divide n_head ({self.n_head})"
+                )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout!r}")
+        if self.layer_norm_epsilon <= 0:
+            raise ValueError(f"GPTConfig.layer_norm_epsilon must be > 0, got {self.layer_norm_epsilon!r}")
+        if self.initializer_range <= 0:
+            raise ValueError(f"GPTConfig.initializer_range must be > 0, got {self.initializer_range!r}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    @property
+    def mlp_dim(self) -> int:
+        return self.n_inner if self.n_inner is not None else 4 * self.n_embd
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GPTConfig:
+        # Refusing unknown keys catches typos (``n_heads``) that would otherwise silently fall back
+        # to a default and train a different model than the one asked for.
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown GPTConfig key(s): {', '.join(unknown)}; valid keys: {', '.join(sorted(known))}"
+            )
+        return cls(**dict(d))
+
+
+def santacoder_1b(**overrides: Any) -> GPTConfig:
+    """The final SantaCoder: 24 x 2048, 16 heads, MQA, 1,124,886,528 parameters."""
+    base: dict[str, Any] = dict(
+        vocab_size=49280,
+        n_positions=2048,
+        n_embd=2048,
+        n_layer=24,
+        n_head=16,
+        n_inner=8192,
+        attention="mqa",
+    )
+    base.update(overrides)
+    return GPTConfig(**base)

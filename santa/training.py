@@ -1,0 +1,239 @@
+"""What `python train.py` does, as a function of the composed config: data stages -> DataModule +
+LightningModule + Trainer -> fit -> Hugging Face export -> samples. Kept out of train.py so every
+line of it is testable."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.table import Table
+
+from santa import stages
+from santa.data.datamodule import DataFiles, SantaDataModule
+from santa.data.tokenizer import load_tokenizer, padded_vocab_size, special_ids
+from santa.errors import SantaError
+from santa.lit import SantaLM
+
+# Trainer keys that are santa's, not Lightning's.
+_SANTA_TRAINER_KEYS = ("val_every_n_steps", "checkpoint_every_n_steps", "activation_checkpointing")
+
+
+def world_size(trainer_cfg: dict[str, Any]) -> int:
+    devices = trainer_cfg.get("devices", 1)
+    if devices in ("auto", -1, "-1"):
+        accel = trainer_cfg.get("accelerator", "cpu")
+        devices = torch.cuda.device_count() if accel in ("gpu", "cuda") and torch.cuda.is_available() else 1
+    if isinstance(devices, (list, tuple)):
+        devices = len(devices)
+    return int(devices) * int(trainer_cfg.get("num_nodes", 1))
+
+
+def model_config(cfg: DictConfig, vocab_size: int) -> dict[str, Any]:
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    assert isinstance(model, dict)
+    if model.get("vocab_size") is None:
+        model["vocab_size"] = vocab_size
+    elif model["vocab_size"] < vocab_size:
+        raise SantaError(
+            f"model.vocab_size={model['vocab_size']} is smaller than the tokenizer's {vocab_size} "
+            "tokens; set model.vocab_size=null to size it from the tokenizer"
+        )
+    if model["n_positions"] < cfg.data.seq_len:
+        raise SantaError(f"model.n_positions={model['n_positions']} < data.seq_len={cfg.data.seq_len}")
+    return model
+
+
+def build_datamodule(cfg: DictConfig, files: DataFiles) -> SantaDataModule:
+    return SantaDataModule(
+        files,
+        objective=cfg.objective.name,
+        objective_params=OmegaConf.to_container(cfg.objective.params, resolve=True),
+        seq_len=cfg.data.seq_len,
+        micro_batch_size=cfg.data.micro_batch_size,
+        global_batch_size=cfg.data.global_batch_size,
+        val_windows=cfg.data.val_windows,
+        num_workers=cfg.data.num_workers,
+        seed=cfg.seed,
+    )
+
+
+def build_trainer(
+    cfg: DictConfig,
+    accumulate: int,
+    run_dir: Path,
+    extra_callbacks: list | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> pl.Trainer:
+    """The Lightning Trainer of a config; ``overrides`` are Trainer kwargs for programmatic use
+    (e.g. a precision plugin object, which a YAML file cannot hold)."""
+    kwargs = {k: v for k, v in cfg.trainer.items() if k not in _SANTA_TRAINER_KEYS and k != "strategy"}
+    kwargs = OmegaConf.to_container(OmegaConf.create(kwargs), resolve=True)
+    kwargs.update(overrides or {})
+    strategy = cfg.trainer.strategy
+    if isinstance(strategy, DictConfig):
+        strategy = instantiate(strategy, _convert_="all")
+    every = int(cfg.trainer.checkpoint_every_n_steps)
+    callbacks: list[pl.Callback] = [
+        ModelCheckpoint(
+            dirpath=run_dir / "checkpoints",
+            filename="step_{step:06d}",  # no "=": the path must survive a Hydra override
+            auto_insert_metric_name=False,
+            every_n_train_steps=every,
+            save_top_k=-1,
+            save_last=True,
+        ),
+        *(extra_callbacks or []),
+    ]
+    if cfg.trainer.enable_progress_bar:
+        callbacks.append(RichProgressBar(leave=True))
+    logger = instantiate(cfg.logger) if cfg.get("logger") else False
+    val_every = int(cfg.trainer.val_every_n_steps)
+    return pl.Trainer(
+        **kwargs,
+        strategy=strategy,
+        accumulate_grad_batches=accumulate,
+        # The training stream is endless (see StepBatchSampler): validate every N optimizer steps.
+        val_check_interval=val_every * accumulate,
+        check_val_every_n_epoch=None,
+        callbacks=callbacks,
+        logger=logger,
+        use_distributed_sampler=False,  # the sampler shards by rank itself
+        default_root_dir=str(run_dir),
+    )
+
+
+def _resolve_ckpt(ckpt: str | None, run_dir: Path) -> str | None:
+    if ckpt in (None, "", "null"):
+        return None
+    if ckpt == "last":
+        path = run_dir / "checkpoints" / "last.ckpt"
+    else:
+        path = Path(ckpt)
+    if not path.exists():
+        raise SantaError(f"ckpt_path={ckpt}: no checkpoint at {path}")
+    return str(path)
+
+
+def train(
+    cfg: DictConfig, extra_callbacks: list | None = None, trainer_overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    console = Console(stderr=True, soft_wrap=True)
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    t0 = time.perf_counter()
+    files = stages.prepare(cfg, console)
+    tokenizer = load_tokenizer(files.tokenizer_dir)
+    mcfg = model_config(cfg, padded_vocab_size(len(tokenizer)))
+    dm = build_datamodule(cfg, files)
+    world = world_size(cfg.trainer)
+    accumulate = dm.accumulation(world)
+    tokens_per_step = cfg.data.global_batch_size * cfg.data.seq_len
+    lit = SantaLM(
+        mcfg,
+        OmegaConf.to_container(cfg.optim, resolve=True),
+        max_steps=int(cfg.trainer.max_steps),
+        tokens_per_step=tokens_per_step,
+        activation_checkpointing=bool(cfg.trainer.get("activation_checkpointing", False)),
+        tokenizer_json=tokenizer.backend_tokenizer.to_str(),
+    )
+    trainer = build_trainer(cfg, accumulate, run_dir, extra_callbacks, trainer_overrides)
+    if trainer.is_global_zero:
+        console.print(
+            f"[bold]model[/bold] {lit.model.num_parameters():,} parameters, attention={mcfg['attention']}, "
+            f"objective={cfg.objective.name}; {world} process(es) x micro-batch {cfg.data.micro_batch_size} "
+            f"x accumulation {accumulate} = {cfg.data.global_batch_size} sequences of {cfg.data.seq_len} tokens per step"
+        )
+    trainer.fit(lit, datamodule=dm, ckpt_path=_resolve_ckpt(cfg.ckpt_path, run_dir))
+    summary: dict[str, Any] = {
+        "run_dir": str(run_dir),
+        "checkpoints": str(run_dir / "checkpoints"),
+        "tokenizer": files.tokenizer_dir,
+        "token_shards": {"train": files.train, "val": files.val},
+        "global_step": trainer.global_step,
+        "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()},
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    if not trainer.is_global_zero:
+        finish_loggers(trainer)
+        return summary
+    if cfg.export_hf:
+        summary["hf"] = export(lit, tokenizer, run_dir / "hf", console)
+    if cfg.show_samples:
+        summary["samples"] = show_samples(lit, tokenizer, cfg.sample, console)
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    print_artifacts(summary, console)
+    finish_loggers(trainer)
+    return summary
+
+
+def finish_loggers(trainer: pl.Trainer) -> None:
+    """Close W&B runs: in one process (a Hydra multirun, a notebook), an unfinished run would
+    swallow the next job's metrics."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger) and logger._experiment is not None:
+            logger.experiment.finish()
+
+
+def export(lit: SantaLM, tokenizer: Any, out: Path, console: Console) -> str | None:
+    from santa.model.hf import UnsupportedConversionError, export_hf
+
+    try:
+        export_hf(lit.model, out, tokenizer=tokenizer)
+    except UnsupportedConversionError as exc:
+        console.print(f"[yellow]no Hugging Face export:[/yellow] {exc}")
+        return None
+    return str(out)
+
+
+def show_samples(lit: SantaLM, tokenizer: Any, sample: DictConfig, console: Console) -> dict[str, str]:
+    from santa.model.generation import generate
+    from santa.objectives.fim import infill_prompt
+
+    model = lit.model.eval()
+    eot = special_ids(tokenizer).eot
+
+    def run(ids: list[int]) -> str:
+        budget = min(int(sample.max_new_tokens), model.config.n_positions - len(ids))
+        out = generate(model, torch.tensor([ids]), budget, eos_token_id=eot)[0, len(ids) :].tolist()
+        return tokenizer.decode(out[: out.index(eot)] if eot in out else out)
+
+    completion = run(tokenizer.encode(sample.prompt, add_special_tokens=False))
+    middle = run(list(infill_prompt(tokenizer, sample.prefix, sample.suffix)))
+    console.rule("completion (greedy)")
+    console.out(sample.prompt, highlight=False, end="")
+    console.out(completion, style="green", highlight=False)
+    console.rule("fill-in-the-middle (greedy, PSM)")
+    console.out(sample.prefix, highlight=False, end="")
+    console.out(middle, style="bold green", highlight=False, end="")
+    console.out(sample.suffix, highlight=False)
+    return {"completion": completion, "infill": middle}
+
+
+def print_artifacts(summary: dict[str, Any], console: Console) -> None:
+    table = Table(title="artifacts", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("where", overflow="fold")
+    table.add_row("run directory", summary["run_dir"])
+    table.add_row("checkpoints", summary["checkpoints"])
+    if summary.get("hf"):
+        table.add_row("Hugging Face export", summary["hf"])
+    table.add_row("tokenizer", summary["tokenizer"])
+    table.add_row("token shards", ", ".join(summary["token_shards"]["train"] + summary["token_shards"]["val"]))
+    table.add_row("summary", str(Path(summary["run_dir"]) / "summary.json"))
+    m = summary["metrics"]
+    for key in ("train/loss", "val/loss", "train/tokens_per_s"):
+        if key in m:
+            table.add_row(key, f"{m[key]:.4g}")
+    console.print(table)
