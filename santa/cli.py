@@ -103,6 +103,12 @@ def cmd_infill(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    from santa.eval.sandbox import main as sandbox_main
+
+    return sandbox_main(["--isolation", args.isolation])
+
+
 def _add_generation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="a .ckpt, an HF export dir, or a run dir under outputs/")
     p.add_argument("--max-new-tokens", type=int, default=64)
@@ -117,6 +123,7 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
 EXTERNAL: dict[str, tuple[str, str]] = {
     "prepare": ("santa.pipeline.cli", "run the data pipeline alone: redact, filter, dedup, decontaminate"),
     "pii-eval": ("santa.filters.pii_eval", "score PII detection against an annotated JSONL file"),
+    "eval-report": ("santa.eval.report", "one table of every results.json under the given directories"),
 }
 
 
@@ -137,6 +144,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--spm", action="store_true", help="suffix-prefix-middle prompt order (default PSM)")
     _add_generation_args(p)
     p.set_defaults(func=cmd_infill)
+    p = sub.add_parser("sandbox", help="print what the code-execution sandbox guarantees here, and the toolchains found")
+    p.add_argument("--isolation", choices=["auto", "none"], default="auto")
+    p.set_defaults(func=cmd_sandbox)
     chosen = next((a for a in (argv or []) if not a.startswith("-")), None)
     for name, (module, help_text) in EXTERNAL.items():
         p = sub.add_parser(name, help=help_text, add_help=name != chosen)
@@ -152,11 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(argv).parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except SantaError as exc:
-        console.print(f"[bold red]error:[/bold red] {exc}")
-        return 2
-    except FileNotFoundError as exc:
-        console.print(f"[bold red]error:[/bold red] {exc}")
+    except (SantaError, FileNotFoundError) as exc:
+        Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/bold red] {exc}")
         return 2
 
 

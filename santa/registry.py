@@ -11,10 +11,12 @@ from functools import lru_cache
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
+from santa.errors import SantaError
+
 GROUPS: tuple[str, ...] = ("santa.filters", "santa.attention", "santa.objectives", "santa.benchmarks")
 
 
-class UnknownPluginError(LookupError):
+class UnknownPluginError(SantaError, LookupError):
     """A plugin name that no installed distribution registers."""
 
 

@@ -237,7 +237,10 @@ def test_mqa_cache_is_n_head_times_smaller():
     assert mha.cache_bytes == 4 * mqa.cache_bytes == 2 * gqa.cache_bytes
     assert mqa.cache_bytes == 2 * 2 * 2 * 1 * 32 * 16 * 4  # layers x (k, v) x B x kv x len x dim x fp32
     # SantaCoder at full context: 16x, sized on the meta device without building any layer.
-    big = {a: KVCache.for_config(santacoder_1b(attention=a), 1, 2048, device="meta").cache_bytes for a in ("mqa", "mha")}
+    big = {
+        a: KVCache.for_config(santacoder_1b(attention=a), 1, 2048, device="meta").cache_bytes
+        for a in ("mqa", "mha")
+    }
     assert big["mha"] == 16 * big["mqa"]
 
 

@@ -114,6 +114,27 @@ def test_tiny_fit_end_to_end(tiny_cfg, tmp_path: Path) -> None:
     with torch.no_grad():
         diff = (hf(ids).logits - ours.model(ids)[0]).abs().max().item()
     assert diff < 1e-4
+    # The CLI completes and infills with the export and with the checkpoint alike.
+    import subprocess
+    import sys
+
+    santa_cli = [sys.executable, "-m", "santa.cli"]
+    gen = subprocess.run(
+        [*santa_cli, "generate", "--model", str(run / "hf"), "--prompt", "def f(x):", "--max-new-tokens", "8", "--raw"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert gen.returncode == 0, gen.stderr
+    inf = subprocess.run(
+        [*santa_cli, "infill", "--model", str(run / "checkpoints" / "last.ckpt"), "--prefix", "def f(x):\n    ",
+         "--suffix", "\n    return y\n", "--max-new-tokens", "8", "--raw"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert inf.returncode == 0, inf.stderr
+    too_long = subprocess.run(
+        [*santa_cli, "generate", "--model", str(run), "--prompt", "x " * 200, "--max-new-tokens", "8"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert too_long.returncode == 2 and "exceeds the model's context of 64 tokens" in too_long.stderr + too_long.stdout
 
 
 @pytest.mark.slow

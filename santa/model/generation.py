@@ -10,15 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
 
 from santa.model.config import GPTConfig
-
-if TYPE_CHECKING:
-    from santa.model.gpt import GPT
+from santa.model.gpt import GPT, attention_class
 
 StopFn = Callable[[Tensor], Tensor]
 """Per-row "finished" test: generated ids so far [B, n] (the prompt excluded) -> bool [B]."""
@@ -44,8 +42,6 @@ class KVCache:
         dtype: torch.dtype = torch.float32,
     ) -> KVCache:
         # The plugin class says how many key/value heads it keeps: no layer is built for sizing.
-        from santa.model.gpt import attention_class
-
         n_kv = attention_class(config).kv_heads(config)
         shape = (batch_size, n_kv, max_len, config.head_dim)
         k = [torch.empty(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
@@ -207,7 +203,9 @@ def generate(
 
     if attention_mask is not None:
         if attention_mask.shape != input_ids.shape:
-            raise ValueError(f"attention_mask must match input_ids {list(input_ids.shape)}, got {list(attention_mask.shape)}")
+            raise ValueError(
+                f"attention_mask must match input_ids {list(input_ids.shape)}, got {list(attention_mask.shape)}"
+            )
         if bool(attention_mask.all()):
             attention_mask = None  # no padding: skip every mask tensor
     if attention_mask is not None:

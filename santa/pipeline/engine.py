@@ -1,0 +1,918 @@
+"""The pipeline engine: runs the steps named in the config over the input, on the local engine
+(processes of this machine) or on Ray Data, and accounts for every record.
+
+The steps are cut into segments at each corpus step (dedup):
+
+    segment 0: read + validate -> record steps ... -> prepare(corpus step A)   -> spill, per input unit
+    corpus step A over the spill (driver)                                        -> decisions
+    segment 1: apply A's decisions -> record steps ... -> prepare(B)           -> spill
+    ...
+    last segment: apply decisions -> record steps ...                          -> clean shards
+
+Segments run unit by unit (one unit per input file) in batches; each finished unit leaves its
+files and then a marker (its counts, written last) under ``<output>/.santa-work/<key>/``, and
+each corpus step its decisions, so an interrupted run resumes where it stopped. The published
+outputs appear only when everything is done, ``_SUCCESS`` last.
+
+Both engines run the same :class:`SegmentWorker` over the same items (same ids, same batches of
+one unit), so they keep the same files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import time
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from filelock import FileLock
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from santa import registry
+from santa.errors import SantaError
+from santa.filters.base import CorpusStep, Decision, Record, RecordStep, Step, StepContext
+from santa.pipeline.inputs import Item, Unit, denormalise, iter_unit, normalise, resolve_units
+from santa.pipeline.inputs import _spill as _spill_records
+from santa.pipeline.parquet import rows_table, tmp_name, write_json, write_table
+
+FORMAT = "santa-pipeline/1"
+INPUT_STEP = "input"
+SUCCESS = "_SUCCESS"
+WORK = ".santa-work"
+GROUP = "santa.filters"
+# Rows of clean data / rejects per Parquet file: bounds the memory one input unit needs.
+_FLUSH_ROWS = 20_000
+_FLUSH_BYTES = 256 << 20
+# With workers=null the local engine starts one worker per this much input (up to every core).
+_BYTES_PER_WORKER = 4 << 20
+_SPILL_SCHEMA = pa.schema([("id", pa.int64()), ("where", pa.string()), ("lang", pa.string()), ("repo", pa.string()),
+                           ("path", pa.string()), ("record", pa.large_binary())])
+
+
+def spill_table(records: list[Record]) -> pa.Table:
+    """Survivors of a segment, pickled whole (santa's fields, the source's, ``_prepared``), with
+    the few fields the driver reads without unpickling."""
+    def text(v: Any) -> str | None:
+        return None if v is None else str(v)
+
+    return pa.table({
+        "id": pa.array([r["id"] for r in records], pa.int64()),
+        "where": pa.array([text(r.get("_where")) for r in records], pa.string()),
+        "lang": pa.array([text(r.get("lang")) for r in records], pa.string()),
+        "repo": pa.array([text(r.get("repo")) for r in records], pa.string()),
+        "path": pa.array([text(r.get("path")) for r in records], pa.string()),
+        "record": pa.array([pickle.dumps(r, protocol=5) for r in records], pa.large_binary()),
+    }, schema=_SPILL_SCHEMA)
+
+
+# The columns santa adds have one type in every file, whatever the values of a batch.
+_TYPES = {
+    "rejects": {"reject_step": pa.string(), "reject_stat": pa.float64(), "reject_reason": pa.string(),
+                "reject_where": pa.string(), "reject_id": pa.int64(), "reject_details": pa.string()},
+    "annotations": {"id": pa.int64(), "where": pa.string(), "repo": pa.string(), "path": pa.string(),
+                    "step": pa.string(), "details": pa.string()},
+}
+
+
+class PipelineError(SantaError, ValueError):
+    """A pipeline that cannot run as configured, or input that strict mode refuses."""
+
+
+class AccountingError(AssertionError):
+    """kept + rejected != read somewhere: a bug in the engine or a step, never the user's."""
+
+
+@dataclass
+class StepSpec:
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PipelineConfig:
+    input: str | Path | list[str | Path]
+    output: str | Path
+    steps: list[StepSpec]
+    engine: str = "local"
+    # Local engine: worker processes (None: every core). 1 runs in this process.
+    workers: int | None = None
+    batch_size: int = 256
+    # Larger files are rejected by the input check (The Stack itself dropped files over 1 MB).
+    max_file_bytes: int = 1_000_000
+    strict: bool = False
+    ray_address: str | None = None
+    ray_num_cpus: int | None = None
+    context: StepContext = field(default_factory=StepContext)
+    # Anything else that decides the output and is not a step parameter (the tokenizer's identity).
+    key_extra: dict[str, Any] = field(default_factory=dict)
+    keep_work: bool = False
+    progress: bool = True
+
+
+@dataclass
+class PipelineResult:
+    output: Path
+    report: dict[str, Any]
+    reused: bool = False
+
+    @property
+    def data_files(self) -> list[Path]:
+        return [self.output / f for u in self.report["inputs"] for f in u["data"]]
+
+    def unit_data_files(self, input_path: str | Path) -> list[Path]:
+        """Clean shards made from one input file."""
+        want = str(Path(input_path))
+        return [self.output / f for u in self.report["inputs"] if u["path"] == want for f in u["data"]]
+
+
+# --------------------------------------------------------------------------------------------
+# Steps and segments
+
+
+def build_step(spec: StepSpec) -> Step:
+    cls = registry.get(GROUP, spec.name)
+    try:
+        step = cls(**spec.params)
+    except TypeError as exc:
+        raise PipelineError(f"step {spec.name!r}: bad parameters {spec.params} ({exc}); see pipeline.params.{spec.name}") from exc
+    if not isinstance(step, (RecordStep, CorpusStep)):
+        raise PipelineError(f"step {spec.name!r} ({cls}) is neither a RecordStep nor a CorpusStep (santa/filters/base.py)")
+    step.name = spec.name
+    return step
+
+
+@dataclass
+class Segment:
+    index: int
+    after: str | None  # corpus step whose decisions apply on the way in
+    steps: list[str]  # record steps, in order
+    prepare_for: str | None  # corpus step prepared at the end (None: the last segment)
+
+
+def plan_segments(steps: list[Step]) -> list[Segment]:
+    segments: list[Segment] = []
+    current = Segment(0, None, [], None)
+    for step in steps:
+        if isinstance(step, CorpusStep):
+            current.prepare_for = step.name
+            segments.append(current)
+            current = Segment(len(segments), step.name, [], None)
+        else:
+            current.steps.append(step.name)
+    segments.append(current)
+    return segments
+
+
+# --------------------------------------------------------------------------------------------
+# The work of one batch (runs in worker processes / Ray actors)
+
+
+@dataclass
+class BatchResult:
+    # counts[step][lang] = [read files, read bytes, rejected files, rejected bytes]
+    counts: dict[str, dict[str, list[int]]] = field(default_factory=dict)
+    # Built in the worker, so the driver only appends tables to files: the survivors (a spill
+    # table of pickled records, or clean rows in the last segment), the rejects, the annotations.
+    kept: pa.Table | None = None
+    n_kept: int = 0
+    rejects: list[dict[str, Any]] = field(default_factory=list)
+    annotations: list[dict[str, Any]] = field(default_factory=list)
+    tables: dict[str, pa.Table] = field(default_factory=dict)
+    stats: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    notes: dict[str, dict[str, int]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+    def count(self, step: str, lang: str, nbytes: int, rejected: bool) -> None:
+        c = self.counts.setdefault(step, {}).setdefault(lang, [0, 0, 0, 0])
+        c[0] += 1
+        c[1] += nbytes
+        if rejected:
+            c[2] += 1
+            c[3] += nbytes
+
+
+def _nbytes(content: Any) -> int:
+    return len(content.encode("utf-8", "surrogatepass")) if isinstance(content, str) else 0
+
+
+def _storable(content: Any) -> tuple[Any, bool]:
+    """Content Parquet can hold as UTF-8 text; undecodable bytes and lone surrogates escaped."""
+    if isinstance(content, (bytes, bytearray)):
+        return bytes(content).decode("utf-8", "backslashreplace"), True
+    if isinstance(content, str):
+        try:
+            content.encode("utf-8")
+        except UnicodeEncodeError:
+            return content.encode("utf-8", "backslashreplace").decode("utf-8"), True
+    return content, False
+
+
+def _reject_row(rec: dict[str, Any] | None, where: str, rid: int, step: str, d: Decision) -> dict[str, Any]:
+    row = denormalise(rec) if rec is not None else {}
+    if "content" in row:
+        row["content"], escaped = _storable(row["content"])
+        if escaped:  # what was stored is not byte for byte what was read
+            d = Decision(d.keep, d.stat, d.reason, d.content, {**(d.details or {}), "content_escaped": "backslashreplace"})
+    row.update(
+        reject_step=step,
+        reject_stat=d.stat,
+        reject_reason=d.reason,
+        reject_where=where,
+        reject_id=rid,
+        reject_details=json.dumps(d.details, default=str) if d.details else None,
+    )
+    return row
+
+
+class SegmentWorker:
+    """Runs one segment over batches of items; built once per process (or Ray actor)."""
+
+    def __init__(self, specs: list[StepSpec], segment: Segment, context: StepContext, options: dict[str, Any],
+                 dropped: dict[int, Decision] | str | None) -> None:
+        self.segment = segment
+        self.options = options
+        if isinstance(dropped, str):  # the previous corpus step's decisions, saved by the driver
+            with open(dropped, "rb") as fh:
+                dropped = pickle.load(fh)["dropped"]
+        self.dropped: dict[int, Decision] = dropped or {}
+        by_name = {s.name: s for s in specs}
+        self.steps: list[RecordStep] = []
+        for name in segment.steps:
+            step = build_step(by_name[name])
+            step.setup(context)
+            self.steps.append(step)  # type: ignore[arg-type]
+        self.prepare: CorpusStep | None = None
+        if segment.prepare_for:
+            prep = build_step(by_name[segment.prepare_for])
+            prep.setup(context)
+            self.prepare = prep  # type: ignore[assignment]
+
+    def _validate(self, raw: dict[str, Any]) -> tuple[str | None, int]:
+        content = raw.get("content")
+        if content is None:
+            return "missing content", 0
+        if isinstance(content, (bytes, bytearray)):
+            try:
+                content = raw["content"] = bytes(content).decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return f"invalid UTF-8 in content ({exc.reason} at byte {exc.start})", len(content)
+        if not isinstance(content, str):
+            return f"content is {type(content).__name__}, not text", 0
+        try:
+            nbytes = len(content.encode("utf-8"))
+        except UnicodeEncodeError:
+            return "invalid UTF-8 in content (a lone surrogate escape)", 0
+        if "\x00" in content:
+            return "binary content (NUL bytes)", nbytes
+        limit = self.options["max_file_bytes"]
+        if nbytes > limit:
+            return f"{nbytes:,} bytes > max_file_bytes {limit:,}", nbytes
+        return None, nbytes
+
+    def run(self, items: list[Item]) -> BatchResult:
+        res = BatchResult()
+        strict = self.options["strict"]
+        live: list[Record] = []
+        first = self.segment.index == 0
+        for rid, where, raw, error in items:
+            if first:
+                lang = (raw or {}).get("lang") or "unknown"
+                if error is None:
+                    error, nbytes = self._validate(raw)  # type: ignore[arg-type]
+                else:
+                    nbytes = 0
+                if error is not None:
+                    if strict:
+                        raise PipelineError(f"{where}: {error} (strict mode: fix or remove it, or run without strict=true)")
+                    res.count(INPUT_STEP, lang, nbytes, True)
+                    res.errors.append(f"{where}: {error}")
+                    res.rejects.append(_reject_row(raw, where, rid, INPUT_STEP, Decision(False, None, error)))
+                    continue
+                rec = normalise(raw, rid, where)  # type: ignore[arg-type]
+                res.count(INPUT_STEP, rec["lang"], nbytes, False)
+                live.append(rec)
+                continue
+            assert raw is not None
+            if isinstance(raw, bytes):  # from a spill: unpickled here, in the worker
+                raw = pickle.loads(raw)
+            raw.pop("_prepared", None)  # the previous corpus step's, no use past it
+            after = self.segment.after
+            assert after is not None
+            d = self.dropped.get(rid)
+            res.count(after, raw.get("lang") or "unknown", _nbytes(raw["content"]), d is not None)
+            if d is not None:
+                res.rejects.append(_reject_row(raw, where, rid, after, d))
+                self._note(res, after, raw, d)
+            else:
+                live.append(raw)
+        for step in self.steps:
+            if not live:
+                break
+            try:
+                decisions = step.process(live)
+            except SantaError as exc:
+                raise PipelineError(f"step {step.name!r} on {live[0]['_where']} .. {live[-1]['_where']}: {exc}") from exc
+            if len(decisions) != len(live):
+                raise AccountingError(f"step {step.name!r} returned {len(decisions)} decisions for {len(live)} records")
+            survivors = []
+            for rec, d in zip(live, decisions):
+                lang = rec.get("lang") or "unknown"
+                res.count(step.name, lang, _nbytes(rec["content"]), not d.keep)
+                if d.stat is not None:
+                    res.stats.setdefault(step.name, {}).setdefault(lang, []).append(float(d.stat))
+                self._note(res, step.name, rec, d)
+                if not d.keep:
+                    res.rejects.append(_reject_row(rec, rec["_where"], rec["id"], step.name, d))
+                    continue
+                if d.content is not None:
+                    rec["content"] = d.content
+                survivors.append(rec)
+            live = survivors
+        if self.prepare is not None and live:
+            prepared = self.prepare.prepare(live)
+            if prepared is not None:
+                for rec, p in zip(live, prepared, strict=True):
+                    rec["_prepared"] = p
+        res.n_kept = len(live)
+        if live:
+            res.kept = rows_table([denormalise(r) for r in live]) if self.segment.prepare_for is None else spill_table(live)
+        for kind in ("rejects", "annotations"):
+            rows = getattr(res, kind)
+            if rows:
+                res.tables[kind] = rows_table(rows, _TYPES[kind])
+                setattr(res, kind, [])
+        return res
+
+    @staticmethod
+    def _note(res: BatchResult, step: str, rec: Record, d: Decision) -> None:
+        if not d.details:
+            return
+        note = d.details.get("note")
+        if note:
+            notes = res.notes.setdefault(step, {})
+            notes[str(note)] = notes.get(str(note), 0) + 1
+        if d.keep:
+            res.annotations.append({
+                "id": rec["id"], "where": rec.get("_where"), "repo": rec.get("repo"), "path": rec.get("path"),
+                "step": step, "details": json.dumps(d.details, default=str),
+            })
+
+
+# --------------------------------------------------------------------------------------------
+# Engines: yield (unit index, BatchResult) in input order
+
+
+def batches(items: Iterable[Item], size: int, max_bytes: int = 32 << 20) -> Iterator[list[Item]]:
+    batch: list[Item] = []
+    nbytes = 0
+    for item in items:
+        batch.append(item)
+        rec = item[2]
+        if isinstance(rec, bytes):  # a pickled record from a spill
+            nbytes += len(rec)
+        elif rec is not None and isinstance(rec.get("content"), str):
+            nbytes += len(rec["content"])
+        if len(batch) >= size or nbytes >= max_bytes:
+            yield batch
+            batch, nbytes = [], 0
+    if batch:
+        yield batch
+
+
+# Worker processes keep one SegmentWorker per segment: the pool lives for the whole run, so its
+# start-up (imports, step set-up) is paid once, not once per segment.
+_WORKERS: dict[int, SegmentWorker] = {}
+
+
+def _worker_init() -> None:
+    # Each worker is one core's worth: no nested thread pools fighting over the same cores.
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _run_batch(args: tuple, items: list[Item]) -> BatchResult:
+    seg: Segment = args[1]
+    worker = _WORKERS.get(seg.index)
+    if worker is None:
+        _WORKERS.clear()  # the previous segment is done: free its steps
+        worker = _WORKERS[seg.index] = SegmentWorker(*args)
+    return worker.run(items)
+
+
+class LocalEngine:
+    name = "local"
+
+    def __init__(self, workers: int | None, batch_size: int) -> None:
+        self.workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
+        self.batch_size = batch_size
+        self._pool: Any = None
+
+    def run(self, worker_args: tuple, units: list[Unit]) -> Iterator[tuple[int, BatchResult]]:
+        if self.workers == 1:
+            worker = SegmentWorker(*worker_args)
+            for unit in units:
+                for batch in batches(iter_unit(unit), self.batch_size):
+                    yield unit.index, worker.run(batch)
+            return
+        if self._pool is None:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            # spawn, not fork: the parent may hold threads (torch, tokenizers, Ray) that fork breaks.
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"), initializer=_worker_init)
+        window: deque = deque()
+        try:
+            for unit in units:
+                for batch in batches(iter_unit(unit), self.batch_size):
+                    window.append((unit.index, self._pool.submit(_run_batch, worker_args, batch)))
+                    if len(window) >= 2 * self.workers:
+                        idx, fut = window.popleft()
+                        yield idx, fut.result()
+            while window:
+                idx, fut = window.popleft()
+                yield idx, fut.result()
+        except BaseException:
+            for _, fut in window:
+                fut.cancel()
+            raise
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+def _ray_read(row: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    unit = pickle.loads(row["unit"])
+    for item in iter_unit(unit):
+        yield {"unit": unit.index, "item": pickle.dumps(item, protocol=5)}
+
+
+_ERROR_UNIT = -1
+
+
+class _RaySegment:
+    """Ray Data actor: one SegmentWorker per actor, fed batches of pickled items."""
+
+    def __init__(self, worker_args: tuple) -> None:
+        _worker_init()
+        self.worker = SegmentWorker(*worker_args)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        import numpy as np
+
+        units = [int(u) for u in batch["unit"]]
+        items = [pickle.loads(b) for b in batch["item"]]
+        out_units, out = [], []
+        start = 0
+        try:
+            # A Ray batch may straddle two units; results are kept per unit, in order.
+            for i in range(1, len(units) + 1):
+                if i == len(units) or units[i] != units[start]:
+                    out_units.append(units[start])
+                    out.append(pickle.dumps(self.worker.run(items[start:i]), protocol=5))
+                    start = i
+        except SantaError as exc:
+            # The user's error travels as data: raised, Ray would wrap it in its own exceptions
+            # (and retry the task) before the driver saw the message.
+            out_units, out = [_ERROR_UNIT], [pickle.dumps(exc)]
+        return {"unit": np.array(out_units, dtype=np.int64), "result": np.array(out, dtype=object)}
+
+
+class RayEngine:
+    name = "ray"
+
+    def __init__(self, address: str | None, num_cpus: int | None, batch_size: int) -> None:
+        self.address, self.num_cpus, self.batch_size = address, num_cpus, batch_size
+        self._started = False
+
+    def _init(self) -> int:
+        try:
+            import ray
+        except ImportError as exc:
+            raise PipelineError(
+                "engine=ray needs Ray Data: pip install -c constraints.txt 'ray[data]' (or santa[data])"
+            ) from exc
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
+            if self.address:
+                kwargs["address"] = self.address
+            else:
+                kwargs["num_cpus"] = self.num_cpus or os.cpu_count() or 1
+            os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+            ray.init(**kwargs)
+            self._started = True
+        return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+    def run(self, worker_args: tuple, units: list[Unit]) -> Iterator[tuple[int, BatchResult]]:
+        if not units:
+            return
+        cpus = self._init()
+        import ray
+
+        if isinstance(worker_args[4], str):  # actors may run on other machines: ship the decisions
+            with open(worker_args[4], "rb") as fh:
+                worker_args = (*worker_args[:4], pickle.load(fh)["dropped"])
+
+        ctx = ray.data.DataContext.get_current()
+        ctx.execution_options.preserve_order = True  # results per unit, in input order
+        ctx.enable_progress_bars = False
+        ds = ray.data.from_items([{"unit": pickle.dumps(u)} for u in units], override_num_blocks=len(units))
+        # One actor per CPU, each asking a little less than a CPU so that the reading tasks
+        # always find room: actors holding every CPU would starve the reads and stall the run.
+        ds = ds.flat_map(_ray_read, num_cpus=0.25)
+        ds = ds.map_batches(
+            _RaySegment,
+            fn_constructor_args=(worker_args,),
+            batch_size=self.batch_size,
+            batch_format="numpy",
+            concurrency=cpus,
+            num_cpus=max(0.1, (cpus - 0.5) / cpus),
+        )
+        for row in ds.iter_rows():
+            result = pickle.loads(row["result"])
+            if int(row["unit"]) == _ERROR_UNIT:
+                raise result
+            yield int(row["unit"]), result
+
+    def close(self) -> None:
+        if self._started:
+            import ray
+
+            ray.shutdown()
+            self._started = False
+
+
+# --------------------------------------------------------------------------------------------
+# Per-unit outputs and markers
+
+
+class UnitWriter:
+    """Collects one unit's batch results; writes its files, then its marker (counts) last."""
+
+    def __init__(self, work: Path, segment: Segment, unit: int, last: bool) -> None:
+        self.work, self.segment, self.unit, self.last = work, segment, unit, last
+        self.tag = f"s{segment.index}-u{unit:05d}"
+        for stale in self._dir().glob(f"{self.tag}*"):  # leftovers of an interrupted attempt
+            stale.unlink()
+        self.marker_counts: dict[str, dict[str, list[int]]] = {}
+        self.stats: dict[str, dict[str, list[float]]] = {}
+        self.notes: dict[str, Counter] = {}
+        self.errors: list[str] = []
+        self.files: dict[str, list[str]] = {"data": [], "rejects": [], "annotations": []}
+        self.buffers: dict[str, list[pa.Table]] = {"data": [], "rejects": [], "annotations": []}
+        self.buffer_bytes = 0
+        self.spill: pq.ParquetWriter | None = None
+        self.spill_tmp: Path | None = None
+        self.kept = 0
+
+    def _dir(self) -> Path:
+        return self.work / "units"
+
+    def add(self, res: BatchResult) -> None:
+        for step, langs in res.counts.items():
+            mine = self.marker_counts.setdefault(step, {})
+            for lang, c in langs.items():
+                m = mine.setdefault(lang, [0, 0, 0, 0])
+                for i in range(4):
+                    m[i] += c[i]
+        for step, langs in res.stats.items():
+            for lang, values in langs.items():
+                self.stats.setdefault(step, {}).setdefault(lang, []).extend(values)
+        for step, notes in res.notes.items():
+            self.notes.setdefault(step, Counter()).update(notes)
+        self.errors.extend(res.errors)
+        self.kept += res.n_kept
+        if res.kept is not None:
+            if self.last:
+                self.buffers["data"].append(res.kept)
+                self.buffer_bytes += res.kept.nbytes
+            else:
+                self._spill(res.kept)
+        for kind, table in res.tables.items():
+            self.buffers[kind].append(table)
+            self.buffer_bytes += table.nbytes
+        if self.buffer_bytes >= _FLUSH_BYTES or max(sum(t.num_rows for t in b) for b in self.buffers.values()) >= _FLUSH_ROWS:
+            self._flush()
+
+    def _spill(self, table: pa.Table) -> None:
+        if self.spill is None:
+            self.spill_tmp = tmp_name(self.spill_path)
+            self.spill_path.parent.mkdir(parents=True, exist_ok=True)
+            # Read back once, soon, by this machine: not worth compressing.
+            self.spill = pq.ParquetWriter(self.spill_tmp, _SPILL_SCHEMA, compression="none")
+        self.spill.write_table(table)
+
+    @property
+    def spill_path(self) -> Path:
+        return self._dir() / f"{self.tag}.spill.parquet"
+
+    def _write(self, kind: str, table: pa.Table) -> None:
+        name = f"{self.tag}.{kind}-{len(self.files[kind]):03d}.parquet"
+        write_table(self._dir() / name, table)
+        self.files[kind].append(name)
+
+    def _flush(self) -> None:
+        for kind, tables in self.buffers.items():
+            if not tables:
+                continue
+            try:
+                merged = [pa.concat_tables(tables, promote_options="permissive")]
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                merged = tables  # a field of different types in two batches: one file each
+            for table in merged:
+                self._write(kind, table)
+            self.buffers[kind] = []
+        self.buffer_bytes = 0
+
+    def finish(self) -> dict[str, Any]:
+        self._flush()
+        spill = None
+        if self.spill is not None:
+            self.spill.close()
+            os.replace(self.spill_tmp, self.spill_path)  # type: ignore[arg-type]
+            spill = self.spill_path.name
+        marker = {
+            "segment": self.segment.index, "unit": self.unit, "kept": self.kept, "spill": spill,
+            "files": self.files, "counts": self.marker_counts, "stats": self.stats,
+            "notes": {k: dict(v) for k, v in self.notes.items()}, "errors": self.errors,
+        }
+        write_json(self._dir() / f"{self.tag}.done.json", marker)
+        return marker
+
+    def abort(self) -> None:
+        if self.spill is not None:
+            self.spill.close()
+            if self.spill_tmp is not None:
+                self.spill_tmp.unlink(missing_ok=True)
+
+
+def load_marker(work: Path, segment: int, unit: int) -> dict[str, Any] | None:
+    path = work / "units" / f"s{segment}-u{unit:05d}.done.json"
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+# --------------------------------------------------------------------------------------------
+# Corpus steps over the spill
+
+
+class SpilledRecords:
+    """Every record that reached a corpus step, read back from the spill files; re-iterable."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        self.paths = paths
+
+    def __iter__(self) -> Iterator[Record]:
+        for p in self.paths:
+            for _, _, rec, _ in _spill_records(str(p), unpickle=True):
+                yield rec  # type: ignore[misc]
+
+    def __len__(self) -> int:
+        return sum(pq.ParquetFile(p).metadata.num_rows for p in self.paths)
+
+
+# --------------------------------------------------------------------------------------------
+# The run
+
+
+def config_key(obj: Any) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _input_identity(units: list[Unit]) -> list[tuple[str, str, int, int]]:
+    out = []
+    for u in units:
+        p = Path(u.path)
+        if u.kind == "tree":
+            files = sorted(f for f in p.rglob("*") if f.is_file())
+            out.append((u.kind, str(p.resolve()), sum(f.stat().st_size for f in files),
+                        max((int(f.stat().st_mtime) for f in files), default=0)))
+        else:
+            st = p.stat()
+            out.append((u.kind, str(p.resolve()), st.st_size, int(st.st_mtime)))
+    return out
+
+
+def _check_output(out: Path) -> None:
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise PipelineError(f"output {out} exists and is not a directory; choose another output=")
+    ours = (out / SUCCESS).exists() or (out / WORK).exists()
+    if not ours and any(out.iterdir()):
+        raise PipelineError(
+            f"output {out} is a non-empty directory that santa did not write (no {SUCCESS} or {WORK}); "
+            "choose another output= or empty it"
+        )
+
+
+def _reusable(out: Path, key: str) -> dict[str, Any] | None:
+    try:
+        success = json.loads((out / SUCCESS).read_text())
+        report = json.loads((out / "report.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    if success.get("key") != key or report.get("key") != key:
+        return None
+    if not all((out / f).is_file() for f in success.get("files", [])):
+        return None
+    return report
+
+
+def run_pipeline(cfg: PipelineConfig, console: Console | None = None) -> PipelineResult:
+    """Run (or reuse, or resume) the pipeline of ``cfg``; see the module docstring."""
+    from santa.pipeline import report as reporting
+
+    console = console or Console(stderr=True, soft_wrap=True)
+    if cfg.engine not in ("local", "ray"):
+        raise PipelineError(f"unknown engine {cfg.engine!r}: use engine=local or engine=ray")
+    names = [s.name for s in cfg.steps]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise PipelineError(f"pipeline.steps names {dupes} more than once; each step may appear once")
+    if INPUT_STEP in names:
+        raise PipelineError(f"{INPUT_STEP!r} is the engine's own input check, not a step name")
+    out = Path(cfg.output)
+    units = resolve_units(cfg.input)
+    # Built and set up here first, so a bad parameter, a missing tokenizer or benchmark file
+    # fails before any worker starts; corpus steps run here.
+    steps = [build_step(s) for s in cfg.steps]
+    key = config_key({
+        "format": FORMAT,
+        "steps": [[s.name, s.params()] for s in steps],
+        "inputs": _input_identity(units),
+        "max_file_bytes": cfg.max_file_bytes,
+        **cfg.key_extra,
+    })
+    _check_output(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(out / ".lock")):
+        report = _reusable(out, key)
+        if report is not None:
+            console.print(f"[bold]pipeline[/bold] {out} is up to date (key {key}); reusing it")
+            return PipelineResult(out, report, reused=True)
+        for step in steps:
+            step.setup(cfg.context)
+        segments = plan_segments(steps)
+        work = out / WORK / key
+        work.mkdir(parents=True, exist_ok=True)
+        write_json(work / "plan.json", {"key": key, "steps": [[s.name, s.params()] for s in steps],
+                                        "units": [u.__dict__ for u in units]})
+        workers = cfg.workers
+        if workers is None:  # every core, but no process start-up (~1 s each) for a small input
+            size = sum(i[2] for i in _input_identity(units))
+            workers = max(1, min(os.cpu_count() or 1, -(-size // _BYTES_PER_WORKER)))
+        engine: LocalEngine | RayEngine = (
+            LocalEngine(workers, cfg.batch_size) if cfg.engine == "local"
+            else RayEngine(cfg.ray_address, cfg.ray_num_cpus, cfg.batch_size)
+        )
+        options = {"max_file_bytes": cfg.max_file_bytes, "strict": cfg.strict}
+        start = time.perf_counter()
+        resumed = 0
+        try:
+            seg_units = units
+            dropped_path: str | None = None
+            decisions_by_step: dict[str, dict[int, Decision]] = {}
+            corpus_seconds: dict[str, float] = {}
+            for seg in segments:
+                last = seg.prepare_for is None
+                markers = {u.index: load_marker(work, seg.index, u.index) for u in seg_units}
+                pending = [u for u in seg_units if markers[u.index] is None]
+                resumed += len(seg_units) - len(pending)
+                if pending:
+                    args = (cfg.steps, seg, cfg.context, options, dropped_path)
+                    _run_segment(engine, args, pending, work, seg, last, markers, console if cfg.progress else None,
+                                 [INPUT_STEP] * (seg.index == 0) + [seg.after] * (seg.after is not None) + seg.steps)
+                if last:
+                    break
+                spills = [work / "units" / m["spill"] for m in (markers[u.index] for u in seg_units) if m and m["spill"]]
+                name = seg.prepare_for
+                assert name is not None
+                dropped_path, dropped, secs = _corpus_decisions(work, seg, next(s for s in steps if s.name == name), spills, console)
+                decisions_by_step[name] = dropped
+                corpus_seconds[name] = secs
+                # The next segment reads this one's survivors, unit by unit, under the same index.
+                seg_units = [Unit(u.index, str(work / "units" / markers[u.index]["spill"]), "spill")
+                             for u in seg_units if markers[u.index]["spill"]]  # type: ignore[index]
+                # Units with no survivors still need a marker in the next segment.
+                for u in units:
+                    if all(su.index != u.index for su in seg_units):
+                        seg_units.append(Unit(u.index, "", "empty"))
+                seg_units.sort(key=lambda u: u.index)
+            all_markers = {(seg.index, u.index): load_marker(work, seg.index, u.index) for seg in segments for u in units}
+            report = reporting.build(
+                key=key, cfg=cfg, steps=steps, segments=segments, units=units, markers=all_markers,
+                decisions=decisions_by_step, corpus_seconds=corpus_seconds,
+                seconds=time.perf_counter() - start, resumed_units=resumed, engine=engine.name,
+            )
+            reporting.publish(out, work, report, segments, units, all_markers, decisions_by_step, console)
+        finally:
+            engine.close()
+        if not cfg.keep_work:
+            shutil.rmtree(out / WORK, ignore_errors=True)
+        reporting.print_report(report, console)
+        return PipelineResult(out, report)
+
+
+def _run_segment(engine: LocalEngine | RayEngine, args: tuple, pending: list[Unit], work: Path, seg: Segment,
+                 last: bool, markers: dict[int, Any], console: Console | None, step_names: list[str]) -> None:
+    real = [u for u in pending if u.kind != "empty"]
+    writer: UnitWriter | None = None
+    progress = _StepProgress(console, step_names, seg)
+    try:
+        with progress:
+            for unit_index, res in engine.run(args, real):
+                if writer is None or writer.unit != unit_index:
+                    if writer is not None:
+                        markers[writer.unit] = writer.finish()
+                    writer = UnitWriter(work, seg, unit_index, last)
+                writer.add(res)
+                progress.update(res)
+            if writer is not None:
+                markers[writer.unit] = writer.finish()
+                writer = None
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    for u in pending:  # empty inputs, and units whose records all went before this segment
+        if markers.get(u.index) is None:
+            markers[u.index] = UnitWriter(work, seg, u.index, last).finish()
+
+
+def _corpus_decisions(work: Path, seg: Segment, step: Step, spills: list[Path],
+                      console: Console) -> tuple[str, dict[int, Decision], float]:
+    """(path of the saved decisions, the dropped records' decisions, seconds), computed once."""
+    path = work / f"corpus-s{seg.index}-{step.name}.pkl"
+    if path.is_file():
+        with open(path, "rb") as fh:
+            saved = pickle.load(fh)
+        return str(path), saved["dropped"], saved["seconds"]
+    assert isinstance(step, CorpusStep)
+    records = SpilledRecords(spills)
+    t0 = time.perf_counter()
+    with console.status(f"[bold]{step.name}[/bold] over {len(records):,} files"):
+        try:
+            decisions = step.process_corpus(records)
+        except SantaError as exc:
+            raise PipelineError(f"step {step.name!r}: {exc}") from exc
+    dropped = {int(i): d for i, d in decisions.items() if not d.keep}
+    seconds = time.perf_counter() - t0
+    tmp = tmp_name(path)
+    with open(tmp, "wb") as fh:
+        pickle.dump({"dropped": dropped, "seconds": seconds}, fh, protocol=5)
+    os.replace(tmp, path)
+    return str(path), dropped, seconds
+
+
+class _StepProgress:
+    """One bar per step of a segment: files read and kept, MB/s."""
+
+    def __init__(self, console: Console | None, steps: list[str], seg: Segment) -> None:
+        self.enabled = console is not None and console.is_terminal
+        self.progress = Progress(
+            TextColumn("[bold]{task.description:<14}"),
+            BarColumn(bar_width=20),
+            TextColumn("{task.fields[read]:>9,} read {task.fields[kept]:>9,} kept  {task.fields[rate]:6.1f} MB/s"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+            disable=not self.enabled,
+        )
+        self.tasks = {s: self.progress.add_task(s, total=None, read=0, kept=0, rate=0.0) for s in steps}
+        self.totals = {s: [0, 0, 0] for s in steps}
+        self.t0 = time.perf_counter()
+
+    def __enter__(self) -> _StepProgress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.__exit__(*exc)
+
+    def update(self, res: BatchResult) -> None:
+        if not self.enabled:
+            return
+        elapsed = max(time.perf_counter() - self.t0, 1e-9)
+        for step, langs in res.counts.items():
+            if step not in self.tasks:
+                continue
+            t = self.totals[step]
+            for c in langs.values():
+                t[0] += c[0]
+                t[1] += c[0] - c[2]
+                t[2] += c[1]
+            self.progress.update(self.tasks[step], read=t[0], kept=t[1], rate=t[2] / 1e6 / elapsed)

@@ -1,0 +1,227 @@
+"""Input units and their items: record files (JSONL, JSONL.gz, Parquet), source trees and zip
+archives, and the engine's own spill files between steps.
+
+Every item carries a stable id (unit index << 32 | position in the unit) and a location
+("file:line", "file: row N", "archive!member") so that a corrupt line can be reported where it
+is, and both engines number records identically without talking to each other.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import pickle
+import zipfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from santa.data.corpus import LANGUAGES, git_blob_sha1, read_records
+from santa.errors import SantaError
+
+# (id, where, record or None, error message or None)
+Item = tuple[int, str, "dict[str, Any] | None", "str | None"]
+
+ID_SHIFT = 32
+_RECORD_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz", ".parquet")
+_EXT_LANG = {ext: lang for lang, exts in LANGUAGES.items() for ext in exts}
+# Fields santa's records have under their own names; a source's fields of the same name are kept
+# aside and written back out unchanged.
+NORMALISED = ("id", "repo", "path", "stars")
+_INTERNAL = ("_orig", "_where", "_prepared")
+
+
+class InputError(SantaError, ValueError):
+    """Input the pipeline cannot read; the message names the file (and line)."""
+
+
+@dataclass(frozen=True)
+class Unit:
+    index: int
+    path: str
+    kind: str  # "records" | "tree" | "zip" | "spill"
+
+
+def _is_record_file(p: Path) -> bool:
+    return p.name.endswith(_RECORD_SUFFIXES)
+
+
+def _has_sources(d: Path) -> bool:
+    return any(p.suffix in _EXT_LANG for p in d.rglob("*") if p.is_file())
+
+
+def resolve_units(sources: str | Path | list[str | Path]) -> list[Unit]:
+    """One unit per record file (a directory's record files, a glob's matches), per source tree
+    (a directory holding no record files but .py/.java/.js files) and per .zip archive."""
+    sources = [sources] if isinstance(sources, (str, Path)) else list(sources)
+    units: list[Unit] = []
+    for src in sources:
+        p = Path(os.path.expanduser(str(src)))
+        if p.is_dir() and not any(_is_record_file(f) for f in p.rglob("*") if f.is_file()):
+            if not _has_sources(p):
+                raise FileNotFoundError(
+                    f"no record files ({', '.join(_RECORD_SUFFIXES)}) and no source files "
+                    f"({', '.join(sorted(_EXT_LANG))}) under directory {p}"
+                )
+            units.append(Unit(len(units), str(p), "tree"))
+            continue
+        if p.is_file() and p.suffix == ".zip":
+            units.append(Unit(len(units), str(p), "zip"))
+            continue
+        for f in read_records(src).files:  # resolves dirs and globs; FileNotFoundError names the path
+            kind = "zip" if f.suffix == ".zip" else "records"
+            units.append(Unit(len(units), str(f), kind))
+    if not units:
+        raise FileNotFoundError(f"no input files in {', '.join(map(str, sources))}")
+    return units
+
+
+def iter_unit(unit: Unit) -> Iterator[Item]:
+    base = unit.index << ID_SHIFT
+    if unit.kind == "spill":
+        yield from _spill(unit.path)
+    elif unit.kind == "records" and unit.path.endswith(".parquet"):
+        yield from _parquet(Path(unit.path), base)
+    elif unit.kind == "records":
+        yield from _jsonl(Path(unit.path), base)
+    elif unit.kind == "tree":
+        yield from _tree(Path(unit.path), base)
+    elif unit.kind == "zip":
+        yield from _zip(Path(unit.path), base)
+    else:
+        raise ValueError(f"unknown unit kind {unit.kind!r}")
+
+
+def _jsonl(path: Path, base: int) -> Iterator[Item]:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    lineno = 0
+    try:
+        with opener(path, "rb") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                where = f"{path}:{lineno}"
+                try:
+                    rec = json.loads(line)
+                except UnicodeDecodeError as exc:
+                    yield base + lineno, where, None, f"invalid UTF-8 ({exc.reason} at byte {exc.start})"
+                    continue
+                except ValueError as exc:
+                    yield base + lineno, where, None, f"malformed JSON line ({exc})"
+                    continue
+                if not isinstance(rec, dict):
+                    yield base + lineno, where, None, f"expected a JSON object, got {type(rec).__name__}"
+                    continue
+                yield base + lineno, where, rec, None
+    except (OSError, EOFError, zlib.error) as exc:
+        # A truncated or corrupt gzip: the lines before are fine, the rest of the file is lost.
+        yield base + lineno + 1, f"{path}:{lineno + 1}", None, f"unreadable after line {lineno} ({exc}); the rest of the file is lost"
+
+
+def _parquet(path: Path, base: int) -> Iterator[Item]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    row = 0
+    try:
+        pf = pq.ParquetFile(path)
+        for batch in pf.iter_batches(batch_size=1024):
+            for rec in batch.to_pylist():
+                row += 1
+                yield base + row, f"{path}: row {row}", rec, None
+    except (pa.ArrowException, OSError) as exc:
+        yield base + row + 1, f"{path}: row {row + 1}", None, f"unreadable Parquet after row {row} ({exc}); the rest of the file is lost"
+
+
+def _source_record(data: bytes, lang: str, repo: str, path: str) -> tuple[dict[str, Any] | None, str | None]:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, f"invalid UTF-8 ({exc.reason} at byte {exc.start})"
+    return {
+        "hexsha": git_blob_sha1(data),
+        "size": len(data),
+        "ext": path.rsplit(".", 1)[-1],
+        "lang": lang,
+        "max_stars_repo_path": path,
+        "max_stars_repo_name": repo,
+        "content": text,
+    }, None
+
+
+def _tree(root: Path, base: int) -> Iterator[Item]:
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in _EXT_LANG)
+    for n, f in enumerate(files, 1):
+        rel = f.relative_to(root).as_posix()
+        try:
+            data = f.read_bytes()
+        except OSError as exc:
+            yield base + n, str(f), None, f"unreadable ({exc})"
+            continue
+        rec, err = _source_record(data, _EXT_LANG[f.suffix], root.name, rel)
+        yield base + n, str(f), rec, err
+
+
+def _zip(path: Path, base: int) -> Iterator[Item]:
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        yield base + 1, str(path), None, f"not a readable zip archive ({exc})"
+        return
+    with zf:
+        names = sorted(i.filename for i in zf.infolist() if not i.is_dir() and Path(i.filename).suffix in _EXT_LANG)
+        for n, name in enumerate(names, 1):
+            where = f"{path}!{name}"
+            try:
+                data = zf.read(name)
+            except (zipfile.BadZipFile, OSError, zlib.error, KeyError) as exc:
+                yield base + n, where, None, f"unreadable member ({exc})"
+                continue
+            rec, err = _source_record(data, _EXT_LANG[Path(name).suffix], path.stem, name)
+            yield base + n, where, rec, err
+
+
+def _spill(path: str, unpickle: bool = False) -> Iterator[Item]:
+    """The engine's own spill: records stay pickled (the worker unpickles them) unless asked."""
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    for batch in pf.iter_batches(batch_size=512, columns=["id", "where", "record"]):
+        ids, wheres, blobs = (batch.column(k).to_pylist() for k in range(3))
+        for rid, where, blob in zip(ids, wheres, blobs):
+            yield rid, where or "", pickle.loads(blob) if unpickle else blob, None
+
+
+def _first(raw: dict[str, Any], *keys: str) -> Any:
+    for k in keys:
+        if raw.get(k) is not None:
+            return raw[k]
+    return None
+
+
+def normalise(raw: dict[str, Any], rid: int, where: str) -> dict[str, Any]:
+    """santa's record (base.py's contract) from a source record; the source's own fields stay."""
+    rec = dict(raw)
+    orig = {k: raw[k] for k in NORMALISED if k in raw}
+    if orig:
+        rec["_orig"] = orig
+    rec["id"] = rid
+    rec["_where"] = where
+    rec["repo"] = _first(raw, "max_stars_repo_name", "repo", "repo_name")
+    rec["path"] = _first(raw, "max_stars_repo_path", "path")
+    stars = raw["max_stars_count"] if "max_stars_count" in raw else raw.get("stars")
+    rec["stars"] = None if stars is None else int(stars)
+    if not raw.get("lang"):
+        suffix = os.path.splitext(str(rec["path"] or ""))[1]
+        rec["lang"] = _EXT_LANG.get(suffix, "unknown")
+    return rec
+
+
+def denormalise(rec: dict[str, Any]) -> dict[str, Any]:
+    """The record as the source had it (content possibly redacted), for clean shards and rejects."""
+    out = {k: v for k, v in rec.items() if k not in NORMALISED and k not in _INTERNAL}
+    out.update(rec.get("_orig", {}))
+    return out

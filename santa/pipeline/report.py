@@ -1,0 +1,298 @@
+"""The run's report (report.json, the printed table, histograms), its accounting checks, and
+publishing the outputs so that they appear complete or not at all.
+
+Output directory::
+
+    data/part-UUUUU-KKK.parquet     clean records, The Stack's fields (content as redacted)
+    rejects/*.parquet               every dropped record + reject_step/_stat/_reason/_where/_id/_details
+    annotations/*.parquet           details of kept records (PII redaction spans, parser notes)
+    duplicates.parquet              each file a dedup step removed -> the kept file it duplicated
+    plots/<step>.png                histograms of each step's statistic, per language
+    report.json                     counts per step and language, parameters, timings
+    _SUCCESS                        written last: the key of the config and the list of files
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+from rich.console import Console
+from rich.table import Table
+
+from santa.filters.base import CorpusStep, Decision, Step
+from santa.pipeline.engine import (
+    FORMAT, INPUT_STEP, SUCCESS, AccountingError, PipelineConfig, Segment, Unit,
+)
+from santa.pipeline.parquet import count_rows, write_json, write_rows
+
+_OUTPUTS = ("data", "rejects", "annotations", "plots", "duplicates.parquet", "report.json")
+
+
+def _zero() -> dict[str, int]:
+    return {"files": 0, "bytes": 0}
+
+
+def _summary(values: list[float]) -> dict[str, float]:
+    a = np.asarray(values, dtype=np.float64)
+    q = np.quantile(a, [0.0, 0.1, 0.5, 0.9, 1.0])
+    return {"n": int(a.size), "min": float(q[0]), "p10": float(q[1]), "p50": float(q[2]), "p90": float(q[3]),
+            "max": float(q[4]), "mean": float(a.mean())}
+
+
+def build(*, key: str, cfg: PipelineConfig, steps: list[Step], segments: list[Segment], units: list[Unit],
+          markers: dict[tuple[int, int], dict[str, Any] | None], decisions: dict[str, dict[int, Decision]],
+          corpus_seconds: dict[str, float], seconds: float, resumed_units: int, engine: str) -> dict[str, Any]:
+    order = [INPUT_STEP] + [s.name for s in steps]
+    counts: dict[str, dict[str, list[int]]] = {name: {} for name in order}
+    stats: dict[str, dict[str, list[float]]] = {}
+    notes: dict[str, dict[str, int]] = {}
+    errors: list[str] = []
+    for m in markers.values():
+        if m is None:
+            raise AccountingError("a unit of work has no marker after the run")
+        for step, langs in m["counts"].items():
+            for lang, c in langs.items():
+                mine = counts[step].setdefault(lang, [0, 0, 0, 0])
+                for i in range(4):
+                    mine[i] += c[i]
+        for step, langs in m["stats"].items():
+            for lang, values in langs.items():
+                stats.setdefault(step, {}).setdefault(lang, []).extend(values)
+        for step, n in m["notes"].items():
+            for note, k in n.items():
+                notes.setdefault(step, {})[note] = notes.setdefault(step, {}).get(note, 0) + k
+        errors.extend(m["errors"])
+    kinds = {s.name: ("corpus" if isinstance(s, CorpusStep) else "record") for s in steps}
+    report_steps = []
+    for name in order:
+        by_lang = {}
+        total = {"read": _zero(), "kept": _zero(), "rejected": _zero()}
+        for lang, (rf, rb, xf, xb) in sorted(counts[name].items()):
+            entry = {"read": {"files": rf, "bytes": rb}, "kept": {"files": rf - xf, "bytes": rb - xb},
+                     "rejected": {"files": xf, "bytes": xb}}
+            entry["removed_pct"] = {"files": _pct(xf, rf), "bytes": _pct(xb, rb)}
+            by_lang[lang] = entry
+            for k in ("read", "kept", "rejected"):
+                total[k]["files"] += entry[k]["files"]
+                total[k]["bytes"] += entry[k]["bytes"]
+        step_obj = next((s for s in steps if s.name == name), None)
+        entry = {
+            "name": name,
+            "kind": "input" if name == INPUT_STEP else kinds[name],
+            "params": step_obj.params() if step_obj is not None else {"max_file_bytes": cfg.max_file_bytes},
+            **total,
+            "removed_pct": {"files": _pct(total["rejected"]["files"], total["read"]["files"]),
+                            "bytes": _pct(total["rejected"]["bytes"], total["read"]["bytes"])},
+            "by_lang": by_lang,
+            "notes": notes.get(name, {}),
+            "stat": {lang: _summary(v) for lang, v in sorted(stats.get(name, {}).items()) if v},
+        }
+        if name in corpus_seconds:
+            entry["corpus_seconds"] = round(corpus_seconds[name], 3)
+        report_steps.append(entry)
+    check_accounting(report_steps)
+    first, last = report_steps[0], report_steps[-1]
+    return {
+        "format": FORMAT,
+        "key": key,
+        "engine": engine,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "seconds": round(seconds, 3),
+        "resumed_units": resumed_units,
+        "steps": report_steps,
+        "totals": {"read": first["read"], "kept": last["kept"],
+                   "rejected": {"files": first["read"]["files"] - last["kept"]["files"],
+                                "bytes": first["read"]["bytes"] - last["kept"]["bytes"]}},
+        "input_errors": {"count": len(errors), "examples": errors[:50]},
+        "inputs": [{"unit": u.index, "path": u.path, "kind": u.kind, "data": []} for u in units],
+        "_stats": stats,  # for the plots; not written
+    }
+
+
+def _pct(part: int, whole: int) -> float:
+    return round(100.0 * part / whole, 3) if whole else 0.0
+
+
+def check_accounting(steps: list[dict[str, Any]]) -> None:
+    """kept + rejected = read for every step and language; each step reads what the one before
+    kept (files: a transform may change bytes); otherwise something disappeared."""
+    for s in steps:
+        for lang, e in [("all", s)] + list(s["by_lang"].items()):
+            for unit in ("files", "bytes"):
+                if e["kept"][unit] + e["rejected"][unit] != e["read"][unit] or e["kept"][unit] < 0:
+                    raise AccountingError(f"step {s['name']} ({lang}): kept + rejected != read ({unit}): {e}")
+    for prev, cur in zip(steps, steps[1:]):
+        langs = set(prev["by_lang"]) | set(cur["by_lang"])
+        for lang in langs:
+            kept = prev["by_lang"].get(lang, {}).get("kept", _zero())["files"]
+            read = cur["by_lang"].get(lang, {}).get("read", _zero())["files"]
+            if kept != read:
+                raise AccountingError(f"step {cur['name']} read {read} {lang} files but {prev['name']} kept {kept}")
+
+
+def _duplicates(work: Path, segments: list[Segment], decisions: dict[str, dict[int, Decision]]) -> list[dict[str, Any]]:
+    rows = []
+    for seg in segments:
+        name = seg.prepare_for
+        if not name or not decisions.get(name):
+            continue
+        dups = {rid: d for rid, d in decisions[name].items() if d.details and "duplicate_of" in d.details}
+        if not dups:
+            continue
+        wanted = set(dups) | {int(d.details["duplicate_of"]) for d in dups.values()}  # type: ignore[index]
+        where: dict[int, tuple[Any, Any]] = {}
+        for spill in sorted((work / "units").glob(f"s{seg.index}-u*.spill.parquet")):
+            t = pq.read_table(spill, columns=["id", "repo", "path"]).to_pydict()
+            for rid, repo, path in zip(t["id"], t["repo"], t["path"]):
+                if rid in wanted:
+                    where[rid] = (repo, path)
+        for rid, d in sorted(dups.items()):
+            kept = int(d.details["duplicate_of"])  # type: ignore[index]
+            rows.append({
+                "step": name, "id": rid, "repo": where.get(rid, (None, None))[0], "path": where.get(rid, (None, None))[1],
+                "duplicate_of": kept, "duplicate_of_repo": where.get(kept, (None, None))[0],
+                "duplicate_of_path": where.get(kept, (None, None))[1], "similarity": d.stat, "reason": d.reason,
+            })
+    return rows
+
+
+def _plots(stats: dict[str, dict[str, list[float]]], steps: list[dict[str, Any]], out: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    labels = {"comments": "comment characters / characters", "fertility": "characters / token",
+              "basic": "alphanumeric fraction (rejects: the failing statistic)", "stars": "stars"}
+    for step in steps:
+        name = step["name"]
+        per_lang = {k: v for k, v in stats.get(name, {}).items() if v}
+        if not per_lang:
+            continue
+        fig, ax = plt.subplots(figsize=(7, 4))
+        lo = min(min(v) for v in per_lang.values())
+        hi = max(max(v) for v in per_lang.values())
+        bins = np.linspace(lo, hi if hi > lo else lo + 1, 51)
+        for lang, values in sorted(per_lang.items()):
+            ax.hist(values, bins=bins, alpha=0.5, label=f"{lang} ({len(values):,})")
+        params = step.get("params", {})
+        for k in ("min_ratio", "max_ratio"):
+            if k in params:
+                ax.axvline(params[k], color="k", linestyle="--", linewidth=1)
+        ax.set_xlabel(labels.get(name, f"{name} statistic"))
+        ax.set_ylabel("files")
+        ax.set_title(f"{name}: removed {step['removed_pct']['files']:.1f} % of files")
+        ax.legend()
+        fig.tight_layout()
+        path = out / f"{name}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path.name)
+    return written
+
+
+def publish(out: Path, work: Path, report: dict[str, Any], segments: list[Segment], units: list[Unit],
+            markers: dict[tuple[int, int], dict[str, Any] | None], decisions: dict[str, dict[int, Decision]],
+            console: Console) -> None:
+    stage = work / "publish"
+    shutil.rmtree(stage, ignore_errors=True)
+    for d in ("data", "rejects", "annotations", "plots"):
+        (stage / d).mkdir(parents=True)
+    last = segments[-1].index
+    units_dir = work / "units"
+    for entry in report["inputs"]:
+        u = entry["unit"]
+        m = markers[(last, u)]
+        assert m is not None
+        for k, name in enumerate(m["files"]["data"]):
+            rel = f"data/part-{u:05d}-{k:03d}.parquet"
+            os.replace(units_dir / name, stage / rel)
+            entry["data"].append(rel)
+    for seg in segments:
+        for u in units:
+            m = markers[(seg.index, u.index)]
+            assert m is not None
+            for kind in ("rejects", "annotations"):
+                for k, name in enumerate(m["files"][kind]):
+                    os.replace(units_dir / name, stage / kind / f"s{seg.index}-part-{u.index:05d}-{k:03d}.parquet")
+    dup_rows = _duplicates(work, segments, decisions)
+    if dup_rows:
+        write_rows(stage / "duplicates.parquet", dup_rows)
+    stats = report.pop("_stats")
+    plots = _plots(stats, report["steps"], stage / "plots")
+    # Nothing disappeared: the files on disk hold exactly what the counts say.
+    data_files = sorted((stage / "data").glob("*.parquet"))
+    reject_files = sorted((stage / "rejects").glob("*.parquet"))
+    n_data, n_rejects = count_rows(data_files), count_rows(reject_files)
+    rejected = sum(s["rejected"]["files"] for s in report["steps"])
+    if n_data != report["totals"]["kept"]["files"] or n_rejects != rejected:
+        raise AccountingError(f"on disk: {n_data} clean + {n_rejects} rejected rows; counts say "
+                              f"{report['totals']['kept']['files']} kept + {rejected} rejected")
+    if n_data + n_rejects != report["steps"][0]["read"]["files"]:
+        raise AccountingError(f"{n_data} clean + {n_rejects} rejected != {report['steps'][0]['read']['files']} read")
+    report["outputs"] = {
+        "data": len(data_files), "rejects": len(reject_files),
+        "annotations": len(list((stage / "annotations").glob("*.parquet"))),
+        "duplicates": "duplicates.parquet" if dup_rows else None, "duplicate_rows": len(dup_rows),
+        "plots": [f"plots/{p}" for p in plots],
+    }
+    write_json(stage / "report.json", report)
+    # Swap in: _SUCCESS goes first, and comes back last.
+    (out / SUCCESS).unlink(missing_ok=True)
+    for name in _OUTPUTS:
+        target = out / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+        if (stage / name).exists():
+            os.replace(stage / name, target)
+    files = sorted(str(p.relative_to(out)) for name in _OUTPUTS for p in
+                   ([out / name] if (out / name).is_file() else (out / name).rglob("*") if (out / name).is_dir() else [])
+                   if p.is_file())
+    write_json(out / SUCCESS, {"format": FORMAT, "key": report["key"], "files": files})
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:,.2f}"
+
+
+def report_table(report: dict[str, Any]) -> Table:
+    t = report["totals"]
+    table = Table(
+        title=f"pipeline report ({report['engine']} engine, {report['seconds']:.1f} s)",
+        caption=(f"read {t['read']['files']:,} files ({_mb(t['read']['bytes'])} MB), kept {t['kept']['files']:,} "
+                 f"({_mb(t['kept']['bytes'])} MB); {report['input_errors']['count']} input errors"),
+    )
+    for col, just in (("step", "left"), ("language", "left"), ("files", "right"), ("kept", "right"),
+                      ("removed", "right"), ("MB", "right"), ("MB removed", "right")):
+        table.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
+    for s in report["steps"]:
+        rows = [("all", s)] + (list(s["by_lang"].items()) if len(s["by_lang"]) > 1 else [])
+        for i, (lang, e) in enumerate(rows):
+            table.add_row(f"[bold]{s['name']}[/bold]" if i == 0 else "", lang, f"{e['read']['files']:,}",
+                          f"{e['kept']['files']:,}", f"{e['removed_pct']['files']:.1f} %", _mb(e["read"]["bytes"]),
+                          f"{e['removed_pct']['bytes']:.1f} %")
+        table.add_section()
+    return table
+
+
+def print_report(report: dict[str, Any], console: Console | None = None) -> None:
+    console = console or Console()
+    console.print(report_table(report))
+    errors = report["input_errors"]
+    for msg in errors["examples"][:5]:
+        console.print(f"[yellow]input error[/yellow] {msg}", highlight=False)
+    for s in report["steps"]:
+        for note, n in list(s["notes"].items())[:3]:
+            console.print(f"[dim]{s['name']}: {n:,} x {note}[/dim]", highlight=False)
+    if errors["count"] > 5:
+        console.print(f"[yellow]... and {errors['count'] - 5} more input errors (rejects/, reject_step=input)[/yellow]")
