@@ -28,7 +28,7 @@ from filelock import FileLock
 from omegaconf import ListConfig, OmegaConf
 from rich.console import Console
 
-from santa.data.corpus import build_demo_corpus, read_records, stable_unit
+from santa.data.corpus import build_demo_corpus, print_manifest, read_records, stable_unit
 from santa.data.datamodule import DataFiles
 from santa.data.shards import TokenShard, tokenize_corpus
 from santa.data.tokenizer import fingerprint, load_tokenizer, train_tokenizer
@@ -85,6 +85,7 @@ def corpus_stage(data: dict[str, Any], cache_dir: Path, console: Console) -> Cor
     out = cache_dir / "corpus" / f"demo-{config_key(params)}"
     with locked(out):
         manifest = build_demo_corpus(out, **params, console=console)
+    print_manifest(manifest, console)  # which sources were found, which are absent and skipped
     key = config_key({"demo": manifest.parameters})
     return Corpus(key, manifest.train_files, manifest.val_files, info={"manifest": manifest})
 

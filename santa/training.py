@@ -5,6 +5,7 @@ line of it is testable."""
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar, TQDMProgressBar
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
@@ -94,7 +95,12 @@ def build_trainer(
         *(extra_callbacks or []),
     ]
     if cfg.trainer.enable_progress_bar:
-        callbacks.append(RichProgressBar(leave=True))
+        # Rich redraws in place on a terminal; in a log file it would show nothing until the
+        # end, so there a tqdm bar prints a line every ~2 % of the run instead.
+        if sys.stderr.isatty():
+            callbacks.append(RichProgressBar(leave=True))
+        else:
+            callbacks.append(TQDMProgressBar(refresh_rate=max(1, int(cfg.trainer.max_steps) * accumulate // 50)))
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     val_every = int(cfg.trainer.val_every_n_steps)
     return pl.Trainer(

@@ -3,7 +3,6 @@ the reference libraries (ast + tokenize, pygments) on real files of this machine
 
 from __future__ import annotations
 
-import sysconfig
 from pathlib import Path
 
 import numpy as np
@@ -144,14 +143,6 @@ def test_c_like_comments_skip_strings_and_regex_literals(lang: str) -> None:
     if lang == "JavaScript":
         code += "const re = /\\/\\/ not a comment/g; const t = `// template ${x}`; // end\nconst d = a / b / c; // div\n"
     assert c_like_comment_chars_fast(code, lang) == c_like_comment_chars_reference(code, lang)
-
-
-def _stdlib_files(n: int) -> list[str]:
-    stdlib = Path(sysconfig.get_paths()["stdlib"])
-    files = sorted(p for p in stdlib.glob("*.py") if p.stat().st_size < 60_000)
-    return [p.read_text(encoding="utf-8") for p in files[::max(1, len(files) // n)][:n]]
-
-
 
 
 def test_fast_lexers_agree_with_the_reference_on_real_files(tmp_path: Path) -> None:

@@ -79,3 +79,31 @@ def test_prepare_prints_its_configuration() -> None:
     res = santa("prepare", "--cfg", "input=a", "output=b", "pipeline=dedup_alt", "engine=ray")
     assert res.returncode == 0
     assert "mode: dedup_alt" in res.stdout and "name: ray" in res.stdout
+
+
+@pytest.mark.slow
+def test_prepare_killed_midway_resumes_to_the_same_outputs(small_corpus: Path, tmp_path: Path) -> None:
+    import signal
+    import time
+
+    out = tmp_path / "killed"
+    args = [sys.executable, "-m", "santa.cli", "prepare", f"input={small_corpus}", f"output={out}",
+            "pipeline=dedup_alt", "engine.workers=1", "engine.batch_size=8"]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    try:
+        while not list(out.glob(".santa-work/*/units/s0-u0000[1-9].done.json")):  # a few units done
+            assert proc.poll() is None and time.monotonic() < deadline, "finished or stalled before the kill"
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # no clean shutdown, as a preempted job dies
+        proc.wait()
+    assert not (out / "_SUCCESS").exists() and not (out / "report.json").exists()
+    resumed = santa(*args[3:])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    fresh = santa(*[a.replace(str(out), str(tmp_path / "fresh")) for a in args[3:]])
+    assert fresh.returncode == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["resumed_units"] >= 2
+    rows = lambda d: sorted(json.dumps(r, sort_keys=True) for r in read_records(d / "data"))  # noqa: E731
+    assert rows(out) == rows(tmp_path / "fresh")

@@ -94,16 +94,22 @@ def token_hashes(content: str) -> np.ndarray:
 
 
 def shingle_hashes(hashes: np.ndarray, ngram: int) -> np.ndarray:
-    """Distinct 32-bit hashes of the ``ngram``-token shingles, from the tokens' hashes."""
+    """32-bit hashes of the ``ngram``-token shingles, from the tokens' hashes.
+
+    Repeated shingles are left in for n-grams: a minimum does not change when a value repeats,
+    and sorting them out costs more than the few extra rows (single tokens repeat so much that
+    they are made unique). The signature's own mixing (datasketch's fmix32) follows.
+    """
     h = hashes
     if ngram > 1:
         if len(h) < ngram:
             return np.zeros(0, dtype=np.uint32)
-        acc = h[: len(h) - ngram + 1].copy()
+        h = h[: len(h) - ngram + 1].copy()
         for k in range(1, ngram):
-            acc = acc * _MIX + h[k : len(h) - ngram + 1 + k]  # wraps mod 2**64, on purpose
-        h = _mix64(acc)
-    return np.unique(((h ^ (h >> np.uint64(32))) & np.uint64(0xFFFFFFFF)).astype(np.uint32))
+            h *= _MIX  # wraps mod 2**64, on purpose
+            h += hashes[k : len(hashes) - ngram + 1 + k]
+    folded = (h ^ (h >> np.uint64(32))).astype(np.uint32)
+    return np.unique(folded) if ngram == 1 else folded
 
 
 class NearDedup(CorpusStep):

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from santa.data.corpus import LANGUAGES, git_blob_sha1, read_records
-from santa.errors import SantaError
 
 # (id, where, record or None, error message or None)
 Item = tuple[int, str, "dict[str, Any] | None", "str | None"]
@@ -32,10 +31,6 @@ _EXT_LANG = {ext: lang for lang, exts in LANGUAGES.items() for ext in exts}
 # aside and written back out unchanged.
 NORMALISED = ("id", "repo", "path", "stars")
 _INTERNAL = ("_orig", "_where", "_prepared")
-
-
-class InputError(SantaError, ValueError):
-    """Input the pipeline cannot read; the message names the file (and line)."""
 
 
 @dataclass(frozen=True)
@@ -213,7 +208,10 @@ def normalise(raw: dict[str, Any], rid: int, where: str) -> dict[str, Any]:
     rec["repo"] = _first(raw, "max_stars_repo_name", "repo", "repo_name")
     rec["path"] = _first(raw, "max_stars_repo_path", "path")
     stars = raw["max_stars_count"] if "max_stars_count" in raw else raw.get("stars")
-    rec["stars"] = None if stars is None else int(stars)
+    try:
+        rec["stars"] = None if stars is None else int(stars)
+    except (TypeError, ValueError):
+        rec["stars"] = None  # not a number: as unknown, which the stars step refuses to guess
     if not raw.get("lang"):
         suffix = os.path.splitext(str(rec["path"] or ""))[1]
         rec["lang"] = _EXT_LANG.get(suffix, "unknown")

@@ -14,7 +14,6 @@ Output directory::
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
