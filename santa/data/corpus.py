@@ -57,6 +57,7 @@ __all__ = [
     "manifest_table",
     "print_manifest",
     "git_blob_sha1",
+    "stack_record",
     "stable_unit",
 ]
 
@@ -336,7 +337,8 @@ def _skip_reason(path: str, data: bytes) -> tuple[str | None, str]:
     return None, text
 
 
-def _record(text: str, data: bytes, lang: str, repo: str, path: str) -> dict[str, Any]:
+def stack_record(text: str, data: bytes, lang: str, repo: str, path: str) -> dict[str, Any]:
+    """A source file as a record with The Stack's fields (local code has no stars metadata)."""
     return {
         "hexsha": git_blob_sha1(data),
         "size": len(data),
@@ -511,7 +513,7 @@ def _build_language(
             if reason:
                 stats.skip(reason, path)
                 continue
-            rec = _record(text, data, lang, src.repo, path)
+            rec = stack_record(text, data, lang, src.repo, path)
             # The Stack is exactly deduplicated; npm also bundles the same file in several packages.
             if rec["hexsha"] in seen:
                 stats.skip("duplicate", path)

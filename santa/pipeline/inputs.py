@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from santa.data.corpus import LANGUAGES, git_blob_sha1, read_records
+from santa.data.corpus import LANGUAGES, read_records, stack_record
 
 # (id, where, record or None, error message or None)
 Item = tuple[int, str, "dict[str, Any] | None", "str | None"]
@@ -136,15 +136,7 @@ def _source_record(data: bytes, lang: str, repo: str, path: str) -> tuple[dict[s
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         return None, f"invalid UTF-8 ({exc.reason} at byte {exc.start})"
-    return {
-        "hexsha": git_blob_sha1(data),
-        "size": len(data),
-        "ext": path.rsplit(".", 1)[-1],
-        "lang": lang,
-        "max_stars_repo_path": path,
-        "max_stars_repo_name": repo,
-        "content": text,
-    }, None
+    return stack_record(text, data, lang, repo, path), None
 
 
 def _tree(root: Path, base: int) -> Iterator[Item]:
