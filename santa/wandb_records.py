@@ -53,10 +53,11 @@ def iter_payloads(path: str | Path) -> Iterator[bytes]:
 
 
 def read_run(path: str | Path) -> dict[str, Any]:
-    """``{"id", "config", "history": [row, ...], "summary"}`` of one run file."""
+    """``{"id", "group", "config", "history": [row, ...], "summary", "finished"}`` of one run
+    file; ``finished`` is whether W&B wrote the run's exit record (the file is complete)."""
     from wandb.proto import wandb_internal_pb2
 
-    out: dict[str, Any] = {"id": None, "group": None, "config": {}, "history": [], "summary": {}}
+    out: dict[str, Any] = {"id": None, "group": None, "config": {}, "history": [], "summary": {}, "finished": False}
     for payload in iter_payloads(path):
         rec = wandb_internal_pb2.Record()
         rec.ParseFromString(payload)
@@ -70,6 +71,8 @@ def read_run(path: str | Path) -> dict[str, Any]:
                 out["config"][item.key] = json.loads(item.value_json)
         elif kind == "history":
             out["history"].append({_key(i): json.loads(i.value_json) for i in rec.history.item})
+        elif kind == "exit":
+            out["finished"] = True
         elif kind == "summary":
             for item in rec.summary.update:
                 out["summary"][_key(item)] = json.loads(item.value_json)

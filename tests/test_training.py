@@ -194,7 +194,15 @@ def test_wandb_logs_offline_without_an_account(tiny_cfg, tmp_path: Path, monkeyp
     train(tiny_cfg("logger=wandb", "trainer.max_steps=4", run_dir=run))
     files = run_files(run / "wandb")
     assert len(files) == 1 and "offline-run-" in str(files[0])
+    # wandb-core writes the file from its own process; give it time to flush the finished run.
+    import time
+
+    deadline = time.monotonic() + 90
     rec = read_run(files[0])
+    while not rec["finished"] and time.monotonic() < deadline:
+        time.sleep(0.5)
+        rec = read_run(files[0])
+    assert rec["finished"], "the W&B run was never finished (no exit record)"
     losses = [row["train/loss"] for row in rec["history"] if "train/loss" in row]
     assert len(losses) == 4 and all(math.isfinite(x) for x in losses)
     assert any("val/loss" in row for row in rec["history"])
