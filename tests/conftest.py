@@ -82,9 +82,18 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("cache")
 
 
-def compose_train(overrides: list[str] = ()) -> DictConfig:
+def compose_conf(name: str, overrides: list[str] = ()) -> DictConfig:
+    """Compose conf/<name>.yaml with Hydra overrides, as the entry points do."""
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("train", overrides=list(overrides))
+        return compose(name, overrides=list(overrides))
+
+
+def compose_train(overrides: list[str] = ()) -> DictConfig:
+    return compose_conf("train", overrides)
+
+
+def compose_eval(*overrides: str) -> DictConfig:
+    return compose_conf("evaluate", list(overrides))
 
 
 @pytest.fixture

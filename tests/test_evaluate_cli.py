@@ -12,9 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, TINY, compose_train
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+from conftest import ROOT, TINY, compose_eval, compose_train
 
 from santa.eval.benchmarks import (
     BenchmarkDataError,
@@ -33,11 +31,6 @@ try:
     DATA = resolve_data_dir(None)
 except BenchmarkDataError as exc:  # pragma: no cover - CI has ../shared/data beside the clone
     pytest.skip(f"benchmark data not found: {exc}", allow_module_level=True)
-
-
-def compose_eval(*overrides: str) -> DictConfig:
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose("evaluate", overrides=list(overrides))
 
 
 def run_evaluate(*overrides: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:

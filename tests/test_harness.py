@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import compose_eval
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
 
 import santa.entry  # noqa: F401  (registers santa's OmegaConf resolvers)
 from santa.data.tokenizer import padded_vocab_size, special_ids, train_tokenizer
@@ -50,11 +50,6 @@ try:
     DATA = resolve_data_dir(None)
 except BenchmarkDataError as exc:  # pragma: no cover - CI has ../shared/data beside the clone
     pytest.skip(f"benchmark data not found: {exc}", allow_module_level=True)
-
-
-def compose_eval(*overrides: str) -> DictConfig:
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose("evaluate", overrides=list(overrides))
 
 
 @pytest.fixture(scope="module")
