@@ -34,6 +34,9 @@ def _register_resolvers() -> None:
             return not os.environ.get("WANDB_API_KEY")
 
         OmegaConf.register_new_resolver("santa.wandb_offline", wandb_offline)
+    if not OmegaConf.has_resolver("santa.mul"):
+        # ${santa.mul:${scale.steps},${scale.steps_factor}}: `final` trains twice as long.
+        OmegaConf.register_new_resolver("santa.mul", lambda a, b: int(a) * int(b))
 
 
 _register_resolvers()

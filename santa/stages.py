@@ -220,8 +220,15 @@ def prepare(cfg: Any, console: Console | None = None) -> DataFiles:
     """Run (or reuse) every data stage for a composed training config."""
     console = console or Console(stderr=True, soft_wrap=True)
     cache_dir = Path(cfg["cache_dir"])
-    corpus = corpus_stage(cfg["data"], cache_dir, console)
+    raw = corpus = corpus_stage(cfg["data"], cache_dir, console)
     if cfg.get("pipeline") is not None:
         corpus = pipeline_stage(cfg, corpus, cache_dir, console)
-    tokenizer_dir = tokenizer_stage(cfg["tokenizer"], corpus, cache_dir, console)
-    return tokens_stage(corpus, tokenizer_dir, cache_dir, console)
+    tok = cfg["tokenizer"]
+    train_on = tok.get("train_on", "clean")
+    if train_on not in ("clean", "raw"):
+        raise DataStageError(f"tokenizer.train_on must be clean or raw, got {train_on!r}")
+    # raw: the same tokenizer for every data variant of a sweep (and the one fertility counted with).
+    tokenizer_dir = tokenizer_stage(tok, raw if train_on == "raw" else corpus, cache_dir, console)
+    files = tokens_stage(corpus, tokenizer_dir, cache_dir, console)
+    files.pipeline_dir = corpus.info.get("pipeline")
+    return files

@@ -14,6 +14,7 @@ import lightning.pytorch as pl
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar, TQDMProgressBar
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
@@ -23,6 +24,8 @@ from santa.data.datamodule import DataFiles, SantaDataModule
 from santa.data.tokenizer import load_tokenizer, padded_vocab_size, special_ids
 from santa.errors import SantaError
 from santa.lit import SantaLM
+from santa.sweep.evaluation import EVAL_DIR, evaluate_run, planned_benchmarks, scores_for_logger
+from santa.sweep.job import JobRecord, sweep_group
 
 # Trainer keys that are santa's, not Lightning's.
 _SANTA_TRAINER_KEYS = ("val_every_n_steps", "checkpoint_every_n_steps", "activation_checkpointing")
@@ -101,7 +104,7 @@ def build_trainer(
             callbacks.append(RichProgressBar(leave=True))
         else:
             callbacks.append(TQDMProgressBar(refresh_rate=max(1, int(cfg.trainer.max_steps) * accumulate // 50)))
-    logger = instantiate(cfg.logger) if cfg.get("logger") else False
+    logger = build_logger(cfg)
     val_every = int(cfg.trainer.val_every_n_steps)
     return pl.Trainer(
         **kwargs,
@@ -115,6 +118,29 @@ def build_trainer(
         use_distributed_sampler=False,  # the sampler shards by rank itself
         default_root_dir=str(run_dir),
     )
+
+
+def build_logger(cfg: DictConfig) -> Any:
+    """The configured logger; a W&B run is named after the experiment and grouped by Hydra sweep, so
+    the jobs of one multirun are separate runs side by side (each finished by finish_loggers)."""
+    if not cfg.get("logger"):
+        return False
+    extra: dict[str, Any] = {}
+    if str(cfg.logger.get("_target_", "")).endswith("WandbLogger"):
+        if cfg.logger.get("group") is None:
+            extra["group"] = sweep_group()
+        if cfg.logger.get("name") is None and cfg.get("experiment_name"):
+            extra["name"] = str(cfg.experiment_name)
+    return instantiate(cfg.logger, **extra)
+
+
+def resolved_config(cfg: DictConfig) -> dict[str, Any]:
+    try:
+        out = OmegaConf.to_container(cfg, resolve=True)
+    except Exception:  # an interpolation only Hydra's app can resolve (tests compose without it)
+        out = OmegaConf.to_container(cfg, resolve=False)
+    assert isinstance(out, dict)
+    return out
 
 
 def _resolve_ckpt(ckpt: str | None, run_dir: Path) -> str | None:
@@ -132,12 +158,48 @@ def _resolve_ckpt(ckpt: str | None, run_dir: Path) -> str | None:
 def train(
     cfg: DictConfig, extra_callbacks: list | None = None, trainer_overrides: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    console = Console(stderr=True, soft_wrap=True)
+    """Prepare data, fit, export; then, when ``evaluation.runs`` is configured, evaluate the model.
+    Rank zero keeps ``<run_dir>/job.json`` current (state, pipeline report, results) for the report."""
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    job = None
+    if rank_zero_only.rank == 0:
+        job = JobRecord(
+            run_dir,
+            experiment=cfg.get("experiment_name"),
+            scale=(cfg.get("scale") or {}).get("name"),
+            benchmarks=planned_benchmarks(cfg),
+            max_steps=int(cfg.trainer.max_steps),
+            state="preparing",
+        )
+    try:
+        summary = _train(cfg, run_dir, job, extra_callbacks, trainer_overrides)
+    except BaseException as exc:
+        if job is not None:
+            job.update(state="failed", error=f"{type(exc).__name__}: {exc}".splitlines()[0][:500])
+        raise
+    if job is not None:
+        job.update(state="finished")
+    return summary
+
+
+def _train(
+    cfg: DictConfig,
+    run_dir: Path,
+    job: JobRecord | None,
+    extra_callbacks: list | None,
+    trainer_overrides: dict[str, Any] | None,
+) -> dict[str, Any]:
+    console = Console(stderr=True, soft_wrap=True)
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     t0 = time.perf_counter()
     files = stages.prepare(cfg, console)
+    if job is not None:
+        report = Path(files.pipeline_dir) / "report.json" if files.pipeline_dir else None
+        job.update(
+            state="training",
+            pipeline={"name": (cfg.get("pipeline") or {}).get("name"), "report": str(report) if report else None},
+        )
     tokenizer = load_tokenizer(files.tokenizer_dir)
     mcfg = model_config(cfg, padded_vocab_size(len(tokenizer)))
     dm = build_datamodule(cfg, files)
@@ -159,27 +221,63 @@ def train(
             f"objective={cfg.objective.name}; {world} process(es) x micro-batch {cfg.data.micro_batch_size} "
             f"x accumulation {accumulate} = {cfg.data.global_batch_size} sequences of {cfg.data.seq_len} tokens per step"
         )
-    trainer.fit(lit, datamodule=dm, ckpt_path=_resolve_ckpt(cfg.ckpt_path, run_dir))
-    summary: dict[str, Any] = {
-        "run_dir": str(run_dir),
-        "checkpoints": str(run_dir / "checkpoints"),
-        "tokenizer": files.tokenizer_dir,
-        "token_shards": {"train": files.train, "val": files.val},
-        "global_step": trainer.global_step,
-        "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()},
-        "seconds": round(time.perf_counter() - t0, 1),
-    }
-    if not trainer.is_global_zero:
-        finish_loggers(trainer)
+    for lg in trainer.loggers:
+        lg.log_hyperparams({"config": resolved_config(cfg)})
+    try:
+        trainer.fit(lit, datamodule=dm, ckpt_path=_resolve_ckpt(cfg.ckpt_path, run_dir))
+        summary: dict[str, Any] = {
+            "run_dir": str(run_dir),
+            "experiment": cfg.get("experiment_name"),
+            "checkpoints": str(run_dir / "checkpoints"),
+            "tokenizer": files.tokenizer_dir,
+            "token_shards": {"train": files.train, "val": files.val},
+            "pipeline": files.pipeline_dir,
+            "global_step": trainer.global_step,
+            "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()},
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
+        if not trainer.is_global_zero:
+            return summary
+        if cfg.export_hf:
+            summary["hf"] = export(lit, tokenizer, run_dir / "hf", console)
+        if cfg.show_samples:
+            summary["samples"] = show_samples(lit, tokenizer, cfg.sample, console)
+        write_summary(run_dir, summary)
+        if job is not None:
+            job.update(global_step=trainer.global_step, train=summary["metrics"])
+        if planned_benchmarks(cfg):
+            summary["evaluation"] = evaluate_trained(cfg, run_dir, trainer, job)
+            summary["seconds"] = round(time.perf_counter() - t0, 1)
+            write_summary(run_dir, summary)
+        print_artifacts(summary, console)
         return summary
-    if cfg.export_hf:
-        summary["hf"] = export(lit, tokenizer, run_dir / "hf", console)
-    if cfg.show_samples:
-        summary["samples"] = show_samples(lit, tokenizer, cfg.sample, console)
+    finally:
+        finish_loggers(trainer)
+
+
+def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    print_artifacts(summary, console)
-    finish_loggers(trainer)
-    return summary
+
+
+def evaluate_trained(cfg: DictConfig, run_dir: Path, trainer: pl.Trainer, job: JobRecord | None) -> dict[str, Any]:
+    """Evaluate the run's final model (evaluate.py per configured run); each benchmark's scores go
+    to this run's loggers as eval/<benchmark>/<metric> and into job.json as they appear."""
+    if job is not None:
+        job.update(state="evaluating")
+    scores: dict[str, Any] = {}
+
+    def done(benchmark: str, results: dict[str, Any]) -> None:
+        scores[benchmark] = results.get("scores") or {}
+        metrics = scores_for_logger(benchmark, results)
+        for lg in trainer.loggers:
+            if metrics:
+                lg.log_metrics(metrics, step=trainer.global_step)
+            lg.save()
+        if job is not None:
+            job.update(evaluation={**job.data["evaluation"], benchmark: f"{EVAL_DIR}/{benchmark}/results.json"})
+
+    evaluate_run(cfg, run_dir, on_done=done)
+    return scores
 
 
 def finish_loggers(trainer: pl.Trainer) -> None:

@@ -53,17 +53,20 @@ def iter_payloads(path: str | Path) -> Iterator[bytes]:
 
 
 def read_run(path: str | Path) -> dict[str, Any]:
-    """``{"id", "group", "config", "history": [row, ...], "summary", "finished"}`` of one run
+    """``{"id", "name", "group", "job_type", "config", "history": [row, ...], "summary", "finished"}`` of one run
     file; ``finished`` is whether W&B wrote the run's exit record (the file is complete)."""
     from wandb.proto import wandb_internal_pb2
 
-    out: dict[str, Any] = {"id": None, "group": None, "config": {}, "history": [], "summary": {}, "finished": False}
+    out: dict[str, Any] = {
+        "id": None, "name": None, "group": None, "job_type": None, "config": {}, "history": [], "summary": {}, "finished": False,
+    }
     for payload in iter_payloads(path):
         rec = wandb_internal_pb2.Record()
         rec.ParseFromString(payload)
         kind = rec.WhichOneof("record_type")
         if kind == "run":
             out["id"], out["group"] = rec.run.run_id, rec.run.run_group or None
+            out["name"], out["job_type"] = rec.run.display_name or None, rec.run.job_type or None
             for item in rec.run.config.update:
                 out["config"][item.key] = json.loads(item.value_json)
         elif kind == "config":

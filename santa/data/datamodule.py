@@ -86,6 +86,7 @@ class DataFiles:
     train: list[str]
     val: list[str]
     tokenizer_dir: str
+    pipeline_dir: str | None = None  # the data pipeline's output (report.json) these were made from
 
 
 class SantaDataModule(pl.LightningDataModule):

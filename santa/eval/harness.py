@@ -31,6 +31,7 @@ from rich.console import Console
 from santa import registry
 from santa.errors import SantaError
 from santa.eval.benchmarks.base import Benchmark, Problem
+from santa.sweep.job import sweep_group
 
 if TYPE_CHECKING:
     import torch
@@ -861,21 +862,6 @@ def evaluate(cfg: DictConfig, console: Console | None = None) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------- logging
-def _sweep_group() -> str | None:
-    """One W&B group per Hydra multirun: the sweep directory's date/time (or name)."""
-    try:
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.types import RunMode
-
-        hc = HydraConfig.get()
-    except (ImportError, ValueError):
-        return None
-    if hc.mode != RunMode.MULTIRUN:
-        return None
-    sweep = Path(hc.sweep.dir)
-    return "eval-" + "_".join(sweep.parts[-2:])
-
-
 def log_results(cfg: DictConfig, results: dict[str, Any], console: Console | None = None) -> None:
     """Send scores and settings to the configured logger (``logger=csv|wandb``); every job of a
     multirun gets its own run, finished here so the next job's cannot merge into it."""
@@ -887,7 +873,7 @@ def log_results(cfg: DictConfig, results: dict[str, Any], console: Console | Non
     if str(cfg.logger.get("_target_", "")).endswith("WandbLogger"):
         extra["job_type"] = "eval"
         if cfg.logger.get("group") is None:
-            extra["group"] = _sweep_group()
+            extra["group"] = sweep_group("eval-")
         if cfg.logger.get("name") is None:
             gen = results.get("generation") or {}
             extra["name"] = f"{results['benchmark']}" + (f"-T{gen['temperature']}" if gen else "-samples")

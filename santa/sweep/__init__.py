@@ -1,0 +1,1 @@
+"""The ablation sweep: per-job state (job.json), evaluation after training, and the report."""

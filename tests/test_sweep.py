@@ -1,0 +1,220 @@
+"""The paper's ablation sweep: the eight experiment configs, the two scales, a Hydra multirun of tiny
+variants end to end (data shared, train -> evaluate, W&B runs kept apart), and DDP inside a
+multirun (one process group per job)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import pytest
+from conftest import CONF, compose_train, run_train_py
+
+from santa.filters.stars import Stars
+
+# variant -> (attention, objective, pipeline preset, its steps, near-dedup mode, steps factor)
+BASE_STEPS = ["pii", "basic", "exact_dedup", "near_dedup", "decontaminate"]
+EXPECTED = {
+    "mha": ("mha", "ar_fim", "base", BASE_STEPS, "stack", 1),
+    "no_fim": ("mqa", "ar", "base", BASE_STEPS, "stack", 1),
+    "fim": ("mqa", "ar_fim", "base", BASE_STEPS, "stack", 1),
+    "stars": ("mqa", "ar_fim", "stars", ["pii", "basic", "exact_dedup", "near_dedup", "stars", "decontaminate"], "stack", 1),
+    "fertility": ("mqa", "ar_fim", "fertility", ["pii", "basic", "exact_dedup", "near_dedup", "fertility", "decontaminate"], "stack", 1),
+    "comments": ("mqa", "ar_fim", "comments", ["pii", "basic", "exact_dedup", "near_dedup", "comments", "decontaminate"], "stack", 1),
+    "dedup_alt": ("mqa", "ar_fim", "dedup_alt", BASE_STEPS, "dedup_alt", 1),
+    "final": ("mqa", "ar_fim", "final", ["pii", "basic", "exact_dedup", "near_dedup", "comments", "decontaminate"], "dedup_alt", 2),
+}
+OBJECTIVE = {"ar": "ar", "ar_fim": "fim"}
+
+
+def test_the_experiment_group_holds_exactly_the_papers_eight_variants() -> None:
+    assert sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_experiment_composes_to_the_papers_combination(name: str) -> None:
+    attention, objective, pipeline, steps, dedup_mode, factor = EXPECTED[name]
+    for scale, base_steps in (("cpu", 200), ("paper", 300_000)):
+        cfg = compose_train([f"experiment={name}", f"scale={scale}"])
+        assert cfg.experiment_name == name
+        assert cfg.model.attention == attention
+        assert cfg.objective.name == OBJECTIVE[objective]
+        if objective == "ar_fim":
+            assert cfg.objective.params.fim_rate == 0.5 and cfg.objective.params.fim_spm_rate == 0.5
+        assert cfg.pipeline.name == pipeline
+        assert list(cfg.pipeline.steps) == steps
+        assert cfg.pipeline.params.near_dedup.mode == dedup_mode
+        assert cfg.scale.name == scale
+        assert cfg.trainer.max_steps == base_steps * factor
+        # One tokenizer for every variant of a sweep.
+        assert cfg.tokenizer.train_on == "raw"
+        benches = [b for run in cfg.evaluation.runs.values() for b in run.benchmarks]
+        assert {"multiple_humaneval_py", "multiple_humaneval_js", "multiple_humaneval_java", "fim_py", "fim_js", "fim_java"} <= set(benches)
+        if scale == "paper":
+            assert (cfg.model.n_layer, cfg.model.n_embd, cfg.model.n_head, cfg.model.n_inner) == (24, 2048, 16, 8192)
+            assert cfg.data.seq_len == 2048 and cfg.data.global_batch_size == 192 and cfg.data.micro_batch_size == 2
+            assert (cfg.trainer.devices, cfg.trainer.num_nodes, cfg.trainer.precision) == (8, 12, "16-mixed")
+            assert cfg.trainer.strategy._target_ == "santa.distributed.DeepSpeedStrategy"
+            assert cfg.tokenizer.vocab_size == 49152
+            assert cfg.pipeline.params.stars.missing == "zero"  # The Stack: null stars = none
+            assert {"multiple_mbpp_py", "multiple_mbpp_js", "multiple_mbpp_java"} <= set(benches)
+        else:
+            assert cfg.model.n_layer == 4 and cfg.data.seq_len == 256
+            assert cfg.pipeline.params.stars.missing == "pseudo"  # the demo corpus has no stars
+
+
+def test_without_an_experiment_the_demo_is_unchanged() -> None:
+    cfg = compose_train([])
+    assert cfg.experiment_name is None and cfg.scale.name is None
+    assert cfg.trainer.max_steps == 500 and cfg.tokenizer.train_on == "clean"
+    assert all(not run.benchmarks for run in cfg.evaluation.runs.values())
+
+
+def test_a_user_override_of_max_steps_beats_the_scale() -> None:
+    assert compose_train(["experiment=final", "trainer.max_steps=7"]).trainer.max_steps == 7
+    assert compose_train(["experiment=final", "scale.steps=5"]).trainer.max_steps == 10
+
+
+def test_pseudo_stars_are_deterministic_and_calibrated_to_the_papers_removal() -> None:
+    step = Stars(min_stars=5, missing="pseudo", pseudo_below=0.6)
+    batch = [{"repo": "local/x", "path": f"pkg/file_{i}.py", "stars": None} for i in range(4000)]
+    decisions = step.process(batch)
+    removed = sum(not d.keep for d in decisions) / len(decisions)
+    assert 0.57 < removed < 0.63
+    assert [d.keep for d in decisions] == [d.keep for d in step.process(batch)]
+    # A real star count is used as it is.
+    assert [d.keep for d in step.process([{"repo": "r", "path": "p", "stars": 4}, {"repo": "r", "path": "p", "stars": 5}])] == [False, True]
+    with pytest.raises(Exception, match="pseudo_below"):
+        Stars(missing="pseudo", pseudo_below=1.5)
+
+
+# ------------------------------------------------------------------------- end to end (slow)
+TINY_SWEEP = [
+    "model.n_layer=2",
+    "model.n_embd=64",
+    "model.n_head=4",
+    "data.seq_len=64",
+    "data.micro_batch_size=4",
+    "data.global_batch_size=4",
+    "data.val_windows=8",
+    "tokenizer.vocab_size=400",
+    "tokenizer.files_per_lang=200",
+    "scale.steps=4",
+    "trainer.val_every_n_steps=2",
+    "trainer.checkpoint_every_n_steps=2",
+    "trainer.log_every_n_steps=1",
+    "trainer.enable_progress_bar=false",
+    "export_hf=false",
+]
+TINY_EVAL = [
+    "evaluation.runs.passk.benchmarks=[multiple_humaneval_py]",
+    'evaluation.runs.passk.overrides=["generation=pass1","generation.n_samples=2","generation.ks=[1,2]","generation.max_new_tokens=8","limit=2"]',
+    "evaluation.runs.fim.benchmarks=[fim_py]",
+    'evaluation.runs.fim.overrides=["generation=fim","limit=3"]',
+]
+
+
+def _wandb_env(tmp: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("WANDB_MODE", "WANDB_API_KEY")}
+    return {**env, "WANDB_CONFIG_DIR": str(tmp / "wandb-config"), "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def tiny_sweep(tmp_path_factory: pytest.TempPathFactory, tiny_corpus: Path) -> Path:
+    """A finished multirun of three tiny variants: two on the base data, one on dedup_alt."""
+    tmp = tmp_path_factory.mktemp("sweep")
+    sweep = tmp / "multirun" / "tiny"
+    proc = run_train_py(
+        ["-m", "experiment=fim,no_fim,dedup_alt", *TINY_SWEEP, *TINY_EVAL, f"data.input={tiny_corpus}",
+         f"cache_dir={tmp / 'cache'}", f"hydra.sweep.dir={sweep}", "logger=wandb"],
+        timeout=900, env=_wandb_env(tmp),
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return sweep
+
+
+def _jobs(sweep: Path) -> dict[str, Path]:
+    return {json.loads((d / "job.json").read_text())["experiment"]: d for d in sweep.iterdir() if (d / "job.json").is_file()}
+
+
+@pytest.mark.slow
+def test_a_multirun_trains_and_evaluates_each_variant_on_shared_data(tiny_sweep: Path) -> None:
+    jobs = _jobs(tiny_sweep)
+    assert sorted(jobs) == ["dedup_alt", "fim", "no_fim"]
+    summaries = {}
+    for name, d in jobs.items():
+        job = json.loads((d / "job.json").read_text())
+        assert job["state"] == "finished" and job["error"] is None, job
+        assert job["global_step"] == job["max_steps"] == 4
+        assert (d / "checkpoints" / "last.ckpt").is_file()
+        # Results next to the checkpoint, one directory per benchmark.
+        for bench in ("multiple_humaneval_py", "fim_py"):
+            results = json.loads((d / job["evaluation"][bench]).read_text())
+            assert results["benchmark"] == bench and results["n_problems"] == (2 if bench.startswith("multiple") else 3)
+            assert Path(results["model"]["source"]).resolve().is_relative_to(d.resolve())
+        summaries[name] = json.loads((d / "summary.json").read_text())
+        assert set(summaries[name]["evaluation"]) == {"multiple_humaneval_py", "fim_py"}
+    # Same data config -> the same prepared data; another one -> its own, with the same tokenizer.
+    assert summaries["fim"]["pipeline"] == summaries["no_fim"]["pipeline"] != summaries["dedup_alt"]["pipeline"]
+    assert summaries["fim"]["token_shards"] == summaries["no_fim"]["token_shards"] != summaries["dedup_alt"]["token_shards"]
+    assert len({s["tokenizer"] for s in summaries.values()}) == 1
+    assert json.loads((jobs["dedup_alt"] / "job.json").read_text())["pipeline"]["name"] == "dedup_alt"
+    cache = Path(summaries["fim"]["pipeline"]).parent
+    assert len([p for p in cache.iterdir() if p.is_dir()]) == 2
+
+
+@pytest.mark.slow
+def test_each_multirun_job_is_its_own_wandb_run_in_one_group(tiny_sweep: Path) -> None:
+    from santa.wandb_records import read_run, run_files
+
+    runs = {}
+    for name, d in _jobs(tiny_sweep).items():
+        files = run_files(d / "wandb")
+        assert len(files) == 1, files  # one run per job, inside the job's directory
+        deadline, rec = time.monotonic() + 90, read_run(files[0])
+        while not rec["finished"] and time.monotonic() < deadline:
+            time.sleep(0.5)
+            rec = read_run(files[0])
+        assert rec["finished"], f"{name}: W&B run never finished"
+        runs[name] = rec
+    assert len({r["id"] for r in runs.values()}) == 3
+    assert {r["group"] for r in runs.values()} == {"multirun_tiny"}
+    for name, rec in runs.items():
+        assert rec["name"] == name and rec["job_type"] == "train"
+        assert rec["config"]["config"]["experiment_name"] == name
+        history = {k for row in rec["history"] for k in row}
+        assert "train/loss" in history and "eval/fim_py/exact_match" in history and "eval/multiple_humaneval_py/pass@1" in history
+        # Nothing of another job's run merged into this one: 4 training steps logged once each.
+        steps = [row["trainer/global_step"] for row in rec["history"] if "train/loss" in row]
+        assert steps == [0, 1, 2, 3]
+
+
+@pytest.mark.slow
+def test_ddp_jobs_in_a_multirun_get_one_process_group_each(tmp_path: Path, tiny_corpus: Path) -> None:
+    """Lightning re-runs the script for rank 1; inside a multirun it must re-run only its job (not
+    the sweep), in the job's directory, and the next job must start its own process group."""
+    sweep = tmp_path / "sweep"
+    proc = run_train_py(
+        ["-m", "experiment=fim,no_fim", "trainer=ddp", *TINY_SWEEP, "data.micro_batch_size=2", f"data.input={tiny_corpus}",
+         f"cache_dir={tmp_path / 'cache'}", f"hydra.sweep.dir={sweep}", "evaluation.runs.passk.benchmarks=[]",
+         "evaluation.runs.fim.benchmarks=[]", "hydra.run.dir=" + str(tmp_path / "stray")],
+        timeout=600, env={"OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    jobs = _jobs(sweep)
+    assert sorted(jobs) == ["fim", "no_fim"]
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"]
+    # Rank 1 re-ran its job only: with Lightning's own launcher it re-runs `-m experiment=fim,no_fim`
+    # and starts a second sweep of its own.
+    assert proc.stdout.count("Launching 2 jobs locally") == 1, proc.stdout[-3000:]
+    assert not (tmp_path / "stray").exists()  # rank 1 wrote into its job's directory, not run.dir
+    for d in jobs.values():
+        job = json.loads((d / "job.json").read_text())
+        assert job["state"] == "finished" and job["global_step"] == 4
+        assert (d / "checkpoints" / "last.ckpt").is_file()
+        assert math.isfinite(job["train"]["train/loss"])
+    # Rank 1 of each job joined its own 2-process group.
+    assert proc.stderr.count("GLOBAL_RANK: 1, MEMBER: 2/2") == 2, proc.stderr[-3000:]
