@@ -218,3 +218,60 @@ def test_ddp_jobs_in_a_multirun_get_one_process_group_each(tmp_path: Path, tiny_
         assert math.isfinite(job["train"]["train/loss"])
     # Rank 1 of each job joined its own 2-process group.
     assert proc.stderr.count("GLOBAL_RANK: 1, MEMBER: 2/2") == 2, proc.stderr[-3000:]
+
+
+# ------------------------------------------------------------------------- W&B sweep files
+def _agent_commands(path: Path) -> list[list[str]]:
+    """The argument lists `wandb agent` would run for every point of a grid sweep file (the
+    macros expanded as wandb's agent does), without the interpreter."""
+    import itertools
+
+    import yaml
+    from wandb.sdk.launch.sweeps.utils import create_sweep_command_args
+
+    spec = yaml.safe_load(path.read_text())
+    assert spec["method"] == "grid"
+    params = spec["parameters"]
+    names = list(params)
+    grids = [p["values"] if "values" in p else [p["value"]] for p in params.values()]
+    out = []
+    for point in itertools.product(*grids):
+        args = create_sweep_command_args({"args": {n: {"value": v} for n, v in zip(names, point)}})
+        cmd: list[str] = []
+        for item in spec["command"]:
+            if item.startswith("${") and item.endswith("}"):
+                cmd += {"program": [spec["program"]], "args_no_hyphens": args["args_no_hyphens"]}.get(item[2:-1], [])
+            else:
+                cmd.append(item)
+        out.append(cmd)
+    return out
+
+
+def test_the_ablation_wandb_sweep_runs_the_eight_experiment_jobs() -> None:
+    from conftest import ROOT
+
+    commands = _agent_commands(ROOT / "sweeps" / "ablation.yaml")
+    assert len(commands) == 8
+    seen = set()
+    for cmd in commands:
+        assert cmd[0] == "train.py" and (ROOT / cmd[0]).is_file()
+        cfg = compose_train(cmd[1:])
+        assert cfg.logger._target_.endswith("WandbLogger") and cfg.scale.name == "cpu"
+        seen.add(cfg.experiment_name)
+    assert seen == set(EXPECTED)
+
+
+def test_the_passk_temperature_wandb_sweep_composes_evaluate_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
+    from conftest import ROOT, compose_eval
+    from omegaconf import OmegaConf
+
+    monkeypatch.setenv("SANTA_EVAL_MODEL", "/models/x")
+    commands = _agent_commands(ROOT / "sweeps" / "passk_temperature.yaml")
+    temps = set()
+    for cmd in commands:
+        assert cmd[0] == "evaluate.py" and (ROOT / cmd[0]).is_file()
+        cfg = compose_eval(*cmd[1:])
+        assert OmegaConf.select(cfg, "model.path") == "/models/x"
+        assert cfg.generation.n_samples == 200 and list(cfg.generation.ks) == [1, 10, 100]
+        temps.add(cfg.generation.temperature)
+    assert len(commands) == 18 and temps == {0.1, 0.2, 0.4, 0.6, 0.8, 1.0}
