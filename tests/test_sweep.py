@@ -275,3 +275,17 @@ def test_the_passk_temperature_wandb_sweep_composes_evaluate_jobs(monkeypatch: p
         assert cfg.generation.n_samples == 200 and list(cfg.generation.ks) == [1, 10, 100]
         temps.add(cfg.generation.temperature)
     assert len(commands) == 18 and temps == {0.1, 0.2, 0.4, 0.6, 0.8, 1.0}
+
+
+@pytest.mark.slow
+def test_a_batch_that_does_not_split_over_the_devices_is_a_one_line_error(tmp_path: Path, tiny_corpus: Path) -> None:
+    proc = run_train_py(
+        ["trainer=ddp", "data.micro_batch_size=4", "data.global_batch_size=4", f"data.input={tiny_corpus}",
+         f"cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}", "pipeline=none", "tokenizer.vocab_size=400"],
+        timeout=300,
+    )
+    assert proc.returncode == 2
+    assert "data.global_batch_size=4 is not a multiple of data.micro_batch_size x devices = 4 x 2" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    job = json.loads((tmp_path / "run" / "job.json").read_text())
+    assert job["state"] == "failed" and "global_batch_size" in job["error"]

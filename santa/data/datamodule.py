@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from santa import registry
+from santa.errors import SantaError
 from santa.data.shards import PackedDataset, TokenShard
 from santa.data.tokenizer import load_tokenizer
 
@@ -79,6 +80,10 @@ def collate(samples: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
     return {k: torch.from_numpy(np.stack([s[k] for s in samples])) for k in samples[0]}
 
 
+class BatchSizeError(SantaError, ValueError):
+    """The global batch cannot be split into micro-batches over the devices."""
+
+
 @dataclass
 class DataFiles:
     """What the data stages produced: token shards and the tokenizer that made them."""
@@ -114,7 +119,7 @@ class SantaDataModule(pl.LightningDataModule):
     def accumulation(self, world: int) -> int:
         per_step = self.micro * world
         if self.global_batch % per_step:
-            raise ValueError(
+            raise BatchSizeError(
                 f"data.global_batch_size={self.global_batch} is not a multiple of "
                 f"data.micro_batch_size x devices = {self.micro} x {world}; choose sizes that divide"
             )
