@@ -124,6 +124,7 @@ EXTERNAL: dict[str, tuple[str, str]] = {
     "prepare": ("santa.pipeline.cli", "run the data pipeline alone: redact, filter, dedup, decontaminate"),
     "pii-eval": ("santa.filters.pii_eval", "score PII detection against an annotated JSONL file"),
     "eval-report": ("santa.eval.report", "one table of every results.json under the given directories"),
+    "report": ("santa.sweep.report", "a sweep's tables beside the paper's: report.md, report.csv, plots"),
 }
 
 

@@ -26,6 +26,8 @@ Speed notes (torch 2.13, CPU, 2 cores, 8 heads x 64; `benchmarks/bench_model.py 
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -43,6 +45,9 @@ class CausalSelfAttention(nn.Module):
       - cache: None or ``(k_cache, v_cache, start)`` with caches [B, n_kv, max_len, head_dim]; the
         new keys/values are written at ``start:start+T`` and attention reads ``0:start+T``.
     """
+
+    # The keys of ``GPTConfig.attention_params`` this variant reads; the model refuses others.
+    attention_params: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: GPTConfig, n_kv_head: int) -> None:
         super().__init__()

@@ -2,8 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+import json
+from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+from santa.errors import SantaError
+
+
+class ModelConfigError(SantaError, ValueError):
+    """A model configuration that cannot build a model; the message names the field."""
+
+
+def _plain(value: Any) -> Any:
+    """Mappings and sequences (a config library's containers included) as dicts and lists."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        return [_plain(v) for v in value]
+    return value
 
 
 @dataclass
@@ -15,6 +32,11 @@ class GPTConfig:
     ``attention`` names a plugin of the ``santa.attention`` entry-point group; ``n_query_groups``
     is the number of key/value heads for ``gqa`` and must stay ``None`` for the others, so a config
     never carries a setting that its attention silently ignores.
+
+    ``attention_params`` holds the parameters of an attention plugin beyond the built-ins' fields
+    (a sliding window's width, ...), passed through untouched to the plugin, which reads them from
+    the config it is built with. The plugin lists the keys it reads (its ``attention_params`` class
+    attribute) and building the model refuses any other key, for the same reason.
     """
 
     vocab_size: int
@@ -25,6 +47,7 @@ class GPTConfig:
     n_inner: int | None = None
     attention: str = "mqa"
     n_query_groups: int | None = None
+    attention_params: dict[str, Any] = field(default_factory=dict)
     dropout: float = 0.1
     layer_norm_epsilon: float = 1e-5
     initializer_range: float = 0.022
@@ -34,34 +57,42 @@ class GPTConfig:
         for name in ("vocab_size", "n_embd", "n_layer", "n_head", "n_positions"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"GPTConfig.{name} must be a positive int, got {value!r}")
+                raise ModelConfigError(f"GPTConfig.{name} must be a positive int, got {value!r}")
         if self.n_embd % self.n_head:
-            raise ValueError(
+            raise ModelConfigError(
                 f"GPTConfig.n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}) "
                 "so every head has the same size"
             )
         if self.n_inner is not None and (not isinstance(self.n_inner, int) or self.n_inner <= 0):
-            raise ValueError(f"GPTConfig.n_inner must be a positive int or None, got {self.n_inner!r}")
+            raise ModelConfigError(f"GPTConfig.n_inner must be a positive int or None, got {self.n_inner!r}")
         if not isinstance(self.attention, str) or not self.attention:
-            raise ValueError(f"GPTConfig.attention must name an attention plugin, got {self.attention!r}")
+            raise ModelConfigError(f"GPTConfig.attention must name an attention plugin, got {self.attention!r}")
         if self.n_query_groups is not None:
             if self.attention != "gqa":
-                raise ValueError(
+                raise ModelConfigError(
                     f"GPTConfig.n_query_groups={self.n_query_groups} is only meaningful with "
                     f"attention='gqa' (got attention={self.attention!r}); set it to None"
                 )
             if not isinstance(self.n_query_groups, int) or self.n_query_groups <= 0:
-                raise ValueError(f"GPTConfig.n_query_groups must be a positive int, got {self.n_query_groups!r}")
+                raise ModelConfigError(f"GPTConfig.n_query_groups must be a positive int, got {self.n_query_groups!r}")
             if self.n_head % self.n_query_groups:
-                raise ValueError(
+                raise ModelConfigError(
                     f"GPTConfig.n_query_groups ({self.n_query_groups}) must divide n_head ({self.n_head})"
                 )
+        if isinstance(self.attention_params, Mapping):  # e.g. a Hydra DictConfig node
+            self.attention_params = _plain(self.attention_params)
+        if not isinstance(self.attention_params, dict) or not all(isinstance(k, str) for k in self.attention_params):
+            raise ModelConfigError(f"GPTConfig.attention_params must be a dict with str keys, got {self.attention_params!r}")
+        try:  # it travels in checkpoints and JSON summaries
+            json.dumps(self.attention_params)
+        except (TypeError, ValueError) as exc:
+            raise ModelConfigError(f"GPTConfig.attention_params must hold plain JSON values: {exc}") from None
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout!r}")
+            raise ModelConfigError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout!r}")
         if self.layer_norm_epsilon <= 0:
-            raise ValueError(f"GPTConfig.layer_norm_epsilon must be > 0, got {self.layer_norm_epsilon!r}")
+            raise ModelConfigError(f"GPTConfig.layer_norm_epsilon must be > 0, got {self.layer_norm_epsilon!r}")
         if self.initializer_range <= 0:
-            raise ValueError(f"GPTConfig.initializer_range must be > 0, got {self.initializer_range!r}")
+            raise ModelConfigError(f"GPTConfig.initializer_range must be > 0, got {self.initializer_range!r}")
 
     @property
     def head_dim(self) -> int:
@@ -72,7 +103,12 @@ class GPTConfig:
         return self.n_inner if self.n_inner is not None else 4 * self.n_embd
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if not d["attention_params"]:
+            # Without plugin parameters a config serialises as before the field existed, so older
+            # checkpoints still match their configuration on resume.
+            del d["attention_params"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GPTConfig:
@@ -81,7 +117,7 @@ class GPTConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(
+            raise ModelConfigError(
                 f"unknown GPTConfig key(s): {', '.join(unknown)}; valid keys: {', '.join(sorted(known))}"
             )
         return cls(**dict(d))

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from santa.model.config import GPTConfig
+from santa.model.config import GPTConfig, ModelConfigError
 from santa.registry import get
 
 if TYPE_CHECKING:
@@ -23,8 +23,19 @@ if TYPE_CHECKING:
 
 
 def attention_class(config: GPTConfig) -> type[nn.Module]:
-    """The attention plugin class ``config.attention`` names (raises UnknownPluginError)."""
-    return get("santa.attention", config.attention)
+    """The attention plugin class ``config.attention`` names (raises UnknownPluginError), checked
+    against ``config.attention_params``: a plugin reads only the keys its ``attention_params`` class
+    attribute lists (none for the built-ins), and any other key is refused rather than ignored."""
+    cls = get("santa.attention", config.attention)
+    accepted = tuple(getattr(cls, "attention_params", ()))
+    unknown = sorted(set(config.attention_params) - set(accepted))
+    if unknown:
+        takes = f"it takes: {', '.join(accepted)}" if accepted else "it takes none"
+        raise ModelConfigError(
+            f"attention {config.attention!r} has no parameter(s) {', '.join(unknown)} "
+            f"(GPTConfig.attention_params, model.attention_params in Hydra); {takes}"
+        )
+    return cls
 
 
 class MLP(nn.Module):

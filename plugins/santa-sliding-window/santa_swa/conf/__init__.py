@@ -1,0 +1,1 @@
+# Hydra config groups shipped with the plugin; found through hydra_plugins/santa_swa_searchpath.
