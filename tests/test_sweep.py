@@ -289,3 +289,36 @@ def test_a_batch_that_does_not_split_over_the_devices_is_a_one_line_error(tmp_pa
     assert "Traceback" not in proc.stderr
     job = json.loads((tmp_path / "run" / "job.json").read_text())
     assert job["state"] == "failed" and "global_batch_size" in job["error"]
+
+
+@pytest.mark.slow
+def test_santa_report_on_a_finished_tiny_sweep(tiny_sweep: Path, tmp_path: Path) -> None:
+    import csv
+    import subprocess
+    import sys
+
+    out = tmp_path / "report"
+    proc = subprocess.run(
+        [sys.executable, "-m", "santa.cli", "report", str(tiny_sweep), "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    md = (out / "report.md").read_text()
+    assert "complete: 3 of 3 jobs finished" in md
+    for section in ("pass@k", "exact match", "Data removed per filter", "Training"):
+        assert section in md, section
+    rows = list(csv.DictReader((out / "report.csv").open()))
+    jobs = {r["variant"]: r["state"] for r in rows if r["table"] == "jobs"}
+    assert jobs == {"fim": "finished", "no_fim": "finished", "dedup_alt": "finished"}
+    # Our scores come from the jobs' results.json; the paper's from its tables.
+    for variant, d in _jobs(tiny_sweep).items():
+        fim = json.loads((d / "eval" / "fim_py" / "results.json").read_text())["scores"]["exact_match"]
+        row = next(r for r in rows if r["table"].startswith("fim") and r["variant"] == variant and r["language"] == "Python")
+        assert float(row["ours"]) == pytest.approx(fim)
+    baseline = next(r for r in rows if r["table"] == "humaneval" and r["variant"] == "fim" and r["metric"] == "pass@1")
+    assert float(baseline["paper"]) == pytest.approx(0.12)
+    removed = {(r["variant"], r["metric"]) for r in rows if r["table"] == "data_removed"}
+    assert ("dedup_alt", "vs_base:bytes_pct") in removed  # the paper's Table 3 measure, per data variant
+    assert any(v == "dedup_alt" and m.startswith("near_dedup") for v, m in removed)
+    pngs = sorted(out.glob("*.png"))
+    assert pngs and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
