@@ -113,6 +113,51 @@ def test_python_comment_text_matches_ast_and_tokenize(method: str) -> None:
     assert comments == ["# a trailing comment", "# done"]
 
 
+PY_TRAPS = [
+    'def f():\n    """doc"""\n',
+    'def f(): "doc"\n',
+    'def f(a,\n      b):  # c\n    # more\n\n    r"""raw doc"""\n',
+    'def f():\n    f"""not: f-string"""\n',
+    'def f():\n    b"not: bytes"\n',
+    'class A(B,\n        C): \'doc\'\n',
+    '@decorator\nclass A:\n    """doc"""\n    x = 1\n    """not a docstring"""\n',
+    'async def f():\n    """not counted"""\n',
+    'x = (1,\n"not a docstring")\n',
+    'x = 1 + \\\n    2\ndef f():\n    """doc after a continuation"""\n',
+    'def f(): \\\n    "continued: the linewise lexer decides"\n',
+    '\\\n"module doc after a lone continuation"\n',
+    '"""module doc"""\r\nimport os\r\ndef g():\r\n    """crlf doc"""\r\n',
+    '"""module doc"""\rdef g():\r    """cr doc"""\r',
+    'def f():\n    """unterminated\n',
+    'def f():\n    s = "a" "b"\n    """not a docstring"""\n',
+    'def f(x=\'(\'):\n    """doc despite a bracket in a string"""\n',
+    'def f():  # comment with ( bracket\n    """doc"""\n',
+    'if x:\n    pass\n"""not after a header"""\n',
+    'def f():\n    pass; "not a docstring"\n',
+    '\n\n   \n"""module doc after blank lines"""\n',
+    '# only comments\n# before\n"""module doc"""\n',
+]
+
+
+def test_python_fast_lexer_equals_the_linewise_state_machine() -> None:
+    import glob
+    import random
+
+    from santa.filters.comments import _python_text_linewise, python_text_fast
+
+    for text in PY_TRAPS:
+        assert python_text_fast(text) == _python_text_linewise(text), text
+    files = sorted(glob.glob(str(Path(random.__file__).parent / "*.py")))[:150]
+    rng = random.Random(0)
+    for f in files:
+        text = Path(f).read_text(encoding="utf-8", errors="replace")
+        assert python_text_fast(text) == _python_text_linewise(text), f
+        lines = text.splitlines(keepends=True)
+        rng.shuffle(lines)  # odd structures: the two must still agree
+        mixed = "".join(lines[:80]) + rng.choice(PY_TRAPS)
+        assert python_text_fast(mixed) == _python_text_linewise(mixed), f
+
+
 def test_comment_ratio_bounds_are_exclusive() -> None:
     c = step("comments")
     no_comments = "x = 1\ny = 2\n" * 10
@@ -279,6 +324,83 @@ def test_near_dedup_is_deterministic_across_record_order() -> None:
     assert len(fwd) == 6
 
 
+def test_minhash_permutations_and_mixing_are_datasketchs() -> None:
+    from datasketch import MinHash
+    from datasketch.minhash import _fmix
+
+    from santa.filters.near_dedup import SCHEME, fmix32, permutations
+
+    for num_perm, seed in [(256, 42), (128, 1), (7, 0)]:
+        a, b = permutations(num_perm, seed)
+        ref = MinHash(num_perm=num_perm, seed=seed, scheme=SCHEME).permutations
+        assert np.array_equal(a, ref[0]) and np.array_equal(b, ref[1])
+    h = np.random.default_rng(0).integers(0, 2**32, 10_000, dtype=np.uint64).astype(np.uint32)
+    assert np.array_equal(fmix32(h.copy()), _fmix(h, 32))
+
+
+def test_minhash_of_many_sets_in_blocks_matches_datasketch() -> None:
+    from datasketch import MinHash
+
+    from santa.filters import near_dedup
+    from santa.filters.near_dedup import SCHEME, minhash_many, permutations
+
+    rng = np.random.default_rng(1)
+    # Sizes around the block size, so that sets start, end and span several blocks.
+    sizes = [1, 5, near_dedup._CHUNK - 3, 7, 2 * near_dedup._CHUNK + 11, 1, 300]
+    sets = [rng.integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32) for n in sizes]
+    bounds = np.concatenate(([0], np.cumsum(sizes)))
+    sigs = minhash_many(np.concatenate(sets), bounds, permutations(256, 42))
+    for sig, values in zip(sigs, sets):
+        m = MinHash(num_perm=256, seed=42, hashfunc=lambda v: v, scheme=SCHEME)
+        m.update_batch(values.tolist())
+        assert np.array_equal(sig, m.hashvalues)
+
+
+def test_batch_signatures_equal_one_text_at_a_time() -> None:
+    s = step("near_dedup", mode="dedup_alt", min_tokens=3)
+    texts = [_java_like(i, 40 + 90 * i, seed=i) for i in range(12)]
+    texts += ["", "a b", "a b c", "a b c d e", "ünï cöde x1 x2 x3 x4 x5", "+-*/"]
+    batch = s.signatures(texts)
+    for text, (n, sig) in zip(texts, batch):
+        n1, sig1 = s.signature(text)
+        assert n == n1 == len(tokens_of(text))
+        assert (sig is None) == (sig1 is None) == (n < 3)
+        if sig is not None:
+            assert np.array_equal(sig, sig1)
+    # 3 and 4 tokens: no 5-gram, datasketch's empty signature (every value 2**32 - 1).
+    assert (batch[-4][1] == np.iinfo(np.uint32).max).all()
+
+
+def tokens_of(text: str) -> list[str]:
+    from santa.filters.near_dedup import tokens
+
+    return tokens(text)
+
+
+def test_token_hashes_tell_long_tokens_apart() -> None:
+    from santa.filters.near_dedup import token_hashes
+
+    # Same first 8 or 16 bytes, lengths around the 8-byte words the hash reads.
+    toks = ["abcdefgh", "abcdefghi", "abcdefghij", "abcdefgh_", "abcdefghijklmnop", "abcdefghijklmnopq",
+            "abcdefghijklmnopr", "x" * 100, "x" * 101, "abcdefg", "a", "b", "ab", "ba"]
+    h = token_hashes(" ".join(toks) + " " + "-".join(toks))
+    assert len(h) == 2 * len(toks) and len(set(h[: len(toks)].tolist())) == len(toks)
+    assert np.array_equal(h[: len(toks)], h[len(toks) :])
+
+
+def test_near_dedup_decisions_on_crafted_near_duplicates() -> None:
+    # Files made of shared and private lines: their 5-gram Jaccard is known, far from 0.7 on both
+    # sides, so the LSH decision (25 bands x 10 rows) is certain whatever the hash function.
+    rng = np.random.default_rng(7)
+    lines = [" ".join(f"v{rng.integers(10**6)}" for _ in range(12)) for _ in range(400)]
+    base = "\n".join(lines[:200])
+    close = "\n".join(lines[:190] + lines[300:310])  # ~0.9 of base's 5-grams
+    far = "\n".join(lines[:60] + lines[200:340])  # ~0.2
+    recs = [rec(base, rid=3), rec(close, rid=8), rec(far, rid=5)]
+    dropped = _corpus_step(step("near_dedup", mode="dedup_alt"), recs)
+    assert list(dropped) == [8] and dropped[8].details["duplicate_of"] == 3 and dropped[8].stat > 0.8
+
+
 # -- decontamination ------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -317,6 +439,38 @@ def test_decontamination_drops_benchmark_text_case_insensitively(decon) -> None:
     assert f"MBPP/{test_row['task_id']}" in ds[1].reason
     assert decon.sources["HumanEval"] > 160 and decon.sources["MBPP"] > 400 and decon.sources["MultiPL-E"] > 1000
     assert decon.skipped_trivial > 0
+
+
+def test_decontamination_prefilter_lets_every_benchmark_string_through(decon) -> None:
+    # Each string inside other code, right after a non-space character and upper-cased: the
+    # numpy prefilter must send every such file to the Aho-Corasick scan, which drops it.
+    strings = list(decon._automaton.keys())
+    assert len(strings) > 2000
+    texts = [f"x = 1\nfoo{s.upper()}bar\n" for s in strings]
+    assert all(decon.candidates([t.lower() for t in texts]))
+    ds = decon.process([rec(t) for t in texts[:300]])
+    assert not any(d.keep for d in ds)
+
+
+def test_decontamination_anchors_and_strings_without_one() -> None:
+    from santa.filters.decontaminate import _anchors
+
+    fingerprints, unanchored = _anchors(["no_inner_word_start_in_this_string_at_all_0123456789",
+                                         "def f(x):\n    return sorted(set(x), key=len)[0] + offset"])
+    assert len(fingerprints) == 1 and unanchored == ["no_inner_word_start_in_this_string_at_all_0123456789"]
+
+
+def test_decontamination_strings_without_an_anchor_are_searched_directly(tmp_path: Path) -> None:
+    import json
+
+    mbpp = tmp_path / "mbpp.json"
+    code = "no_inner_word_start_in_this_string_at_all_0123456789"
+    mbpp.write_text(json.dumps([{"task_id": 11, "prompt": "", "code": code}]))
+    d = step("decontaminate", humaneval=False, mbpp=str(mbpp), multipl_e=[])
+    d.setup(StepContext())
+    assert d._unanchored == [code]
+    ds = d.process([rec("x" + code.upper() + "y"), rec("unrelated = 1")])
+    assert [x.keep for x in ds] == [False, True] and "MBPP/11 code" in ds[0].reason
 
 
 def test_decontamination_docstrings_count_too(decon) -> None:

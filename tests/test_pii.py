@@ -241,6 +241,33 @@ def test_gibberish_model() -> None:
     assert re.fullmatch(r"[0-9a-f]{12}", model.fingerprint)
 
 
+def test_grouped_searches_find_each_literals_lines() -> None:
+    """Literals searched together (".com" for the three URL forms, "p(?:w|ass)" for two secret
+    words) yield exactly the lines a search per literal yields."""
+    from santa.filters import pii_keys
+
+    assert sorted(n for _, g in pii_keys._LITERAL_GROUPS for n in g) == sorted(n for n, _ in pii_keys._LOWER_LITERALS)
+    assert sorted(n for _, g in pii_keys._WORD_GROUPS for n in g) == sorted(pii_keys._SECRET_WORDS)
+    text = "\n".join([
+        "PASSWORD = 1", "pw and pass", "spwd", "x.COM/cloudant.com", "hooks.slack.com softlayer.com",
+        "nothing here", "Token KEY secret Auth credentials", "cloudant.co m", "pas s p w", "",
+    ])
+    doc = pii_keys._Doc(text)
+    low = text.lower()
+
+    def naive(word: str) -> dict[int, int]:
+        out, start = {}, 0
+        for line in low.split("\n"):
+            if word in line:
+                out[start] = start + len(line)
+            start += len(line) + 1
+        return out
+
+    assert doc.keyword_lines() == {w: naive(w) for w in pii_keys._SECRET_WORDS}
+    found = {(literal, start) for literal, start, _ in doc.grouped_lines(pii_keys._LITERAL_GROUPS)}
+    assert found == {(n, s) for n, _ in pii_keys._LOWER_LITERALS for s in naive(n)}
+
+
 def test_plugin_and_filter_lists_are_the_papers() -> None:
     assert len(PLUGIN_NAMES) == 18 and len(set(PLUGIN_NAMES)) == 18
     for excluded in ("BasicAuthDetector", "KeywordDetector", "PrivateKeyDetector"):

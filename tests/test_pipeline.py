@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import textwrap
 import zipfile
 from pathlib import Path
@@ -266,6 +267,86 @@ def test_worker_processes_keep_the_same_files_as_one_process(tmp_path: Path) -> 
     ids = lambda r: [x["reject_id"] for x in sorted(read_dataset(sorted((r.output / "rejects").glob("*.parquet"))).to_pylist(), key=lambda x: x["reject_id"])]  # noqa: E731
     assert ids(one) == ids(two)
     assert [pq.read_table(f).to_pylist() for f in one.data_files] == [pq.read_table(f).to_pylist() for f in two.data_files]
+
+
+def test_forked_and_spawned_workers_keep_the_same_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from santa.pipeline import engine
+
+    recs = mixed_records() * 2
+    for k in range(2):
+        write_jsonl(tmp_path / "in" / f"{k}.jsonl", recs[k::2])
+    steps = [StepSpec("basic"), StepSpec("exact_dedup"), StepSpec("comments"), StepSpec("near_dedup", {"mode": "dedup_alt"})]
+    forked = run(tmp_path, tmp_path / "in", steps=steps, out="fork", workers=2, batch_size=4)
+    monkeypatch.setattr(engine, "_single_threaded", lambda: False)  # as if the driver ran threads
+    spawned = run(tmp_path, tmp_path / "in", steps=steps, out="spawn", workers=2, batch_size=4)
+    untimed = lambda r: [{k: v for k, v in s.items() if k != "corpus_seconds"} for s in r.report["steps"]]  # noqa: E731
+    assert untimed(forked) == untimed(spawned)
+    assert [pq.read_table(f).to_pylist() for f in forked.data_files] == [pq.read_table(f).to_pylist() for f in spawned.data_files]
+
+
+def test_workers_are_forked_only_from_a_process_without_threads() -> None:
+    import subprocess
+    import sys
+
+    # A fresh interpreter: this one may hold Arrow's thread pools from earlier tests.
+    script = textwrap.dedent("""
+        import threading
+        import pyarrow  # starts jemalloc's background thread, which is fork-safe
+        from santa.pipeline.engine import _single_threaded
+        assert _single_threaded()
+        stop = threading.Event()
+        t = threading.Thread(target=stop.wait)
+        t.start()
+        assert not _single_threaded()
+        stop.set()
+        t.join()
+        assert _single_threaded()
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True)
+    # `santa prepare` keeps numpy's OpenBLAS from starting its thread pool, whatever the
+    # environment says about threads, so that its workers can be forked.
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    script = "import santa.pipeline.cli, numpy; from santa.pipeline.engine import _single_threaded; assert _single_threaded()"
+    subprocess.run([sys.executable, "-c", script], check=True, env=env)
+
+
+def test_a_run_leaves_no_thread_behind(tmp_path: Path) -> None:
+    """Arrow's thread pools (threaded Parquet or JSON reads) would make every later run in the
+    same process spawn its workers instead of forking them."""
+    import subprocess
+    import sys
+
+    write_jsonl(tmp_path / "in.jsonl", mixed_records())
+    script = textwrap.dedent(f"""
+        from pathlib import Path
+        from santa.pipeline import PipelineConfig, StepSpec, run_pipeline
+        from santa.pipeline.engine import _single_threaded
+        steps = [StepSpec("basic"), StepSpec("exact_dedup"), StepSpec("near_dedup", {{"mode": "dedup_alt"}}), StepSpec("comments")]
+        for k in range(2):
+            assert _single_threaded(), k
+            cfg = PipelineConfig(input={str(tmp_path / "in.jsonl")!r}, output=Path({str(tmp_path)!r}) / f"out{{k}}",
+                                 steps=steps, workers=2, batch_size=4, progress=False)
+            run_pipeline(cfg)
+        assert _single_threaded()
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True)
+
+
+def test_histograms_are_pngs_with_round_ticks(tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from santa.pipeline.plots import histogram, nice_ticks
+
+    assert nice_ticks(-0.05, 1.05) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    assert nice_ticks(0, 3150) == [0, 1000, 2000, 3000]
+    assert nice_ticks(2.0, 2.0) == [2.0]
+    per_lang = {"Python": np.linspace(0, 1, 500), "Java": np.zeros(3), "Rust": np.array([0.5])}
+    histogram(tmp_path / "h.png", per_lang, title="t", xlabel="x", lines=(0.01, 0.8))
+    histogram(tmp_path / "one.png", {"Python": np.array([3.0])}, title="t", xlabel="x")
+    for name in ("h.png", "one.png"):
+        with Image.open(tmp_path / name) as img:
+            assert img.format == "PNG" and img.size == (700, 400)
 
 
 def test_pii_runs_like_any_record_step(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ could not read and says so in the decision's details (``note``); the fast method
 
 from __future__ import annotations
 
+import bisect
 import inspect
 import io
 import re
@@ -83,11 +84,13 @@ def _ends_with_colon(content: str, start: int, end: int) -> bool:
 # Characters that can start a token of _PY_TOKENS. Jumping over the others with a character-class
 # run and then matching the token where it starts is ~5x faster than finditer, which tries the
 # whole pattern at every position (it has no literal prefix to search for).
-_PY_SKIP = re.compile(r"""[^"'#\\\r\n]*""")
+_PY_SKIP_LINES = re.compile(r"""[^"'#\\\r\n]*""")
+# Without line ends: python_text_fast sees strings, comments and backslash continuations only.
+_PY_SKIP = re.compile(r"""[^"'#\\]*""")
 
 
-def _py_tokens(content: str, pos: int) -> Iterator[re.Match[str]]:
-    skip, token, n = _PY_SKIP.match, _PY_TOKENS.match, len(content)
+def _py_tokens(content: str, pos: int, skipper: re.Pattern[str] | None = None) -> Iterator[re.Match[str]]:
+    skip, token, n = (skipper or _PY_SKIP).match, _PY_TOKENS.match, len(content)
     while True:
         pos = skip(content, pos).end()  # type: ignore[union-attr]
         if pos >= n:
@@ -115,15 +118,10 @@ _BRACKETS[[ord(c) for c in "([{"]] = 1
 _BRACKETS[[ord(c) for c in ")]}"]] = -1
 
 
-def python_text_fast(content: str) -> tuple[list[str], list[str]]:
-    """(docstrings cleaned as ``ast.get_docstring`` does, comments) of Python source, by regex.
-
-    A docstring is a plain (not f- or b-) string that is a whole statement and the first one of
-    the module or of a ``def``/``class`` body (on the header's line or the next logical line).
-    The loop only sees strings, comments and line ends (bracket depth comes from a prefix sum);
-    the regex engine skips the rest, which is what makes this several times faster than
-    ``tokenize``.
-    """
+def _python_text_linewise(content: str) -> tuple[list[str], list[str]]:
+    """:func:`python_text_fast` by a state machine over every token, line ends included: the
+    definition of what counts, and the fallback for the few files python_text_fast leaves to it
+    (a string at the start of a backslash-continued line)."""
     docs: list[str] = []
     comments: list[str] = []
     balance = _bracket_balance(content)
@@ -134,7 +132,7 @@ def python_text_fast(content: str) -> tuple[list[str], list[str]]:
     line_start = 0  # where this logical line's text starts
     code_end = -1  # start of this line's comment, i.e. the end of its code (-1: no comment)
     prev_end = len(content) - len(content.lstrip(" \t\f"))
-    for m in _py_tokens(content, prev_end):
+    for m in _py_tokens(content, prev_end, _PY_SKIP_LINES):
         start = m.start()
         kind = m.lastgroup
         prefix = ""
@@ -168,6 +166,182 @@ def python_text_fast(content: str) -> tuple[list[str], list[str]]:
                 at_start, header = True, False
                 line_start = prev_end
             code_end = -1
+    return docs, comments
+
+
+
+# One match per token: the run of characters that cannot start one, then the token (a string, a
+# comment or a backslash continuation; a lone backslash is skipped), so that finditer does the
+# whole loop in C. Possessive: the skip never backtracks; \Z ends the text in one match.
+_PY_SKIP_TOKEN = re.compile(
+    r"""(?:[^"'#\\]++|\\(?!\r?\n))*+(?:"""
+    + _PY_TOKENS.pattern[: _PY_TOKENS.pattern.index("| (?P<n>")]
+    + r"""|\Z)""",
+    re.X | re.S,
+)
+_BRACKET_STEP = np.zeros(256, dtype=np.int8)
+_BRACKET_STEP[[ord(c) for c in "([{"]] = 1
+_BRACKET_STEP[[ord(c) for c in ")]}"]] = -1
+_BLANK = " \t\f"
+_LINE_BLANK = " \t\f\r\n"
+
+
+class _PyLines:
+    """Line structure of a Python file around given positions, for python_text_fast: physical
+    line starts, logical line starts (lines joined inside brackets, strings and after a
+    backslash), bracket depth outside strings and comments. Computed on demand: most strings
+    are never asked about."""
+
+    def __init__(self, content: str, starts: list[int], ends: list[int], k_ends: set[int]) -> None:
+        self.content, self.starts, self.ends, self.k_ends = content, starts, ends, k_ends
+        self.has_cr = "\r" in content
+        self._balance: np.ndarray | None = None
+        self._hidden: np.ndarray | None = None
+
+    def depth(self, pos: int) -> int:
+        """Open brackets before ``pos``, those inside strings and comments not counted (``pos``
+        not inside one)."""
+        if self._balance is None:
+            c = self.content
+            if c.isascii():
+                codes = np.frombuffer(c.encode("ascii"), dtype=np.uint8)
+            else:
+                codes = np.minimum(np.frombuffer(c.encode("utf-32-le", "surrogatepass"), dtype=np.uint32), 255)
+            balance = np.zeros(len(codes) + 1, dtype=np.int32)
+            np.cumsum(_BRACKET_STEP[codes], out=balance[1:])
+            inside = balance[np.asarray(self.ends)] - balance[np.asarray(self.starts)]
+            self._hidden = np.concatenate(([0], np.cumsum(inside)))
+            self._balance = balance
+        assert self._hidden is not None
+        return int(self._balance[pos]) - int(self._hidden[bisect.bisect_right(self.ends, pos)])
+
+    def line_start(self, pos: int) -> int:
+        """Start of the physical line holding ``pos`` (a position in its text, or its line end)."""
+        c = self.content
+        nl = c.rfind("\n", 0, pos)
+        if self.has_cr:
+            nl = max(nl, c.rfind("\r", nl + 1, pos))
+        return nl + 1
+
+    def _break_start(self, line: int) -> int:
+        """Where the line break before the physical line starting at ``line`` (> 0) starts."""
+        return line - 2 if line >= 2 and self.content[line - 2 : line] == "\r\n" else line - 1
+
+    def _in_string(self, pos: int) -> int | None:
+        i = bisect.bisect_right(self.starts, pos) - 1
+        return self.starts[i] if i >= 0 and self.ends[i] > pos else None
+
+    def logical_start(self, line: int) -> int:
+        """Start of the first physical line of the logical line the physical line ``line`` is in."""
+        while line > 0:
+            brk = self._break_start(line)
+            inside = self._in_string(brk)
+            if inside is not None:
+                line = self.line_start(inside)
+            elif line in self.k_ends or self.depth(line) > 0:
+                line = self.line_start(brk)
+            else:
+                break
+        return line
+
+    def code_start(self, line: int) -> int:
+        """Where the code of a logical line starting at physical line ``line`` starts: after the
+        indentation and any backslash continuations right after it (which are not code)."""
+        c, i, n = self.content, line, len(self.content)
+        while i < n and c[i] in _BLANK:
+            i += 1
+        while c.startswith("\\", i) and (i + 2 in self.k_ends or i + 3 in self.k_ends):
+            i += 2 if i + 2 in self.k_ends else 3
+        return i
+
+    def ends_with_colon(self, start: int, end: int) -> bool:
+        """Is the last non-blank character of ``content[start:end]`` (one physical line) a ':'?"""
+        c, j = self.content, end - 1
+        while j >= start and c[j] in _BLANK:
+            j -= 1
+        return j >= start and c[j] == ":"
+
+    def doc_allowed(self, line: int) -> bool:
+        """May a docstring start the logical line beginning at physical line ``line``: is the
+        last logical line before it with code (not blank, not only a comment) a ``def``/``class``
+        header ending in ':', or is there none (module start)?"""
+        c = self.content
+        while True:
+            q = line - 1
+            while q >= 0 and c[q] in _LINE_BLANK:
+                q -= 1
+            if q < 0:
+                return True
+            first = self.logical_start(self.line_start(q))
+            code = self.code_start(first)
+            i = bisect.bisect_left(self.starts, code)
+            if code > q or (i < len(self.starts) and self.starts[i] == code and c[code] == "#"):
+                line = first  # only a comment (or continuations): look further up
+                continue
+            # The end of its code on its last physical line: before its comment (which runs to the
+            # line end, so holds q), or the line end.
+            last = self.line_start(q)
+            j = bisect.bisect_right(self.starts, q) - 1
+            end = self.starts[j] if j >= 0 and self.ends[j] > q and c[self.starts[j]] == "#" else q + 1
+            return _HEADER.match(c, code) is not None and self.ends_with_colon(max(code, last), end)
+
+
+def python_text_fast(content: str) -> tuple[list[str], list[str]]:
+    """(docstrings cleaned as ``ast.get_docstring`` does, comments) of Python source, by regex.
+
+    A docstring is a plain (not f- or b-) string that is a whole statement and the first one of
+    the module or of a ``def``/``class`` body (on the header's line or the next logical line).
+    The regex engine skips everything but strings, comments and backslash continuations; only
+    the few strings that stand alone at the start of a line (or after a header's ':') are
+    then placed in their logical line (:class:`_PyLines`). Same results as the state machine
+    over every token of :func:`_python_text_linewise`, ~3x faster.
+    """
+    docs: list[str] = []
+    comments: list[str] = []
+    strings: list[tuple[int, int]] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    k_ends: set[int] = set()
+    for m in _PY_SKIP_TOKEN.finditer(content):
+        kind = m.lastgroup
+        if kind == "s":
+            span = m.span("s")
+            strings.append(span)
+        elif kind == "c":
+            span = m.span("c")
+            comments.append(content[span[0] : span[1]])
+        elif kind == "k":
+            k_ends.add(m.end())
+            continue
+        else:
+            continue
+        starts.append(span[0])
+        ends.append(span[1])
+    lines: _PyLines | None = None
+    for start, end in strings:
+        if not _STATEMENT_END.match(content, end):
+            continue
+        lines = lines or _PyLines(content, starts, ends, k_ends)
+        line = lines.line_start(start)
+        head = content[line:start]
+        gap = head if line in k_ends else head.lstrip(_BLANK)
+        if not gap or (len(gap) <= 2 and _PREFIX.fullmatch(gap)):
+            if line in k_ends:
+                return _python_text_linewise(content)  # after a backslash, at_start depends on more
+            # The string starts a logical line (unless brackets are open).
+            if (line == 0 or lines.depth(line) <= 0) and not set(gap.lower()) & {"f", "b"} and lines.doc_allowed(line):
+                value = _string_value(content[start:end])
+                if value.strip():
+                    docs.append(inspect.cleandoc(value))
+            continue
+        # `def f(): "doc"`: after the header's colon, on its line.
+        if lines.ends_with_colon(line, start) and lines.depth(start) <= 0:
+            first = lines.logical_start(line)
+            code = lines.code_start(first)
+            if _HEADER.match(content, code) is not None and lines.ends_with_colon(max(code, line), start):
+                value = _string_value(content[start:end])
+                if value.strip():
+                    docs.append(inspect.cleandoc(value))
     return docs, comments
 
 
@@ -259,9 +433,22 @@ def _js_regex_allowed(content: str, pos: int) -> bool:
 _C_SKIP = {"Java": re.compile(r"""[^/"']*"""), "JavaScript": re.compile(r"""[^/"'`]*""")}
 
 
+# Java needs no context for a "/", so one finditer does the loop in C (as for Python).
+_JAVA_SKIP_TOKEN = re.compile(
+    r"""(?:[^/"']++|/(?![/*]))*+(?:""" + _C_TOKENS["Java"].pattern + r"""|\Z)""", re.X | re.S
+)
+
+
 def c_like_comment_chars_fast(content: str, lang: str) -> int:
     """Characters inside ``//`` and ``/* */`` comments (delimiters included), skipping strings,
     template literals and JavaScript regular expression literals."""
+    if lang == "Java":
+        total = 0
+        for m in _JAVA_SKIP_TOKEN.finditer(content):
+            if m.lastgroup == "c":
+                a, b = m.span("c")
+                total += b - a
+        return total
     skip, token, n = _C_SKIP[lang].match, _C_TOKENS[lang].match, len(content)
     total = 0
     pos = 0

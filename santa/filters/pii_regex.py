@@ -62,6 +62,8 @@ _EMAIL = re.compile(
     # Not followed by more domain ("a@b.co.uk" must not stop at "b.co") or another "@".
     r"(?![\w\-@]|\.[A-Za-z0-9])"
 )
+# What follows the "@" of every match of _EMAIL (a superset: no bound on the label's length).
+_EMAIL_HINT = re.compile(r"@[A-Za-z0-9][A-Za-z0-9\-]*\.")
 # Receivers that make `x@self.weight` a matrix product, not an address.
 _CODE_RECEIVERS = frozenset({"self", "this", "cls", "super"})
 
@@ -71,9 +73,10 @@ def detect_emails(text: str, *, santa_extras: bool = True) -> list[RegexHit]:
     if "@" not in text:
         return []
     hits: list[RegexHit] = []
-    # Only lines with an "@" are searched: a regex that must first find a local part would
-    # otherwise try every identifier of the file.
-    for line_start, line_end in iter_lines(text, "@"):
+    # Only lines where an "@" is followed by a domain label and a dot are searched: a regex that
+    # must first find a local part would otherwise try every identifier of the file, and most
+    # "@"s in code are decorators and annotations (`@Override`, `@property`).
+    for line_start, line_end in iter_lines(text, _EMAIL_HINT):
         line = text[line_start:line_end]
         for m in _EMAIL.finditer(line):
             start, end = m.span(1)

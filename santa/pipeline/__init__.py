@@ -5,6 +5,21 @@ rejects and a report, on the local engine (processes of one machine) or on Ray D
 stage (santa/stages.py) both call it. See docs/pipeline.md.
 """
 
-from santa.pipeline.engine import PipelineConfig, PipelineError, PipelineResult, StepSpec, run_pipeline
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from santa.pipeline.engine import PipelineConfig, PipelineError, PipelineResult, StepSpec, run_pipeline
 
 __all__ = ["PipelineConfig", "PipelineError", "PipelineResult", "StepSpec", "run_pipeline"]
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use, so that `santa prepare` (santa/pipeline/cli.py) can set up the
+    # process before numpy and pyarrow load.
+    if name in __all__:
+        from santa.pipeline import engine
+
+        return getattr(engine, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

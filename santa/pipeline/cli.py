@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from rich.console import Console
@@ -11,6 +12,11 @@ from rich.console import Console
 from santa.errors import SantaError
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
+
+# Before numpy loads (santa.pipeline imports it lazily): its OpenBLAS would start a pool of
+# threads at import that no step uses (the pipeline has no matrix products), and a process with
+# threads must spawn its workers rather than fork them (santa/pipeline/engine.py).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 class PrepareConfigError(SantaError, ValueError):

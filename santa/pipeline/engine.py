@@ -201,7 +201,10 @@ class BatchResult:
 
 
 def _nbytes(content: Any) -> int:
-    return len(content.encode("utf-8", "surrogatepass")) if isinstance(content, str) else 0
+    if not isinstance(content, str):
+        return 0
+    # isascii() is O(1) (CPython knows), and an ASCII text's bytes are its characters: no copy.
+    return len(content) if content.isascii() else len(content.encode("utf-8", "surrogatepass"))
 
 
 def _storable(content: Any) -> tuple[Any, bool]:
@@ -233,6 +236,21 @@ def _reject_row(rec: dict[str, Any] | None, where: str, rid: int, step: str, d: 
     return row
 
 
+# The driver's own steps, already set up (run_pipeline builds and sets up every step first, to fail
+# early): a segment run in the driver's process, or in a worker forked from it, uses them instead
+# of building and setting up its own (PII's detect-secrets plugins, decontamination's automaton).
+_SET_UP: dict[str, tuple[dict[str, Any], Step]] = {}
+
+
+def _set_up(spec: StepSpec, context: StepContext) -> Step:
+    params, step = _SET_UP.get(spec.name, (None, None))
+    if step is not None and params == spec.params:
+        return step
+    step = build_step(spec)
+    step.setup(context)
+    return step
+
+
 class SegmentWorker:
     """Runs one segment over batches of items; built once per process (or Ray actor)."""
 
@@ -245,16 +263,10 @@ class SegmentWorker:
                 dropped = pickle.load(fh)["dropped"]
         self.dropped: dict[int, Decision] = dropped or {}
         by_name = {s.name: s for s in specs}
-        self.steps: list[RecordStep] = []
-        for name in segment.steps:
-            step = build_step(by_name[name])
-            step.setup(context)
-            self.steps.append(step)  # type: ignore[arg-type]
+        self.steps: list[RecordStep] = [_set_up(by_name[name], context) for name in segment.steps]  # type: ignore[misc]
         self.prepare: CorpusStep | None = None
         if segment.prepare_for:
-            prep = build_step(by_name[segment.prepare_for])
-            prep.setup(context)
-            self.prepare = prep  # type: ignore[assignment]
+            self.prepare = _set_up(by_name[segment.prepare_for], context)  # type: ignore[assignment]
 
     def _validate(self, raw: dict[str, Any]) -> tuple[str | None, int]:
         content = raw.get("content")
@@ -268,7 +280,7 @@ class SegmentWorker:
         if not isinstance(content, str):
             return f"content is {type(content).__name__}, not text", 0
         try:
-            nbytes = len(content.encode("utf-8"))
+            nbytes = len(content) if content.isascii() else len(content.encode("utf-8"))
         except UnicodeEncodeError:
             return "invalid UTF-8 in content (a lone surrogate escape)", 0
         if "\x00" in content:
@@ -398,13 +410,59 @@ def _worker_init() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+# Threads that are safe across fork: jemalloc (pyarrow's allocator, which starts a purging thread
+# when imported) takes its locks in its own pthread_atfork handlers and restarts the thread in the
+# child when needed.
+_FORK_SAFE_THREADS = frozenset({"jemalloc_bg_thd"})
+
+
+def _single_threaded() -> bool:
+    """Whether this process runs no thread besides the main one and _FORK_SAFE_THREADS, native
+    threads included (Linux; elsewhere the answer is no)."""
+    try:
+        tasks = os.listdir("/proc/self/task")
+        names = []
+        for t in tasks:
+            with open(f"/proc/self/task/{t}/comm") as fh:
+                names.append(fh.read().strip())
+    except OSError:
+        return False
+    main = str(os.getpid())
+    return main in tasks and all(n in _FORK_SAFE_THREADS for t, n in zip(tasks, names) if t != main)
+
+
 def _run_batch(args: tuple, items: list[Item]) -> BatchResult:
     seg: Segment = args[1]
     worker = _WORKERS.get(seg.index)
     if worker is None:
         _WORKERS.clear()  # the previous segment is done: free its steps
         worker = _WORKERS[seg.index] = SegmentWorker(*args)
+        _arrow_without_pandas()  # after the steps' imports, before the worker's first table
     return worker.run(items)
+
+
+def _arrow_without_pandas() -> None:
+    """In a worker process: pyarrow imports pandas (~0.4 s of CPU) at its first conversion of
+    Python objects, only to ask whether they are pandas objects, which a worker's rows never
+    are. That first check is made to find no pandas (unless a step imported it already); pyarrow
+    still imports it for anything that needs pandas (``to_pandas``, ``from_pandas``), and pandas
+    objects convert anyway through their Arrow interface (``__arrow_c_stream__``)."""
+    import sys
+
+    if "pandas" in sys.modules:
+        return
+
+    class NoPandasYet:
+        @staticmethod
+        def find_spec(name: str, path: Any = None, target: Any = None) -> None:
+            if name == "pandas":
+                raise ModuleNotFoundError("not for pyarrow's first look", name=name)
+
+    sys.meta_path.insert(0, NoPandasYet)  # type: ignore[arg-type]
+    try:
+        pa.array([0])
+    finally:
+        sys.meta_path.remove(NoPandasYet)  # type: ignore[arg-type]
 
 
 class LocalEngine:
@@ -415,6 +473,33 @@ class LocalEngine:
         self.batch_size = batch_size
         self._pool: Any = None
 
+    def start(self) -> None:
+        """Start the worker processes (before any progress bar starts a thread)."""
+        if self.workers == 1 or self._pool is not None:
+            return
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        # fork when this process has no other thread: the workers start at once, with the steps
+        # the driver already set up (a spawned worker spends ~1 s of CPU importing and setting
+        # up). spawn otherwise: threads (torch, tokenizers, Ray) may hold locks that a forked
+        # child would wait on forever.
+        method = "fork" if _single_threaded() else "spawn"
+        self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context(method), initializer=_worker_init)
+        # The first task makes the pool start its processes (a fork pool starts all of them,
+        # then its own threads). Frozen, the objects a forked worker inherits are left alone by
+        # its garbage collector, which would otherwise touch (and so copy) every page of them.
+        import gc
+
+        ours = gc.get_freeze_count() == 0  # a caller's own frozen objects stay frozen
+        if ours:
+            gc.freeze()
+        try:
+            self._pool.submit(os.getpid).result()
+        finally:
+            if ours:
+                gc.unfreeze()
+
     def run(self, worker_args: tuple, units: list[Unit]) -> Iterator[tuple[int, BatchResult]]:
         if self.workers == 1:
             worker = SegmentWorker(*worker_args)
@@ -422,12 +507,7 @@ class LocalEngine:
                 for batch in batches(iter_unit(unit), self.batch_size):
                     yield unit.index, worker.run(batch)
             return
-        if self._pool is None:
-            import multiprocessing as mp
-            from concurrent.futures import ProcessPoolExecutor
-
-            # spawn, not fork: the parent may hold threads (torch, tokenizers, Ray) that fork breaks.
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"), initializer=_worker_init)
+        self.start()
         window: deque = deque()
         try:
             for unit in units:
@@ -511,6 +591,9 @@ class RayEngine:
             ray.init(**kwargs)
             self._started = True
         return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+    def start(self) -> None:
+        """Ray starts its actors per segment."""
 
     def run(self, worker_args: tuple, units: list[Unit]) -> Iterator[tuple[int, BatchResult]]:
         if not units:
@@ -607,8 +690,9 @@ class UnitWriter:
         if self.spill is None:
             self.spill_tmp = tmp_name(self.spill_path)
             self.spill_path.parent.mkdir(parents=True, exist_ok=True)
-            # Read back once, soon, by this machine: not worth compressing.
-            self.spill = pq.ParquetWriter(self.spill_tmp, _SPILL_SCHEMA, compression="none")
+            # Read back once, soon, by this machine: not worth compressing (nor a dictionary of
+            # pickled records, which are all distinct).
+            self.spill = pq.ParquetWriter(self.spill_tmp, _SPILL_SCHEMA, compression="none", use_dictionary=False)
         self.spill.write_table(table)
 
     @property
@@ -783,6 +867,7 @@ def run_pipeline(cfg: PipelineConfig, console: Console | None = None) -> Pipelin
         start = time.perf_counter()
         resumed = 0
         try:
+            _SET_UP.update({spec.name: (spec.params, step) for spec, step in zip(cfg.steps, steps)})
             seg_units = units
             dropped_path: str | None = None
             decisions_by_step: dict[str, dict[int, Decision]] = {}
@@ -821,6 +906,7 @@ def run_pipeline(cfg: PipelineConfig, console: Console | None = None) -> Pipelin
             reporting.publish(out, work, report, segments, units, all_markers, decisions_by_step, console)
         finally:
             engine.close()
+            _SET_UP.clear()
         if not cfg.keep_work:
             shutil.rmtree(out / WORK, ignore_errors=True)
         reporting.print_report(report, console)
@@ -831,6 +917,8 @@ def _run_segment(engine: LocalEngine | RayEngine, args: tuple, pending: list[Uni
                  last: bool, markers: dict[int, Any], console: Console | None, step_names: list[str]) -> None:
     real = [u for u in pending if u.kind != "empty"]
     writer: UnitWriter | None = None
+    if real:
+        engine.start()
     progress = _StepProgress(console, step_names, seg)
     try:
         with progress:

@@ -122,8 +122,11 @@ def _parquet(path: Path, base: int) -> Iterator[Item]:
 
     row = 0
     try:
-        pf = pq.ParquetFile(path)
-        for batch in pf.iter_batches(batch_size=1024):
+        # No Arrow thread pools in the driver (they would keep a later run in this process from
+        # forking its workers, see engine.LocalEngine.start); turning the rows into Python
+        # objects, one thread anyway, costs more than decoding them.
+        pf = pq.ParquetFile(path, pre_buffer=False)
+        for batch in pf.iter_batches(batch_size=1024, use_threads=False):
             for rec in batch.to_pylist():
                 row += 1
                 yield base + row, f"{path}: row {row}", rec, None
@@ -175,8 +178,8 @@ def _spill(path: str, unpickle: bool = False) -> Iterator[Item]:
     """The engine's own spill: records stay pickled (the worker unpickles them) unless asked."""
     import pyarrow.parquet as pq
 
-    pf = pq.ParquetFile(path)
-    for batch in pf.iter_batches(batch_size=512, columns=["id", "where", "record"]):
+    pf = pq.ParquetFile(path, pre_buffer=False)
+    for batch in pf.iter_batches(batch_size=512, columns=["id", "where", "record"], use_threads=False):
         ids, wheres, blobs = (batch.column(k).to_pylist() for k in range(3))
         for rid, where, blob in zip(ids, wheres, blobs):
             yield rid, where or "", pickle.loads(blob) if unpickle else blob, None

@@ -4,6 +4,7 @@ temporary name and renamed into place."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 from collections.abc import Iterable
@@ -42,7 +43,9 @@ def write_table(path: Path, table: pa.Table) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = tmp_name(path)
     try:
-        pq.write_table(table, tmp, compression="zstd")
+        # File contents are (nearly) all distinct: a dictionary for them is built and then
+        # abandoned, ~10 % of the writing time.
+        pq.write_table(table, tmp, compression="zstd", use_dictionary=[c for c in table.column_names if c != "content"])
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -51,6 +54,26 @@ def write_table(path: Path, table: pa.Table) -> None:
 
 def write_rows(path: Path, rows: list[dict[str, Any]], types: dict[str, pa.DataType] | None = None) -> None:
     write_table(path, rows_table(rows, types))
+
+
+def json_rows_table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
+    """A table of JSON-able rows with a fixed schema, built by Arrow's JSON reader: unlike
+    ``pa.array`` on Python objects, which imports pandas (~0.4 s) to ask whether they are pandas
+    objects, so that a pipeline's driver can write its own small tables without it."""
+    import io
+
+    import pyarrow.json as pj
+
+    if not rows:
+        return schema.empty_table()
+    def value(v: Any) -> Any:  # JSON has no NaN or infinity
+        return None if isinstance(v, float) and not math.isfinite(v) else v
+
+    data = "".join(json.dumps({k: value(r.get(k)) for k in schema.names}, ensure_ascii=True) + "\n" for r in rows).encode()
+    # One thread: Arrow's thread pool would keep the next run's workers from being forked.
+    table = pj.read_json(io.BytesIO(data), read_options=pj.ReadOptions(use_threads=False),
+                         parse_options=pj.ParseOptions(explicit_schema=schema))
+    return table.select(schema.names)
 
 
 def read_dataset(files: Iterable[Path]) -> pa.Table:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table
@@ -29,7 +30,7 @@ from santa.filters.base import CorpusStep, Decision, Step
 from santa.pipeline.engine import (
     FORMAT, INPUT_STEP, SUCCESS, AccountingError, PipelineConfig, Segment, Unit,
 )
-from santa.pipeline.parquet import count_rows, write_json, write_rows
+from santa.pipeline.parquet import count_rows, json_rows_table, write_json, write_table
 
 _OUTPUTS = ("data", "rejects", "annotations", "plots", "duplicates.parquet", "report.json")
 
@@ -136,6 +137,13 @@ def check_accounting(steps: list[dict[str, Any]]) -> None:
                 raise AccountingError(f"step {cur['name']} read {read} {lang} files but {prev['name']} kept {kept}")
 
 
+_DUPLICATES_SCHEMA = pa.schema([
+    ("step", pa.string()), ("id", pa.int64()), ("repo", pa.string()), ("path", pa.string()),
+    ("duplicate_of", pa.int64()), ("duplicate_of_repo", pa.string()), ("duplicate_of_path", pa.string()),
+    ("similarity", pa.float64()), ("reason", pa.string()),
+])
+
+
 def _duplicates(work: Path, segments: list[Segment], decisions: dict[str, dict[int, Decision]]) -> list[dict[str, Any]]:
     rows = []
     for seg in segments:
@@ -148,7 +156,7 @@ def _duplicates(work: Path, segments: list[Segment], decisions: dict[str, dict[i
         wanted = set(dups) | {int(d.details["duplicate_of"]) for d in dups.values()}  # type: ignore[index]
         where: dict[int, tuple[Any, Any]] = {}
         for spill in sorted((work / "units").glob(f"s{seg.index}-u*.spill.parquet")):
-            t = pq.read_table(spill, columns=["id", "repo", "path"]).to_pydict()
+            t = pq.ParquetFile(spill, pre_buffer=False).read(columns=["id", "repo", "path"], use_threads=False).to_pydict()
             for rid, repo, path in zip(t["id"], t["repo"], t["path"]):
                 if rid in wanted:
                     where[rid] = (repo, path)
@@ -163,37 +171,21 @@ def _duplicates(work: Path, segments: list[Segment], decisions: dict[str, dict[i
 
 
 def _plots(stats: dict[str, dict[str, list[float]]], steps: list[dict[str, Any]], out: Path) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from santa.pipeline.plots import histogram
 
     written = []
     labels = {"comments": "comment characters / characters", "fertility": "characters / token",
               "basic": "alphanumeric fraction (rejects: the failing statistic)", "stars": "stars"}
     for step in steps:
         name = step["name"]
-        per_lang = {k: v for k, v in stats.get(name, {}).items() if v}
+        per_lang = {k: np.asarray(v, dtype=float) for k, v in stats.get(name, {}).items() if v}
         if not per_lang:
             continue
-        fig, ax = plt.subplots(figsize=(7, 4))
-        lo = min(min(v) for v in per_lang.values())
-        hi = max(max(v) for v in per_lang.values())
-        bins = np.linspace(lo, hi if hi > lo else lo + 1, 51)
-        for lang, values in sorted(per_lang.items()):
-            ax.hist(values, bins=bins, alpha=0.5, label=f"{lang} ({len(values):,})")
         params = step.get("params", {})
-        for k in ("min_ratio", "max_ratio"):
-            if k in params:
-                ax.axvline(params[k], color="k", linestyle="--", linewidth=1)
-        ax.set_xlabel(labels.get(name, f"{name} statistic"))
-        ax.set_ylabel("files")
-        ax.set_title(f"{name}: removed {step['removed_pct']['files']:.1f} % of files")
-        ax.legend()
-        fig.tight_layout()
         path = out / f"{name}.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
+        histogram(path, per_lang, title=f"{name}: removed {step['removed_pct']['files']:.1f} % of files",
+                  xlabel=labels.get(name, f"{name} statistic"),
+                  lines=tuple(float(params[k]) for k in ("min_ratio", "max_ratio") if k in params))
         written.append(path.name)
     return written
 
@@ -224,7 +216,7 @@ def publish(out: Path, work: Path, report: dict[str, Any], segments: list[Segmen
                     os.replace(units_dir / name, stage / kind / f"s{seg.index}-part-{u.index:05d}-{k:03d}.parquet")
     dup_rows = _duplicates(work, segments, decisions)
     if dup_rows:
-        write_rows(stage / "duplicates.parquet", dup_rows)
+        write_table(stage / "duplicates.parquet", json_rows_table(dup_rows, _DUPLICATES_SCHEMA))
     stats = report.pop("_stats")
     plots = _plots(stats, report["steps"], stage / "plots")
     # Nothing disappeared: the files on disk hold exactly what the counts say.
