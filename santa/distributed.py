@@ -19,35 +19,22 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
-
 import torch.distributed as dist
 from lightning.pytorch.strategies import DDPStrategy as _LightningDDP
 from lightning.pytorch.strategies import DeepSpeedStrategy as _LightningDeepSpeed
 from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 
+from santa.sweep.job import multirun_job
+
 # What Lightning's launcher writes into the launching process's environment.
 _LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
-
-
-def _multirun_job() -> Any | None:
-    """The Hydra config of the current job when it runs inside a multirun, else None."""
-    try:
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.types import RunMode
-    except ImportError:
-        return None
-    if not HydraConfig.initialized():
-        return None
-    hc = HydraConfig.get()
-    return hc if hc.mode == RunMode.MULTIRUN else None
 
 
 @contextmanager
 def _single_job_command() -> Iterator[None]:
     """While Lightning builds the children's command: ``sys.argv`` is this job's overrides (no
     ``-m``, no sweep) and Hydra's ``run.dir`` is this job's output directory."""
-    hc = _multirun_job()
+    hc = multirun_job()
     if hc is None:
         yield
         return

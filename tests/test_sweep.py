@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import CONF, compose_train, run_train_py
+from conftest import CONF, TINY, compose_train, run_train_py
 
 from santa.filters.stars import Stars
 
@@ -92,22 +92,12 @@ def test_pseudo_stars_are_deterministic_and_calibrated_to_the_papers_removal() -
 
 
 # ------------------------------------------------------------------------- end to end (slow)
+# conftest's TINY, with the step count coming from the scale (so `final` would double it).
 TINY_SWEEP = [
-    "model.n_layer=2",
-    "model.n_embd=64",
-    "model.n_head=4",
-    "data.seq_len=64",
-    "data.micro_batch_size=4",
-    "data.global_batch_size=4",
-    "data.val_windows=8",
-    "tokenizer.vocab_size=400",
-    "tokenizer.files_per_lang=200",
+    *(o for o in TINY if not o.startswith(("trainer.max_steps=", "trainer.val_every", "trainer.checkpoint_every", "show_samples", "data.num_workers"))),
     "scale.steps=4",
     "trainer.val_every_n_steps=2",
     "trainer.checkpoint_every_n_steps=2",
-    "trainer.log_every_n_steps=1",
-    "trainer.enable_progress_bar=false",
-    "export_hf=false",
 ]
 TINY_EVAL = [
     "evaluation.runs.passk.benchmarks=[multiple_humaneval_py]",

@@ -51,9 +51,8 @@ def read_job(run_dir: Path) -> dict[str, Any] | None:
         return None
 
 
-def sweep_group(prefix: str = "") -> str | None:
-    """The W&B group of a Hydra multirun job: the sweep directory's last two parts (the default
-    layout's date/time), so every job of one sweep lands in one group; None outside a multirun."""
+def multirun_job() -> Any | None:
+    """The Hydra config of the current job when it runs inside a multirun, else None."""
     try:
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
@@ -62,6 +61,11 @@ def sweep_group(prefix: str = "") -> str | None:
     if not HydraConfig.initialized():
         return None
     hc = HydraConfig.get()
-    if hc.mode != RunMode.MULTIRUN:
-        return None
-    return prefix + "_".join(Path(hc.sweep.dir).parts[-2:])
+    return hc if hc.mode == RunMode.MULTIRUN else None
+
+
+def sweep_group(prefix: str = "") -> str | None:
+    """The W&B group of a Hydra multirun job: the sweep directory's last two parts (the default
+    layout's date/time), so every job of one sweep lands in one group; None outside a multirun."""
+    hc = multirun_job()
+    return None if hc is None else prefix + "_".join(Path(hc.sweep.dir).parts[-2:])
