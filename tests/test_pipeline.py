@@ -300,6 +300,10 @@ def test_workers_are_forked_only_from_a_process_without_threads() -> None:
         assert not _single_threaded()
         stop.set()
         t.join()
+        import time  # join() returns before the kernel has removed the thread's task
+        deadline = time.monotonic() + 10
+        while not _single_threaded() and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert _single_threaded()
     """)
     # OpenBLAS's pool (numpy, under pyarrow) is what `santa prepare` disables; here only the
