@@ -11,7 +11,6 @@ resumes its evaluation where it stopped.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -72,8 +71,7 @@ def evaluate_run(
         if not spec.get("benchmarks"):
             continue
         cmd = command(spec, run_dir, cfg)
-        env = {**os.environ, "HYDRA_FULL_ERROR": os.environ.get("HYDRA_FULL_ERROR", "0")}
-        proc = subprocess.run(cmd, env=env)
+        proc = subprocess.run(cmd)
         missing = []
         for bench in spec.benchmarks:
             path = run_dir / EVAL_DIR / str(bench) / "results.json"
