@@ -205,7 +205,8 @@ def tokens_stage(corpus: Corpus, tokenizer_dir: Path, cache_dir: Path, console: 
             out.mkdir(parents=True, exist_ok=True)
             console.print(f"[bold]tokens[/bold] tokenizing the {split} split")
             tokenize_corpus(_nonempty(corpus, split, iter(corpus.records(split))), tokenizer, prefix)
-    return DataFiles(train=[str(prefixes["train"])], val=[str(prefixes["val"])], tokenizer_dir=str(tokenizer_dir))
+    return DataFiles(train=[str(prefixes["train"])], val=[str(prefixes["val"])], tokenizer_dir=str(tokenizer_dir),
+                     pipeline_dir=corpus.info.get("pipeline"))
 
 
 def _shard_complete(prefix: Path) -> bool:
@@ -229,6 +230,4 @@ def prepare(cfg: Any, console: Console | None = None) -> DataFiles:
         raise DataStageError(f"tokenizer.train_on must be clean or raw, got {train_on!r}")
     # raw: the same tokenizer for every data variant of a sweep (and the one fertility counted with).
     tokenizer_dir = tokenizer_stage(tok, raw if train_on == "raw" else corpus, cache_dir, console)
-    files = tokens_stage(corpus, tokenizer_dir, cache_dir, console)
-    files.pipeline_dir = corpus.info.get("pipeline")
-    return files
+    return tokens_stage(corpus, tokenizer_dir, cache_dir, console)

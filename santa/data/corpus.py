@@ -707,6 +707,28 @@ def _resolve(source: str | Path) -> list[Path]:
     raise FileNotFoundError(f"no such file or directory: {path}")
 
 
+def json_lines(path: Path) -> Iterator[tuple[int, Any, str | None]]:
+    """(line number, parsed value or None, error or None) for each non-blank line of a JSONL or
+    JSONL.gz file. A line that is not JSON or not UTF-8 gives its error and the reading goes on;
+    a truncated or corrupt gzip ends the file with one error on the line after the last one read
+    (what came before is fine, the rest is lost)."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    lineno = 0
+    try:
+        with opener(path, "rb") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    yield lineno, json.loads(line), None
+                except UnicodeDecodeError as exc:
+                    yield lineno, None, f"invalid UTF-8 ({exc.reason} at byte {exc.start})"
+                except ValueError as exc:
+                    yield lineno, None, f"malformed JSON line ({exc})"
+    except (OSError, EOFError, zlib.error) as exc:
+        yield lineno + 1, None, f"unreadable after line {lineno} ({exc}); the rest of the file is lost"
+
+
 class RecordReader:
     """Iterator over the records of JSONL(.gz) and Parquet files, in file order.
 
@@ -756,24 +778,12 @@ class RecordReader:
                 yield from self._jsonl(path)
 
     def _jsonl(self, path: Path) -> Iterator[dict[str, Any]]:
-        opener = gzip.open if path.name.endswith(".gz") else open
-        lineno = 0
-        try:
-            with opener(path, "rb") as f:
-                for lineno, line in enumerate(f, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        rec = json.loads(line)
-                    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
-                        self._fail(f"{path}:{lineno}: malformed JSON line: {exc}")
-                        continue
-                    if self._check(rec, f"{path}:{lineno}"):
-                        self.records += 1
-                        yield rec
-        except (OSError, EOFError, zlib.error) as exc:
-            # A truncated or corrupt gzip: what came before is fine, the rest of the file is lost.
-            self._fail(f"{path}: unreadable after line {lineno}: {exc}")
+        for lineno, rec, error in json_lines(path):
+            if error is not None:
+                self._fail(f"{path}:{lineno}: {error}")
+            elif self._check(rec, f"{path}:{lineno}"):
+                self.records += 1
+                yield rec
 
     def _parquet(self, path: Path) -> Iterator[dict[str, Any]]:
         import pyarrow as pa

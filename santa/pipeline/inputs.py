@@ -8,8 +8,6 @@ is, and both engines number records identically without talking to each other.
 
 from __future__ import annotations
 
-import gzip
-import json
 import os
 import pickle
 import zipfile
@@ -19,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from santa.data.corpus import LANGUAGES, read_records, stack_record
+from santa.data.corpus import LANGUAGES, json_lines, read_records, stack_record
 
 # (id, where, record or None, error message or None)
 Item = tuple[int, str, "dict[str, Any] | None", "str | None"]
@@ -91,29 +89,10 @@ def iter_unit(unit: Unit) -> Iterator[Item]:
 
 
 def _jsonl(path: Path, base: int) -> Iterator[Item]:
-    opener = gzip.open if path.name.endswith(".gz") else open
-    lineno = 0
-    try:
-        with opener(path, "rb") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                where = f"{path}:{lineno}"
-                try:
-                    rec = json.loads(line)
-                except UnicodeDecodeError as exc:
-                    yield base + lineno, where, None, f"invalid UTF-8 ({exc.reason} at byte {exc.start})"
-                    continue
-                except ValueError as exc:
-                    yield base + lineno, where, None, f"malformed JSON line ({exc})"
-                    continue
-                if not isinstance(rec, dict):
-                    yield base + lineno, where, None, f"expected a JSON object, got {type(rec).__name__}"
-                    continue
-                yield base + lineno, where, rec, None
-    except (OSError, EOFError, zlib.error) as exc:
-        # A truncated or corrupt gzip: the lines before are fine, the rest of the file is lost.
-        yield base + lineno + 1, f"{path}:{lineno + 1}", None, f"unreadable after line {lineno} ({exc}); the rest of the file is lost"
+    for lineno, rec, error in json_lines(path):
+        if error is None and not isinstance(rec, dict):
+            rec, error = None, f"expected a JSON object, got {type(rec).__name__}"
+        yield base + lineno, f"{path}:{lineno}", rec, error
 
 
 def _parquet(path: Path, base: int) -> Iterator[Item]:
