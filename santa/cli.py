@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
-from santa.errors import SantaError
+from santa.errors import SantaError, print_error
 
 if TYPE_CHECKING:
     from santa.artifacts import Loaded
@@ -164,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (SantaError, FileNotFoundError) as exc:
-        Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/bold red] {exc}")
+        print_error(exc)
         return 2
 
 

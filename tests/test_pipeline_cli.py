@@ -73,6 +73,10 @@ def test_prepare_errors_are_clear(tmp_path: Path) -> None:
     assert res.returncode == 2 and "no star count" in res.stderr and "Traceback" not in res.stderr
     res = santa("prepare", f"input={f}", f"output={tmp_path / 'o2'}", "pipeline=fertility")
     assert res.returncode == 2 and "tokenizer=" in res.stderr
+    # A message is printed as text, not as rich markup: brackets in a path survive.
+    pattern = tmp_path / "[ab]" / "*.jsonl"
+    res = santa("prepare", f"input='{pattern}'", f"output={tmp_path / 'o3'}")
+    assert res.returncode == 2 and f"no files match the pattern {pattern}" in " ".join(res.stderr.split()), res.stderr
 
 
 def test_prepare_prints_its_configuration() -> None:

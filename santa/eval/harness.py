@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
+from rich.markup import escape
 
 from santa import registry
 from santa.errors import SantaError
@@ -207,7 +208,7 @@ def load_generator(
         except (ArtifactError, UnsupportedConversionError, TokenizerError) as exc:
             if backend == "santa" or _hf_dir(path) is None:
                 raise EvaluationError(f"cannot load {path} with santa: {exc}") from exc
-            console.print(f"[dim]{path}: not a santa model ({exc}); generating with transformers[/dim]")
+            console.print(f"[dim]{escape(str(path))}: not a santa model ({escape(str(exc))}); generating with transformers[/dim]")
     return _load_hf(path, dev, torch_dtype)
 
 
