@@ -7,17 +7,47 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from omegaconf import OmegaConf
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
-from santa.errors import SantaError
+from santa.errors import SantaError, print_error
+from santa.sweep.job import multirun_job
+
+
+# The user errors of this process's Hydra multirun jobs, as (job, first line of the error). In a
+# multirun a job's user error ends that job, not the sweep: Hydra goes on with the next job (as it
+# does for any exception of a job), and SweepErrors reports them all at the end and exits 2.
+_FAILED_JOBS: list[tuple[str, str]] = []
 
 
 def run_guarded(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     try:
         return fn(*args, **kwargs)
     except (SantaError, FileNotFoundError) as exc:
-        Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/bold red] {exc}")
+        print_error(exc)
+        hc = multirun_job()
+        if hc is None:
+            sys.exit(2)
+        _FAILED_JOBS.append((f"#{hc.job.num} {hc.runtime.output_dir}", str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+        return None
+
+
+class SweepErrors(Callback):
+    """Hydra callback (``hydra.callbacks`` of conf/train.yaml and conf/evaluate.yaml): at the end of
+    a multirun, the jobs that stopped on a user error, one line each, and exit status 2."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _FAILED_JOBS.clear()
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if not _FAILED_JOBS:
+            return
+        console = Console(stderr=True, soft_wrap=True)
+        console.print(f"[bold red]error:[/bold red] {len(_FAILED_JOBS)} job(s) of the sweep failed (the others ran "
+                      "to their end; a job's overrides are in <job dir>/.hydra/overrides.yaml):", highlight=False)
+        for job, error in _FAILED_JOBS:
+            console.print(f"  job {job}: {error}", highlight=False, markup=False)
         sys.exit(2)
 
 

@@ -17,6 +17,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar, TQDMPr
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from santa import stages
@@ -146,8 +147,11 @@ def resolved_config(cfg: DictConfig) -> dict[str, Any]:
 def _resolve_ckpt(ckpt: str | None, run_dir: Path) -> str | None:
     if ckpt in (None, "", "null"):
         return None
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if ckpt == "auto":  # resume where this run dir stopped, if it has begun (a whole sweep: -m ... ckpt_path=auto)
+        return str(last) if last.exists() else None
     if ckpt == "last":
-        path = run_dir / "checkpoints" / "last.ckpt"
+        path = last
     else:
         path = Path(ckpt)
     if not path.exists():
@@ -296,7 +300,7 @@ def export(lit: SantaLM, tokenizer: Any, out: Path, console: Console) -> str | N
     try:
         export_hf(lit.model, out, tokenizer=tokenizer)
     except UnsupportedConversionError as exc:
-        console.print(f"[yellow]no Hugging Face export:[/yellow] {exc}")
+        console.print(f"[yellow]no Hugging Face export:[/yellow] {escape(str(exc))}")
         return None
     return str(out)
 

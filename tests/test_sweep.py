@@ -210,6 +210,40 @@ def test_ddp_jobs_in_a_multirun_get_one_process_group_each(tmp_path: Path, tiny_
     assert proc.stderr.count("GLOBAL_RANK: 1, MEMBER: 2/2") == 2, proc.stderr[-3000:]
 
 
+@pytest.mark.slow
+def test_a_failed_job_ends_itself_not_the_sweep(tmp_path: Path, tiny_corpus: Path) -> None:
+    """A user error in one job of a multirun: that job is marked failed, the next job still runs,
+    and the sweep ends with exit 2 and a line per failed job (no traceback)."""
+    sweep = tmp_path / "sweep"
+    proc = run_train_py(
+        ["-m", "experiment=fim", "model.attention=no_such_attention,mqa", *TINY_SWEEP, f"data.input={tiny_corpus}",
+         "pipeline=none", f"cache_dir={tmp_path / 'cache'}", f"hydra.sweep.dir={sweep}",
+         "evaluation.runs.passk.benchmarks=[]", "evaluation.runs.fim.benchmarks=[]"],
+        timeout=600, env={"OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 2, proc.stderr[-4000:]
+    assert "Traceback" not in proc.stderr
+    failed = json.loads((sweep / "0" / "job.json").read_text())
+    assert failed["state"] == "failed" and "no_such_attention" in failed["error"]
+    done = json.loads((sweep / "1" / "job.json").read_text())
+    assert done["state"] == "finished" and done["global_step"] == 4
+    assert "1 job(s) of the sweep failed" in proc.stderr
+    assert f"job #0 {sweep / '0'}: no plugin named 'no_such_attention' in group 'santa.attention'" in proc.stderr, proc.stderr[-2000:]
+    # The same sweep again with ckpt_path=auto: each job in its old directory, the finished one
+    # resumed from its last checkpoint (nothing left to train), the failed one failing again.
+    again = run_train_py(
+        ["-m", "experiment=fim", "model.attention=no_such_attention,mqa", *TINY_SWEEP, f"data.input={tiny_corpus}",
+         "pipeline=none", f"cache_dir={tmp_path / 'cache'}", f"hydra.sweep.dir={sweep}", "ckpt_path=auto",
+         "evaluation.runs.passk.benchmarks=[]", "evaluation.runs.fim.benchmarks=[]"],
+        timeout=600, env={"OMP_NUM_THREADS": "1"},
+    )
+    assert again.returncode == 2, again.stderr[-4000:]
+    out = again.stdout + again.stderr
+    assert f"Restoring states from the checkpoint path at {sweep / '1' / 'checkpoints' / 'last.ckpt'}" in out, out[-3000:]
+    assert json.loads((sweep / "1" / "job.json").read_text())["state"] == "finished"
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"]
+
+
 # ------------------------------------------------------------------------- W&B sweep files
 def _agent_commands(path: Path) -> list[list[str]]:
     """The argument lists `wandb agent` would run for every point of a grid sweep file (the
