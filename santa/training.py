@@ -5,6 +5,7 @@ line of it is testable."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -132,7 +133,23 @@ def build_logger(cfg: DictConfig) -> Any:
             extra["group"] = sweep_group()
         if cfg.logger.get("name") is None and cfg.get("experiment_name"):
             extra["name"] = str(cfg.experiment_name)
+        # A resumed run stays one W&B run: the id of the run dir's last W&B run (WandbLogger passes
+        # resume="allow"; offline, `wandb sync` uploads the files of one id in order, as one run).
+        resuming = cfg.get("run_dir") and _resolve_ckpt(cfg.get("ckpt_path"), Path(str(cfg.run_dir))) is not None
+        if resuming and not (cfg.logger.get("id") or cfg.logger.get("version")) and cfg.logger.get("save_dir"):
+            previous = last_wandb_run_id(Path(str(cfg.logger.save_dir)) / "wandb")
+            if previous:
+                extra["id"] = previous
     return instantiate(cfg.logger, **extra)
+
+
+_WANDB_RUN_DIR = re.compile(r"(?:offline-)?run-(\d{8}_\d{6})-([A-Za-z0-9]+)")
+
+
+def last_wandb_run_id(wandb_dir: Path) -> str | None:
+    """The id of the newest W&B run (online or offline) that wrote into ``wandb_dir``, if any."""
+    runs = [m.groups() for p in wandb_dir.glob("*run-*") if p.is_dir() and (m := _WANDB_RUN_DIR.fullmatch(p.name))]
+    return max(runs)[1] if runs else None
 
 
 def resolved_config(cfg: DictConfig) -> dict[str, Any]:

@@ -208,3 +208,9 @@ def test_wandb_logs_offline_without_an_account(tiny_cfg, tmp_path: Path, monkeyp
     assert any("val/loss" in row for row in rec["history"])
     assert rec["config"]["model_config"]["attention"] == "mqa"
     assert rec["summary"]["trainer/global_step"] >= 3
+    # Resumed from its checkpoint, the run stays one W&B run: a second file under the same id
+    # (`wandb sync` uploads them in order, as one run), not a second run beside the first.
+    train(tiny_cfg("logger=wandb", "trainer.max_steps=4", "ckpt_path=last", run_dir=run))
+    files = run_files(run / "wandb")
+    assert len(files) == 2, files
+    assert {read_run(f)["id"] for f in files} == {rec["id"]}
