@@ -162,6 +162,26 @@ def test_missing_stars_metadata_stops_the_run_naming_the_record(tmp_path: Path) 
     assert res.report["steps"][1]["rejected"]["files"] == 1
 
 
+def test_one_plugin_runs_twice_under_two_names(tmp_path: Path) -> None:
+    """dedup_alt's way: near_dedup as The Stack ran it, then again under its own name with other
+    parameters, on what the first kept; each has its own counts, rejects and cache key."""
+    from santa.pipeline.config import step_specs
+
+    f = write_jsonl(tmp_path / "in.jsonl", mixed_records())
+    specs = step_specs({"steps": ["basic", "strict"], "params": {"strict": {"plugin": "basic", "min_alnum_fraction": 0.8}}})
+    assert specs[1] == StepSpec("strict", {"min_alnum_fraction": 0.8}, "basic")
+    res = run(tmp_path, f, steps=specs)
+    by = {s["name"]: s for s in res.report["steps"]}
+    assert by["strict"]["plugin"] == "basic" and "plugin" not in by["basic"]
+    assert by["strict"]["params"]["min_alnum_fraction"] == 0.8 and by["basic"]["params"]["min_alnum_fraction"] == 0.25
+    assert by["strict"]["read"]["files"] == by["basic"]["kept"]["files"] and by["strict"]["rejected"]["files"] > 0
+    rejects = read_dataset(sorted((res.output / "rejects").glob("*.parquet")))
+    assert set(rejects.column("reject_step").to_pylist()) == {"basic", "strict"}
+    # Another plugin under the same name and parameters is another pipeline (another key).
+    other = run(tmp_path, f, steps=[specs[0], StepSpec("strict", {}, "comments")], out="out2")
+    assert other.report["key"] != res.report["key"] and not other.reused
+
+
 def test_bad_configuration_is_a_clear_error(tmp_path: Path) -> None:
     f = write_jsonl(tmp_path / "in.jsonl", [stack_record(code(1))])
     with pytest.raises(registry.UnknownPluginError, match="valid names: .*near_dedup"):
@@ -170,6 +190,10 @@ def test_bad_configuration_is_a_clear_error(tmp_path: Path) -> None:
         run(tmp_path, f, steps=[StepSpec("basic", {"nope": 1})])
     with pytest.raises(PipelineError, match="more than once"):
         run(tmp_path, f, steps=[StepSpec("basic"), StepSpec("basic")])
+    with pytest.raises(registry.UnknownPluginError, match=r"To run a step twice.*params.<that name>.plugin"):
+        run(tmp_path, f, steps=[StepSpec("basic"), StepSpec("basic_again")])
+    with pytest.raises(PipelineError, match=r"step 'again': pipeline.params.again.plugin='no_such_step'"):
+        run(tmp_path, f, steps=[StepSpec("again", {}, "no_such_step")])
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
     with pytest.raises(PipelineError, match="did not write"):

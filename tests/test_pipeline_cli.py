@@ -36,9 +36,13 @@ def test_prepare_final_on_a_real_corpus_end_to_end(small_corpus: Path, tmp_path:
     assert "pipeline report" in res.stderr and "near_dedup" in res.stderr
     report = json.loads((out / "report.json").read_text())
     names = [s["name"] for s in report["steps"]]
-    assert names == ["input", "pii", "basic", "exact_dedup", "near_dedup", "comments", "decontaminate"]
+    assert names == ["input", "pii", "basic", "exact_dedup", "near_dedup", "near_dedup_alt", "comments", "decontaminate"]
     near = report["steps"][names.index("near_dedup")]
-    assert near["params"]["mode"] == "dedup_alt" and (near["params"]["bands"], near["params"]["rows"]) == (25, 10)
+    assert near["params"]["mode"] == "stack" and "plugin" not in near
+    alt = report["steps"][names.index("near_dedup_alt")]
+    assert alt["plugin"] == "near_dedup" and alt["params"]["mode"] == "dedup_alt"
+    assert (alt["params"]["bands"], alt["params"]["rows"]) == (25, 10)
+    assert alt["read"]["files"] == near["kept"]["files"]  # on top of The Stack's near-dedup
     read = report["steps"][0]["read"]["files"]
     assert read == sum(1 for _ in read_records(sorted(small_corpus.rglob("*.jsonl.gz"))))
     clean = list(read_records(out / "data"))

@@ -15,17 +15,18 @@ from conftest import CONF, TINY, compose_train, run_train_py
 
 from santa.filters.stars import Stars
 
-# variant -> (attention, objective, pipeline preset, its steps, near-dedup mode, steps factor)
+# variant -> (attention, objective, pipeline preset, its steps, dedup-alt on top of the base, steps factor)
 BASE_STEPS = ["pii", "basic", "exact_dedup", "near_dedup", "decontaminate"]
+DEDUP_ALT = ["pii", "basic", "exact_dedup", "near_dedup", "near_dedup_alt"]
 EXPECTED = {
-    "mha": ("mha", "ar_fim", "base", BASE_STEPS, "stack", 1),
-    "no_fim": ("mqa", "ar", "base", BASE_STEPS, "stack", 1),
-    "fim": ("mqa", "ar_fim", "base", BASE_STEPS, "stack", 1),
-    "stars": ("mqa", "ar_fim", "stars", ["pii", "basic", "exact_dedup", "near_dedup", "stars", "decontaminate"], "stack", 1),
-    "fertility": ("mqa", "ar_fim", "fertility", ["pii", "basic", "exact_dedup", "near_dedup", "fertility", "decontaminate"], "stack", 1),
-    "comments": ("mqa", "ar_fim", "comments", ["pii", "basic", "exact_dedup", "near_dedup", "comments", "decontaminate"], "stack", 1),
-    "dedup_alt": ("mqa", "ar_fim", "dedup_alt", BASE_STEPS, "dedup_alt", 1),
-    "final": ("mqa", "ar_fim", "final", ["pii", "basic", "exact_dedup", "near_dedup", "comments", "decontaminate"], "dedup_alt", 2),
+    "mha": ("mha", "ar_fim", "base", BASE_STEPS, False, 1),
+    "no_fim": ("mqa", "ar", "base", BASE_STEPS, False, 1),
+    "fim": ("mqa", "ar_fim", "base", BASE_STEPS, False, 1),
+    "stars": ("mqa", "ar_fim", "stars", ["pii", "basic", "exact_dedup", "near_dedup", "stars", "decontaminate"], False, 1),
+    "fertility": ("mqa", "ar_fim", "fertility", ["pii", "basic", "exact_dedup", "near_dedup", "fertility", "decontaminate"], False, 1),
+    "comments": ("mqa", "ar_fim", "comments", ["pii", "basic", "exact_dedup", "near_dedup", "comments", "decontaminate"], False, 1),
+    "dedup_alt": ("mqa", "ar_fim", "dedup_alt", [*DEDUP_ALT, "decontaminate"], True, 1),
+    "final": ("mqa", "ar_fim", "final", [*DEDUP_ALT, "comments", "decontaminate"], True, 2),
 }
 OBJECTIVE = {"ar": "ar", "ar_fim": "fim"}
 
@@ -36,7 +37,7 @@ def test_the_experiment_group_holds_exactly_the_papers_eight_variants() -> None:
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_experiment_composes_to_the_papers_combination(name: str) -> None:
-    attention, objective, pipeline, steps, dedup_mode, factor = EXPECTED[name]
+    attention, objective, pipeline, steps, dedup_alt, factor = EXPECTED[name]
     for scale, base_steps in (("cpu", 200), ("paper", 300_000)):
         cfg = compose_train([f"experiment={name}", f"scale={scale}"])
         assert cfg.experiment_name == name
@@ -46,7 +47,11 @@ def test_experiment_composes_to_the_papers_combination(name: str) -> None:
             assert cfg.objective.params.fim_rate == 0.5 and cfg.objective.params.fim_spm_rate == 0.5
         assert cfg.pipeline.name == pipeline
         assert list(cfg.pipeline.steps) == steps
-        assert cfg.pipeline.params.near_dedup.mode == dedup_mode
+        # The Stack's near-dedup everywhere; dedup-alt's, the same plugin again, on top of it.
+        assert cfg.pipeline.params.near_dedup.mode == "stack"
+        if dedup_alt:
+            alt = cfg.pipeline.params.near_dedup_alt
+            assert (alt.plugin, alt.mode, alt.num_perm, alt.seed) == ("near_dedup", "dedup_alt", 256, 42)
         assert cfg.scale.name == scale
         assert cfg.trainer.max_steps == base_steps * factor
         # One tokenizer for every variant of a sweep.
@@ -343,6 +348,6 @@ def test_santa_report_on_a_finished_tiny_sweep(tiny_sweep: Path, tmp_path: Path)
     assert float(baseline["paper"]) == pytest.approx(0.12)
     removed = {(r["variant"], r["metric"]) for r in rows if r["table"] == "data_removed"}
     assert ("dedup_alt", "vs_base:bytes_pct") in removed  # the paper's Table 3 measure, per data variant
-    assert any(v == "dedup_alt" and m.startswith("near_dedup") for v, m in removed)
+    assert any(v == "dedup_alt" and m.startswith("near_dedup_alt:") for v, m in removed)
     pngs = sorted(out.glob("*.png"))
     assert pngs and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)

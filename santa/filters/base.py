@@ -65,10 +65,12 @@ class StepContext:
 
 
 class Step(ABC):
-    """Common to both kinds. ``name`` is the entry-point name the step was loaded as."""
+    """Common to both kinds. ``plugin`` is the entry-point name the step was loaded as, ``name``
+    its name in the pipeline (the same, unless the pipeline runs the plugin twice)."""
 
     kind: ClassVar[str]
     name: str = ""
+    plugin: str = ""
 
     def setup(self, context: StepContext) -> None:  # noqa: B027  (optional hook)
         """Load models, tables or tokenizers; called once per worker process."""

@@ -44,7 +44,12 @@ def step_specs(pipeline: DictConfig | dict[str, Any]) -> list[StepSpec]:
     steps = pipeline.get("steps") or []
     if isinstance(steps, str):
         raise PipelineError(f"pipeline.steps must be a list, e.g. pipeline.steps=[basic,near_dedup]; got {steps!r}")
-    return [StepSpec(str(name), dict(params.get(str(name)) or {})) for name in steps]
+    specs = []
+    for name in steps:
+        p = dict(params.get(str(name)) or {})
+        plugin = p.pop("plugin", None)
+        specs.append(StepSpec(str(name), p, str(plugin) if plugin else None))
+    return specs
 
 
 def tokenizer_loader(path: str | Path) -> Callable[[], Any]:

@@ -93,8 +93,13 @@ class AccountingError(AssertionError):
 
 @dataclass
 class StepSpec:
+    """One step of a pipeline: ``name`` is its name in this pipeline (the report's, the rejects'),
+    ``plugin`` the registered step it runs (None: the plugin of that name). Distinct names let
+    one plugin run twice, e.g. The Stack's near-dedup and then dedup-alt's on top of it."""
+
     name: str
     params: dict[str, Any] = field(default_factory=dict)
+    plugin: str | None = None
 
 
 @dataclass
@@ -139,7 +144,16 @@ class PipelineResult:
 
 
 def build_step(spec: StepSpec) -> Step:
-    cls = registry.get(GROUP, spec.name)
+    plugin = spec.plugin or spec.name
+    try:
+        cls = registry.get(GROUP, plugin)
+    except registry.UnknownPluginError as exc:
+        if spec.plugin:
+            raise PipelineError(f"step {spec.name!r}: pipeline.params.{spec.name}.plugin={plugin!r}: {exc}") from exc
+        raise registry.UnknownPluginError(
+            f"{exc} To run a step twice, give the second its own name in pipeline.steps and "
+            f"pipeline.params.<that name>.plugin=<the step>."
+        ) from exc
     try:
         step = cls(**spec.params)
     except TypeError as exc:
@@ -147,7 +161,13 @@ def build_step(spec: StepSpec) -> Step:
     if not isinstance(step, (RecordStep, CorpusStep)):
         raise PipelineError(f"step {spec.name!r} ({cls}) is neither a RecordStep nor a CorpusStep (santa/filters/base.py)")
     step.name = spec.name
+    step.plugin = plugin
     return step
+
+
+def step_identity(step: Step) -> list[Any]:
+    """What keys a step's output: its name and parameters, and its plugin where the name is not it."""
+    return [step.name, step.params()] if step.plugin in ("", step.name) else [step.name, step.plugin, step.params()]
 
 
 @dataclass
@@ -836,7 +856,7 @@ def run_pipeline(cfg: PipelineConfig, console: Console | None = None) -> Pipelin
     steps = [build_step(s) for s in cfg.steps]
     key = config_key({
         "format": FORMAT,
-        "steps": [[s.name, s.params()] for s in steps],
+        "steps": [step_identity(s) for s in steps],
         "inputs": _input_identity(units),
         "max_file_bytes": cfg.max_file_bytes,
         **cfg.key_extra,
@@ -853,7 +873,7 @@ def run_pipeline(cfg: PipelineConfig, console: Console | None = None) -> Pipelin
         segments = plan_segments(steps)
         work = out / WORK / key
         work.mkdir(parents=True, exist_ok=True)
-        write_json(work / "plan.json", {"key": key, "steps": [[s.name, s.params()] for s in steps],
+        write_json(work / "plan.json", {"key": key, "steps": [step_identity(s) for s in steps],
                                         "units": [u.__dict__ for u in units]})
         workers = cfg.workers
         if workers is None:  # every core, but no process start-up (~1 s each) for a small input

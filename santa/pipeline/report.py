@@ -87,6 +87,7 @@ def build(*, key: str, cfg: PipelineConfig, steps: list[Step], segments: list[Se
             "name": name,
             "kind": "input" if name == INPUT_STEP else kinds[name],
             "params": step_obj.params() if step_obj is not None else {"max_file_bytes": cfg.max_file_bytes},
+            **({"plugin": step_obj.plugin} if step_obj is not None and step_obj.plugin not in ("", name) else {}),
             **total,
             "removed_pct": {"files": _pct(total["rejected"]["files"], total["read"]["files"]),
                             "bytes": _pct(total["rejected"]["bytes"], total["read"]["bytes"])},
@@ -184,7 +185,7 @@ def _plots(stats: dict[str, dict[str, list[float]]], steps: list[dict[str, Any]]
         params = step.get("params", {})
         path = out / f"{name}.png"
         histogram(path, per_lang, title=f"{name}: removed {step['removed_pct']['files']:.1f} % of files",
-                  xlabel=labels.get(name, f"{name} statistic"),
+                  xlabel=labels.get(step.get("plugin", name), f"{name} statistic"),
                   lines=tuple(float(params[k]) for k in ("min_ratio", "max_ratio") if k in params))
         written.append(path.name)
     return written
