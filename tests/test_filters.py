@@ -315,6 +315,18 @@ def test_token_hashes_follow_the_tokens_not_their_position() -> None:
     assert token_hashes("") .size == 0 and token_hashes("+-*/ ").size == 0
 
 
+def test_near_dedup_band_table_is_datasketchs_optimiser() -> None:
+    """The (bands, rows) santa knows without importing datasketch are the ones MinHashLSH picks."""
+    from datasketch.lsh import _optimal_param
+
+    from santa.filters.near_dedup import _OPTIMAL_BANDS, optimal_bands
+
+    for (threshold, num_perm), known in _OPTIMAL_BANDS.items():
+        assert known == tuple(int(x) for x in _optimal_param(threshold, num_perm, 0.5, 0.5)), (threshold, num_perm)
+    # Anything else is asked of datasketch.
+    assert optimal_bands(0.75, 128) == tuple(int(x) for x in _optimal_param(0.75, 128, 0.5, 0.5))
+
+
 def test_near_dedup_is_deterministic_across_record_order() -> None:
     s = step("near_dedup", mode="dedup_alt")
     texts = [_java_like(i % 3, 200, seed=i % 3) + (" extra" * (i // 3)) for i in range(9)]

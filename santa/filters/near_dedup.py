@@ -138,6 +138,23 @@ def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
+# datasketch's MinHashLSH optimiser (false-positive and false-negative weights 0.5 each) for the
+# settings santa's presets use, so that a run does not import datasketch, and scipy with it, for
+# them (~0.5 s of CPU); a test checks every entry against datasketch itself.
+_OPTIMAL_BANDS = {(0.85, 256): (13, 19), (0.7, 256): (25, 10), (0.8, 256): (17, 15), (0.9, 256): (9, 28)}
+
+
+def optimal_bands(threshold: float, num_perm: int) -> tuple[int, int]:
+    """The (bands, rows) datasketch's ``MinHashLSH(threshold, num_perm)`` uses."""
+    known = _OPTIMAL_BANDS.get((round(float(threshold), 6), int(num_perm)))
+    if known is not None:
+        return known
+    from datasketch.lsh import _optimal_param
+
+    bands, rows = _optimal_param(threshold, num_perm, 0.5, 0.5)
+    return int(bands), int(rows)
+
+
 def fmix32(h: np.ndarray) -> np.ndarray:
     h = h ^ (h >> np.uint32(16))
     h *= np.uint32(0x85EBCA6B)
@@ -214,10 +231,8 @@ class NearDedup(CorpusStep):
     def _check_bands(self) -> tuple[int, int]:
         bands, rows = self._bands_rows
         if bands is None or rows is None:
-            from datasketch.lsh import _optimal_param
-
             # The bands x rows datasketch's MinHashLSH picks for this threshold (0.85 -> 13 x 19).
-            bands, rows = _optimal_param(self.threshold, self.num_perm, 0.5, 0.5)
+            bands, rows = optimal_bands(self.threshold, self.num_perm)
         bands, rows = int(bands), int(rows)
         if bands * rows > self.num_perm or bands < 1 or rows < 1:
             raise SantaError(f"near_dedup: {bands} bands x {rows} rows exceed num_perm={self.num_perm}")
