@@ -36,8 +36,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _cpu() -> float:
     me = resource.getrusage(resource.RUSAGE_SELF)
+    return me.ru_utime + me.ru_stime + _kids_cpu()
+
+
+def _kids_cpu() -> float:
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+    return kids.ru_utime + kids.ru_stime
 
 
 def _corpus(path: Path | None, max_files: int) -> Path:
@@ -156,11 +160,6 @@ def bench_command(corpus: Path, preset: str, workers: int | None) -> dict[str, A
     mb = report["steps"][0]["read"]["bytes"] / 1e6
     return {"pipeline": preset, "mb": round(mb, 2), "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
             "mb_s_per_core": round(mb / cpu, 2), "mb_s_wall": round(mb / wall, 2)}
-
-
-def _kids_cpu() -> float:
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return kids.ru_utime + kids.ru_stime
 
 
 def main(argv: list[str] | None = None) -> int:

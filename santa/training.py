@@ -78,9 +78,11 @@ def build_trainer(
     run_dir: Path,
     extra_callbacks: list | None = None,
     overrides: dict[str, Any] | None = None,
+    resuming: bool = False,
 ) -> pl.Trainer:
     """The Lightning Trainer of a config; ``overrides`` are Trainer kwargs for programmatic use
-    (e.g. a precision plugin object, which a YAML file cannot hold)."""
+    (e.g. a precision plugin object, which a YAML file cannot hold); ``resuming``: the fit will
+    restore a checkpoint of this run."""
     kwargs = {k: v for k, v in cfg.trainer.items() if k not in _SANTA_TRAINER_KEYS and k != "strategy"}
     kwargs = OmegaConf.to_container(OmegaConf.create(kwargs), resolve=True)
     kwargs.update(overrides or {})
@@ -106,7 +108,7 @@ def build_trainer(
             callbacks.append(RichProgressBar(leave=True))
         else:
             callbacks.append(TQDMProgressBar(refresh_rate=max(1, int(cfg.trainer.max_steps) * accumulate // 50)))
-    logger = build_logger(cfg)
+    logger = build_logger(cfg, resuming)
     val_every = int(cfg.trainer.val_every_n_steps)
     return pl.Trainer(
         **kwargs,
@@ -122,7 +124,7 @@ def build_trainer(
     )
 
 
-def build_logger(cfg: DictConfig) -> Any:
+def build_logger(cfg: DictConfig, resuming: bool = False) -> Any:
     """The configured logger; a W&B run is named after the experiment and grouped by Hydra sweep, so
     the jobs of one multirun are separate runs side by side (each finished by finish_loggers)."""
     if not cfg.get("logger"):
@@ -135,7 +137,6 @@ def build_logger(cfg: DictConfig) -> Any:
             extra["name"] = str(cfg.experiment_name)
         # A resumed run stays one W&B run: the id of the run dir's last W&B run (WandbLogger passes
         # resume="allow"; offline, `wandb sync` uploads the files of one id in order, as one run).
-        resuming = cfg.get("run_dir") and _resolve_ckpt(cfg.get("ckpt_path"), Path(str(cfg.run_dir))) is not None
         if resuming and not (cfg.logger.get("id") or cfg.logger.get("version")) and cfg.logger.get("save_dir"):
             previous = last_wandb_run_id(Path(str(cfg.logger.save_dir)) / "wandb")
             if previous:
@@ -235,7 +236,8 @@ def _train(
         activation_checkpointing=bool(cfg.trainer.get("activation_checkpointing", False)),
         tokenizer_json=tokenizer.backend_tokenizer.to_str(),
     )
-    trainer = build_trainer(cfg, accumulate, run_dir, extra_callbacks, trainer_overrides)
+    ckpt_path = _resolve_ckpt(cfg.ckpt_path, run_dir)
+    trainer = build_trainer(cfg, accumulate, run_dir, extra_callbacks, trainer_overrides, resuming=ckpt_path is not None)
     if trainer.is_global_zero:
         console.print(
             f"[bold]model[/bold] {lit.model.num_parameters():,} parameters, attention={mcfg['attention']}, "
@@ -245,7 +247,7 @@ def _train(
     for lg in trainer.loggers:
         lg.log_hyperparams({"config": resolved_config(cfg)})
     try:
-        trainer.fit(lit, datamodule=dm, ckpt_path=_resolve_ckpt(cfg.ckpt_path, run_dir))
+        trainer.fit(lit, datamodule=dm, ckpt_path=ckpt_path)
         summary: dict[str, Any] = {
             "run_dir": str(run_dir),
             "experiment": cfg.get("experiment_name"),

@@ -165,9 +165,15 @@ def build_step(spec: StepSpec) -> Step:
     return step
 
 
+def renamed_plugin(step: Step) -> str | None:
+    """The plugin a step runs when the pipeline names the step otherwise, else None."""
+    return None if step.plugin in ("", step.name) else step.plugin
+
+
 def step_identity(step: Step) -> list[Any]:
     """What keys a step's output: its name and parameters, and its plugin where the name is not it."""
-    return [step.name, step.params()] if step.plugin in ("", step.name) else [step.name, step.plugin, step.params()]
+    plugin = renamed_plugin(step)
+    return [step.name, step.params()] if plugin is None else [step.name, plugin, step.params()]
 
 
 @dataclass

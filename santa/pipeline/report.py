@@ -28,7 +28,7 @@ from rich.table import Table
 
 from santa.filters.base import CorpusStep, Decision, Step
 from santa.pipeline.engine import (
-    FORMAT, INPUT_STEP, SUCCESS, AccountingError, PipelineConfig, Segment, Unit,
+    FORMAT, INPUT_STEP, SUCCESS, AccountingError, PipelineConfig, Segment, Unit, renamed_plugin,
 )
 from santa.pipeline.parquet import count_rows, json_rows_table, write_json, write_table
 
@@ -87,7 +87,7 @@ def build(*, key: str, cfg: PipelineConfig, steps: list[Step], segments: list[Se
             "name": name,
             "kind": "input" if name == INPUT_STEP else kinds[name],
             "params": step_obj.params() if step_obj is not None else {"max_file_bytes": cfg.max_file_bytes},
-            **({"plugin": step_obj.plugin} if step_obj is not None and step_obj.plugin not in ("", name) else {}),
+            **({"plugin": plugin} if step_obj is not None and (plugin := renamed_plugin(step_obj)) else {}),
             **total,
             "removed_pct": {"files": _pct(total["rejected"]["files"], total["read"]["files"]),
                             "bytes": _pct(total["rejected"]["bytes"], total["read"]["bytes"])},
