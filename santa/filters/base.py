@@ -57,7 +57,7 @@ class StepContext:
 
     # Loads the project's tokenizer (for fertility); None when the run has none yet.
     tokenizer: Callable[[], Any] | None = None
-    # Benchmark data (../shared/data or a user path), for decontamination.
+    # Benchmark data (a user folder, then the copy shipped in santa.assets), for decontamination.
     data_dirs: list[Path] = field(default_factory=list)
     cache_dir: Path | None = None
     seed: int = 0

@@ -158,9 +158,10 @@ class Decontaminate(RecordStep):
                 return c
         where = ", ".join(str(c) for c in candidates)
         raise BenchmarkDataError(
-            f"decontaminate: benchmark file {name} not found (looked at {where}). Point benchmark_data at "
-            "the folder holding multipl-e_8b88bd5/ (../shared/data beside the checkout), give an absolute "
-            "path in pipeline.params.decontaminate, or remove that source from it."
+            f"decontaminate: benchmark file {name} not found (looked at {where}). santa ships these files; "
+            "if the installed package lacks them, reinstall it, point benchmark_data= at a folder holding "
+            "multipl-e_8b88bd5/, give an absolute path in pipeline.params.decontaminate, or remove that "
+            "source from it."
         )
 
     def strings(self, context: StepContext) -> Iterator[tuple[str, str]]:

@@ -11,27 +11,17 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from santa import assets
 from santa.filters.base import StepContext
 from santa.pipeline.engine import PipelineConfig, PipelineError, StepSpec
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
 def benchmark_dirs(given: str | Path | None) -> list[Path]:
-    """Where decontamination looks for benchmark files: the user's folder, else
-    $SANTA_DATA, else ../shared/data beside the checkout or the working directory."""
-    if given:
-        p = Path(os.path.expanduser(str(given)))
-        if not p.is_dir():
-            raise PipelineError(f"benchmark_data={given}: no such directory (it should hold multipl-e_8b88bd5/ ...)")
-        return [p]
-    candidates = [Path(os.environ["SANTA_DATA"])] if os.environ.get("SANTA_DATA") else []
-    candidates += [REPO_ROOT.parent / "shared" / "data", Path.cwd().parent / "shared" / "data"]
-    seen: list[Path] = []
-    for c in candidates:
-        if c.is_dir() and c.resolve() not in [s.resolve() for s in seen]:
-            seen.append(c)
-    return seen
+    """Where decontamination looks for benchmark files: the user's folder (``benchmark_data=``,
+    else ``$SANTA_DATA``) first, then the copy shipped inside santa."""
+    try:
+        return assets.data_dirs(given)
+    except assets.AssetError as e:
+        raise PipelineError(f"benchmark_data: {e}") from None
 
 
 def _plain(node: Any) -> Any:
@@ -89,7 +79,7 @@ def build_config(
         ray_num_cpus=engine.get("num_cpus"),
         context=StepContext(tokenizer=tokenizer, data_dirs=dirs, cache_dir=cache_dir, seed=seed,
                             workers=int(engine.get("workers") or os.cpu_count() or 1)),
-        key_extra={"tokenizer": tokenizer_id, "benchmark_data": [str(d.resolve()) for d in dirs]},
+        key_extra={"tokenizer": tokenizer_id, "benchmark_data": assets.identity(dirs)},
         keep_work=keep_work,
         progress=progress,
     )

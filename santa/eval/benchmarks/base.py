@@ -11,13 +11,13 @@ attributes and implements :meth:`Benchmark.problems`; everything else has a sens
 
 from __future__ import annotations
 
-import hashlib
-import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from santa import assets
+from santa.assets import sha256_file
 from santa.errors import SantaError
 
 Scoring = Literal["execution", "exact_match"]
@@ -54,47 +54,22 @@ def truncate_at_stop(text: str, stop: tuple[str, ...] | list[str]) -> str:
     return text[:cut]
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def candidate_data_dirs() -> list[Path]:
-    """Where benchmark data is looked for when ``data_dir`` is not given, in order.
-
-    ``$SANTA_DATA`` first; then ``../shared/data`` beside the working directory and beside the
-    source checkout (CI runs the tests in a fresh clone with ``shared/`` next to it).
-    """
-    out: list[Path] = []
-    if os.environ.get("SANTA_DATA"):
-        out.append(Path(os.environ["SANTA_DATA"]))
-    out.append(Path.cwd().parent / "shared" / "data")
-    out.append(Path(__file__).resolve().parents[3].parent / "shared" / "data")
-    seen: set[Path] = set()
-    return [p for p in out if not (p in seen or seen.add(p))]  # type: ignore[func-returns-value]
+    """Where benchmark data is looked for when ``data_dir`` is not given: ``$SANTA_DATA`` if set,
+    then the copy shipped inside santa (:mod:`santa.assets`)."""
+    return assets.data_dirs()
 
 
 def resolve_data_dir(data_dir: str | Path | None) -> Path:
-    if data_dir not in (None, ""):
-        path = Path(data_dir).expanduser()
-        if not path.is_dir():
-            raise BenchmarkDataError(
-                f"benchmark data directory {path} does not exist; set data_dir=<dir holding "
-                "multipl-e_8b88bd5/, multipl-e_9b61dc6/, human-eval-infilling_88062ff/> or $SANTA_DATA"
-            )
-        return path
-    tried = candidate_data_dirs()
-    for path in tried:
-        if path.is_dir():
-            return path
-    raise BenchmarkDataError(
-        "no benchmark data directory found (tried "
-        + ", ".join(str(p) for p in tried)
-        + "); pass data_dir=<dir> or set $SANTA_DATA"
-    )
+    """``data_dir`` if given (it must exist), else ``$SANTA_DATA``, else the packaged copy."""
+    try:
+        return assets.data_dir(data_dir)
+    except assets.AssetError as e:
+        raise BenchmarkDataError(
+            f"benchmark data directory does not exist; set data_dir=<dir holding multipl-e_8b88bd5/, "
+            f"multipl-e_9b61dc6/, human-eval-infilling_88062ff/> or $SANTA_DATA, or leave both unset to "
+            f"use the data shipped with santa ({e})"
+        ) from None
 
 
 class Benchmark:
