@@ -64,6 +64,10 @@ def _register_resolvers() -> None:
             return not os.environ.get("WANDB_API_KEY")
 
         OmegaConf.register_new_resolver("santa.wandb_offline", wandb_offline)
+    if not OmegaConf.has_resolver("santa.first"):
+        # ${santa.first:${output},outputs/eval/...}: the first value that is set (oc.select gives
+        # the null of a key that exists, so `output: null` would not fall back).
+        OmegaConf.register_new_resolver("santa.first", lambda *xs: next((x for x in xs if x not in (None, "")), None))
     if not OmegaConf.has_resolver("santa.mul"):
         # ${santa.mul:${scale.steps},${scale.steps_factor}}: `final` trains twice as long.
         OmegaConf.register_new_resolver("santa.mul", lambda a, b: int(a) * int(b))

@@ -816,13 +816,17 @@ def _input_identity(units: list[Unit]) -> list[tuple[str, str, int, int]]:
     return out
 
 
+LOCK = ".lock"
+
+
 def _check_output(out: Path) -> None:
     if not out.exists():
         return
     if not out.is_dir():
         raise PipelineError(f"output {out} exists and is not a directory; choose another output=")
     ours = (out / SUCCESS).exists() or (out / WORK).exists()
-    if not ours and any(out.iterdir()):
+    # A lone lock file is what a run that stopped in its steps' set-up leaves: santa's, reusable.
+    if not ours and any(p.name != LOCK for p in out.iterdir()):
         raise PipelineError(
             f"output {out} is a non-empty directory that santa did not write (no {SUCCESS} or {WORK}); "
             "choose another output= or empty it"
@@ -868,14 +872,24 @@ def run_pipeline(cfg: PipelineConfig, console: Console | None = None) -> Pipelin
         **cfg.key_extra,
     })
     _check_output(out)
+    created = not out.exists()
+    had_lock = (out / LOCK).exists()
     out.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(out / ".lock")):
+    with FileLock(str(out / LOCK)):
         report = _reusable(out, key)
         if report is not None:
             console.print(f"[bold]pipeline[/bold] {out} is up to date (key {key}); reusing it")
             return PipelineResult(out, report, reused=True)
-        for step in steps:
-            step.setup(cfg.context)
+        try:
+            for step in steps:
+                step.setup(cfg.context)
+        except BaseException:
+            # Nothing was written yet: leave the output as it was found (gone, if this run made it).
+            if created:
+                shutil.rmtree(out, ignore_errors=True)
+            elif not had_lock:
+                (out / LOCK).unlink(missing_ok=True)
+            raise
         segments = plan_segments(steps)
         work = out / WORK / key
         work.mkdir(parents=True, exist_ok=True)
