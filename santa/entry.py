@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
-from santa.errors import SantaError, print_error
+from santa.errors import RunInterrupted, RunRefused, SantaError, print_error
 from santa.sweep.job import multirun_job
 
 
@@ -24,13 +26,107 @@ _FAILED_JOBS: list[tuple[str, str]] = []
 def run_guarded(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     try:
         return fn(*args, **kwargs)
+    except KeyboardInterrupt:
+        # Ctrl-C outside training (data stages, evaluation): one line, no traceback. The stages
+        # write to temporary names, so nothing half-done is left behind.
+        print_error(SantaError("interrupted (Ctrl-C); the stages finished so far are cached, rerun the same command to continue"))
+        sys.exit(130)
     except (SantaError, FileNotFoundError) as exc:
         print_error(exc)
+        _tidy_run_dir(exc)
         hc = multirun_job()
-        if hc is None:
-            sys.exit(2)
+        if hc is None or isinstance(exc, RunInterrupted):
+            sys.exit(getattr(exc, "exit_code", 2))
         _FAILED_JOBS.append((f"#{hc.job.num} {hc.runtime.output_dir}", str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
         return None
+
+
+# What each run directory held before Hydra wrote into it (None: it did not exist), taken by the
+# RunDirGuard callback, so that a run refused before it began leaves the directory as it found it.
+_BEFORE: dict[Path, dict[str, Any] | None] = {}
+_HYDRA_LOG_SUFFIX = ".log"
+
+
+def _snapshot(run_dir: Path) -> dict[str, Any] | None:
+    if not run_dir.is_dir():
+        return None
+    hydra_dir = run_dir / ".hydra"
+    return {
+        "top": {p.name for p in run_dir.iterdir()},
+        "hydra": {p.name: p.read_bytes() for p in hydra_dir.iterdir() if p.is_file()} if hydra_dir.is_dir() else None,
+        "logs": {p.name: p.stat().st_size for p in run_dir.glob(f"*{_HYDRA_LOG_SUFFIX}") if p.is_file()},
+    }
+
+
+def _current_run_dir() -> Path | None:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+    except ImportError:
+        return None
+    if not HydraConfig.initialized():
+        return None
+    return Path(HydraConfig.get().runtime.output_dir).resolve()
+
+
+def _tidy_run_dir(exc: BaseException) -> None:
+    """After a user error: a run directory this invocation created and that holds no checkpoint is
+    removed (a typo leaves no folder behind); one that existed before is restored to what it was
+    when the error came before the run touched it (:class:`RunRefused`)."""
+    run_dir = _current_run_dir()
+    if run_dir is None or run_dir not in _BEFORE:
+        return
+    before = _BEFORE[run_dir]
+    if before is None:
+        if run_dir.is_dir() and not (run_dir / "checkpoints").exists():
+            shutil.rmtree(run_dir, ignore_errors=True)
+            # And the empty date folder above it (outputs/<date>/), up to the working directory.
+            cwd, parent = Path.cwd().resolve(), run_dir.parent
+            while parent != cwd and cwd in parent.parents and not any(parent.iterdir()):
+                parent.rmdir()
+                parent = parent.parent
+        return
+    if not isinstance(exc, RunRefused):
+        return
+    hydra_dir = run_dir / ".hydra"
+    if before["hydra"] is None:
+        shutil.rmtree(hydra_dir, ignore_errors=True)
+    else:
+        for p in hydra_dir.iterdir():
+            if p.is_file() and p.name not in before["hydra"]:
+                p.unlink()
+        for name, data in before["hydra"].items():
+            (hydra_dir / name).write_bytes(data)
+    for p in run_dir.glob(f"*{_HYDRA_LOG_SUFFIX}"):
+        if p.name not in before["logs"]:
+            p.unlink()
+        elif p.stat().st_size != before["logs"][p.name]:
+            with open(p, "r+b") as fh:
+                fh.truncate(before["logs"][p.name])
+
+
+class RunDirGuard(Callback):
+    """Hydra callback (``hydra.callbacks`` of conf/train.yaml and conf/evaluate.yaml): records what
+    the run directory (or each job directory of a sweep) held before Hydra writes its
+    ``.hydra/`` files there, for :func:`run_guarded` to put back."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        run_dir = Path(str(config.hydra.run.dir)).resolve()
+        _BEFORE[run_dir] = _snapshot(run_dir)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep = Path(str(config.hydra.sweep.dir)).resolve()
+        _BEFORE.clear()
+        # Hydra numbers the job directories 0, 1, ... (hydra.sweep.subdir): ask for the ones a
+        # sweep of this size can use; the ones that do not exist yet are recorded as new.
+        existing = {p.resolve() for p in sweep.iterdir() if p.is_dir()} if sweep.is_dir() else set()
+        for d in existing:
+            _BEFORE[d] = _snapshot(d)
+        self._sweep = sweep
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        run_dir = _current_run_dir()
+        if run_dir is not None and run_dir not in _BEFORE and getattr(self, "_sweep", None) is not None:
+            _BEFORE[run_dir] = None  # a job directory this sweep created
 
 
 class SweepErrors(Callback):

@@ -13,3 +13,17 @@ def print_error(exc: BaseException) -> None:
     from rich.markup import escape
 
     Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/bold red] {escape(str(exc))}")
+
+
+class RunRefused(SantaError):
+    """A run refused before it touched its run directory (e.g. a resume from a checkpoint of
+    another model configuration): the entry point puts back the files Hydra rewrote there."""
+
+
+class RunInterrupted(SantaError):
+    """Training stopped on SIGTERM / SIGINT after saving a checkpoint; the message says how to resume.
+    The process exits with 128 + the signal's number, as a shell reports a signal."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum

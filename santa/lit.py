@@ -24,6 +24,30 @@ class CheckpointMismatchError(SantaError, ValueError):
     """A checkpoint made by another model configuration than the one being trained."""
 
 
+def saved_model_config(checkpoint: dict[str, Any]) -> dict[str, Any] | None:
+    """The model configuration a santa checkpoint was made with (None: not recorded)."""
+    saved = (checkpoint.get("santa") or {}).get("model_config")
+    if saved is None:
+        saved = (checkpoint.get("hyper_parameters") or {}).get("model_config")
+    return saved
+
+
+def checkpoint_mismatch(checkpoint: dict[str, Any], ours: dict[str, Any]) -> CheckpointMismatchError | None:
+    """The error to raise when ``checkpoint`` was made by another model configuration than ``ours``."""
+    saved = saved_model_config(checkpoint)
+    if saved is None:
+        return None
+    diff = {k: (saved.get(k), ours.get(k)) for k in sorted(set(saved) | set(ours)) if saved.get(k) != ours.get(k)}
+    if not diff:
+        return None
+    detail = ", ".join(f"{k}: checkpoint={a!r} vs config={b!r}" for k, (a, b) in diff.items())
+    return CheckpointMismatchError(
+        f"the checkpoint was made by another model configuration ({detail}). "
+        "Resume with the same model overrides it was trained with (see the run's "
+        ".hydra/config.yaml), or start a new run without ckpt_path."
+    )
+
+
 def warmup_cosine(step: int, *, total_steps: int, warmup_steps: int, min_ratio: float) -> float:
     """LR multiplier: linear warmup to 1, then cosine to ``min_ratio`` at ``total_steps``."""
     if warmup_steps > 0 and step < warmup_steps:
@@ -160,19 +184,9 @@ class SantaLM(pl.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        saved = checkpoint.get("santa", {}).get("model_config")
-        if saved is None:
-            saved = checkpoint.get("hyper_parameters", {}).get("model_config")
-        if saved is not None:
-            ours = self.config.to_dict()
-            diff = {k: (saved.get(k), ours.get(k)) for k in sorted(set(saved) | set(ours)) if saved.get(k) != ours.get(k)}
-            if diff:
-                detail = ", ".join(f"{k}: checkpoint={a!r} vs config={b!r}" for k, (a, b) in diff.items())
-                raise CheckpointMismatchError(
-                    f"the checkpoint was made by another model configuration ({detail}). "
-                    "Resume with the same model overrides it was trained with (see the run's "
-                    ".hydra/config.yaml), or start a new run without ckpt_path."
-                )
+        mismatch = checkpoint_mismatch(checkpoint, self.config.to_dict())
+        if mismatch is not None:
+            raise mismatch
         santa = checkpoint.get("santa", {})
         self.skipped_steps = int(santa.get("skipped_steps", 0))
         if self.tokenizer_json is None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -14,7 +16,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar, TQDMProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
@@ -24,8 +26,10 @@ from rich.table import Table
 from santa import stages
 from santa.data.datamodule import DataFiles, SantaDataModule
 from santa.data.tokenizer import load_tokenizer, padded_vocab_size, special_ids
-from santa.errors import SantaError
-from santa.lit import SantaLM
+from santa.callbacks import GracefulStop, StepsRichProgressBar, StepsTQDMProgressBar
+from santa.errors import RunInterrupted, RunRefused, SantaError
+from santa.lit import SantaLM, checkpoint_mismatch, saved_model_config
+from santa.model.config import GPTConfig
 from santa.sweep.evaluation import EVAL_DIR, evaluate_run, planned_benchmarks, scores_for_logger
 from santa.sweep.job import JobRecord, sweep_group
 
@@ -105,9 +109,9 @@ def build_trainer(
         # Rich redraws in place on a terminal; in a log file it would show nothing until the
         # end, so there a tqdm bar prints a line every ~2 % of the run instead.
         if sys.stderr.isatty():
-            callbacks.append(RichProgressBar(leave=True))
+            callbacks.append(StepsRichProgressBar(leave=True))
         else:
-            callbacks.append(TQDMProgressBar(refresh_rate=max(1, int(cfg.trainer.max_steps) * accumulate // 50)))
+            callbacks.append(StepsTQDMProgressBar(refresh_rate=max(1, int(cfg.trainer.max_steps) * accumulate // 50)))
     logger = build_logger(cfg, resuming)
     val_every = int(cfg.trainer.val_every_n_steps)
     return pl.Trainer(
@@ -173,8 +177,46 @@ def _resolve_ckpt(ckpt: str | None, run_dir: Path) -> str | None:
     else:
         path = Path(ckpt)
     if not path.exists():
-        raise SantaError(f"ckpt_path={ckpt}: no checkpoint at {path}")
+        raise RunRefused(f"ckpt_path={ckpt}: no checkpoint at {path}; nothing was changed")
     return str(path)
+
+
+def check_resume(ckpt_path: str, cfg: DictConfig) -> None:
+    """Refuse a resume before anything of the run is touched: a file that is not a santa training
+    checkpoint, or one of another model configuration (the model's own check in
+    :meth:`SantaLM.on_load_checkpoint` would come after the logger and job.json were written)."""
+    path = Path(ckpt_path)
+    if path.is_dir():  # a DeepSpeed checkpoint (a folder of shards): checked as it loads
+        return
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except Exception as exc:  # noqa: BLE001  (torch raises many kinds for a file that is no checkpoint)
+        raise RunRefused(f"ckpt_path={ckpt_path}: not a checkpoint torch can read ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''}); nothing was changed") from None
+    saved = saved_model_config(ckpt) if isinstance(ckpt, dict) else None
+    if saved is None or "state_dict" not in ckpt:
+        raise RunRefused(f"ckpt_path={ckpt_path}: not a santa training checkpoint (it has no model configuration "
+                         "or state_dict); resume from <run dir>/checkpoints/*.ckpt; nothing was changed")
+    ours = GPTConfig.from_dict(model_config(cfg, int(saved.get("vocab_size") or 0))).to_dict()
+    mismatch = checkpoint_mismatch(ckpt, ours)
+    if mismatch is not None:
+        raise RunRefused(f"{mismatch} Nothing was changed.")
+
+
+def resume_command(run_dir: Path) -> str:
+    """The command that resumes this run in place from its last checkpoint."""
+    argv0 = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    prog = "santa train" if argv0 == "santa" else "python train.py"
+    overrides: list[str] = []
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        if HydraConfig.initialized():
+            overrides = [o for o in HydraConfig.get().overrides.task
+                         if not o.split("=", 1)[0].lstrip("+~") in ("ckpt_path", "hydra.run.dir", "run_dir")]
+    except ImportError:
+        pass
+    return " ".join([prog, *map(shlex.quote, overrides), "ckpt_path=last", shlex.quote(f"hydra.run.dir={run_dir}")])
 
 
 def train(
@@ -183,6 +225,10 @@ def train(
     """Prepare data, fit, export; then, when ``evaluation.runs`` is configured, evaluate the model.
     Rank zero keeps ``<run_dir>/job.json`` current (state, pipeline report, results) for the report."""
     run_dir = Path(cfg.run_dir)
+    # A resume is checked before the run directory is touched: a refused one changes nothing.
+    ckpt_path = _resolve_ckpt(cfg.ckpt_path, run_dir)
+    if ckpt_path is not None:
+        check_resume(ckpt_path, cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     job = None
     if rank_zero_only.rank == 0:
@@ -195,7 +241,13 @@ def train(
             state="preparing",
         )
     try:
-        summary = _train(cfg, run_dir, job, extra_callbacks, trainer_overrides)
+        summary = _train(cfg, run_dir, job, extra_callbacks, trainer_overrides, ckpt_path)
+    except RunInterrupted:
+        raise  # job.json already says interrupted, with the command that resumes
+    except KeyboardInterrupt:
+        if job is not None:
+            job.update(state="interrupted", signal="SIGINT", error="interrupted before training began")
+        raise
     except BaseException as exc:
         if job is not None:
             job.update(state="failed", error=f"{type(exc).__name__}: {exc}".splitlines()[0][:500])
@@ -211,6 +263,7 @@ def _train(
     job: JobRecord | None,
     extra_callbacks: list | None,
     trainer_overrides: dict[str, Any] | None,
+    ckpt_path: str | None = None,
 ) -> dict[str, Any]:
     console = Console(stderr=True, soft_wrap=True)
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
@@ -236,8 +289,9 @@ def _train(
         activation_checkpointing=bool(cfg.trainer.get("activation_checkpointing", False)),
         tokenizer_json=tokenizer.backend_tokenizer.to_str(),
     )
-    ckpt_path = _resolve_ckpt(cfg.ckpt_path, run_dir)
-    trainer = build_trainer(cfg, accumulate, run_dir, extra_callbacks, trainer_overrides, resuming=ckpt_path is not None)
+    stop = GracefulStop(run_dir / "checkpoints")
+    trainer = build_trainer(cfg, accumulate, run_dir, [stop, *(extra_callbacks or [])], trainer_overrides,
+                            resuming=ckpt_path is not None)
     if trainer.is_global_zero:
         console.print(
             f"[bold]model[/bold] {lit.model.num_parameters():,} parameters, attention={mcfg['attention']}, "
@@ -248,6 +302,8 @@ def _train(
         lg.log_hyperparams({"config": resolved_config(cfg)})
     try:
         trainer.fit(lit, datamodule=dm, ckpt_path=ckpt_path)
+        if stop.interrupted:
+            _interrupted(stop, trainer, run_dir, job, console)
         summary: dict[str, Any] = {
             "run_dir": str(run_dir),
             "experiment": cfg.get("experiment_name"),
@@ -276,6 +332,18 @@ def _train(
         return summary
     finally:
         finish_loggers(trainer)
+
+
+def _interrupted(stop: GracefulStop, trainer: pl.Trainer, run_dir: Path, job: JobRecord | None, console: Console) -> None:
+    command = resume_command(run_dir)
+    if job is not None:
+        job.update(state="interrupted", signal=stop.signal_name, global_step=trainer.global_step,
+                   checkpoint=str(stop.checkpoint), resume=command, error=None)
+    signum = int(getattr(signal, stop.signal_name or "SIGTERM"))
+    raise RunInterrupted(
+        f"{stop.signal_name}: training stopped at step {trainer.global_step} of {trainer.max_steps}; "
+        f"checkpoint saved to {stop.checkpoint}. Resume with: {command}", signum,
+    )
 
 
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:

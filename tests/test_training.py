@@ -149,11 +149,12 @@ def test_same_seed_same_losses(tiny_cfg, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_checkpoint_from_another_model_config_is_refused(tiny_cfg, tmp_path: Path) -> None:
-    from santa.lit import CheckpointMismatchError
+    from santa.errors import RunRefused
 
     train(tiny_cfg("trainer.max_steps=3", run_dir=tmp_path / "a"))
     ckpt = tmp_path / "a" / "checkpoints" / "last.ckpt"
-    with pytest.raises(CheckpointMismatchError, match=r"n_embd: checkpoint=64 vs config=96.*same model overrides"):
+    # Refused before anything of the run is written (the model's own check would come later).
+    with pytest.raises(RunRefused, match=r"n_embd: checkpoint=64 vs config=96.*same model overrides"):
         train(tiny_cfg("trainer.max_steps=5", "model.n_embd=96", f"ckpt_path={ckpt}", run_dir=tmp_path / "b"))
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 SCHEMA = "santa-job/1"
 JOB_FILE = "job.json"
-STATES = ("preparing", "training", "evaluating", "finished", "failed")
+STATES = ("preparing", "training", "evaluating", "finished", "failed", "interrupted")
 
 
 class JobRecord:

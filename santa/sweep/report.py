@@ -65,7 +65,7 @@ PAPER_TEMPERATURE = {"pass@1": 0.2, "pass@10": 0.8, "pass@100": 0.8}
 # Filters whose "% removed" the paper reports (Table 3); near_dedup counts in its dedup_alt mode.
 PAPER_FILTERS = ("stars", "comments", "dedup_alt", "fertility")
 
-FINISHED, FAILED, RUNNING, CRASHED = "finished", "failed", "running", "crashed"
+FINISHED, FAILED, RUNNING, CRASHED, INTERRUPTED = "finished", "failed", "running", "crashed", "interrupted"
 NOT_STARTED, NO_JOB_JSON, INCOMPLETE, NO_RESULTS = "not started", "no job.json", "incomplete", "no results yet"
 
 
@@ -387,6 +387,8 @@ def _job_state(job: dict[str, Any]) -> tuple[str, str]:
         return FINISHED, ""
     if state == FAILED:
         return FAILED, str(job.get("error") or "no error recorded")
+    if state == INTERRUPTED:
+        return INTERRUPTED, f"stopped by {job.get('signal') or 'a signal'} at step {job.get('global_step')}; resume: {job.get('resume') or '?'}"
     host = job.get("host")
     updated = job.get("updated") or "?"
     if host and host != socket.gethostname():
@@ -991,7 +993,7 @@ def banner(sweep: Sweep) -> str:
     for v in sweep.variants:
         if not v.ok:
             groups.setdefault(v.state, []).append(v.label)
-    order = [RUNNING, CRASHED, FAILED, INCOMPLETE, NO_JOB_JSON, NO_RESULTS, NOT_STARTED]
+    order = [RUNNING, INTERRUPTED, CRASHED, FAILED, INCOMPLETE, NO_JOB_JSON, NO_RESULTS, NOT_STARTED]
     parts = [f"{len(groups[s])} {s} ({', '.join(groups[s])})" for s in order + sorted(set(groups) - set(order)) if s in groups]
     return f"**partial: {done} of {n} jobs finished**; " + "; ".join(parts) + ". Cells marked — lack a result; the notes say why."
 

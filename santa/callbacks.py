@@ -1,0 +1,103 @@
+"""Lightning callbacks of a santa training run: stop on SIGTERM / SIGINT at the next optimizer-step
+boundary with a checkpoint of that step, and progress bars that count the whole run's steps (with
+a total and an ETA after a resume too)."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
+
+
+class GracefulStop(pl.Callback):
+    """On SIGTERM (a scheduler's preemption, ``kill``) or SIGINT (Ctrl-C), finish the optimizer step
+    under way, save ``<checkpoints>/last.ckpt`` at that step and end the fit; the caller reads
+    :attr:`signal_name` and records the run as interrupted.
+
+    Lightning's own SIGTERM handling raises at the end of whichever micro-batch is running (with
+    gradient accumulation, mid-step), and Ctrl-C raises KeyboardInterrupt wherever Python is (in an
+    optimizer step, half the parameters updated); both are replaced for the duration of the fit.
+    Under DDP the ranks agree through one all-reduce of a flag per step, so they stop at the same step.
+    """
+
+    def __init__(self, checkpoint_dir: Path) -> None:
+        self.checkpoint_dir = Path(checkpoint_dir)
+        self.signal_name: str | None = None
+        self.checkpoint: Path | None = None
+        self._received: int | None = None
+        self._previous: dict[int, Any] = {}
+        self._step_at_batch_start = -1
+
+    @property
+    def interrupted(self) -> bool:
+        return self.signal_name is not None
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self._received is not None and signum == signal.SIGINT:
+            # A second Ctrl-C: the user does not want to wait for the step to end.
+            raise KeyboardInterrupt
+        self._received = signum
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # After Lightning registered its SIGTERM handler (in Trainer._run); signals can only be
+        # set from the main thread.
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._previous[sig] = signal.getsignal(sig)
+            signal.signal(sig, self._handler)
+
+    def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        self._step_at_batch_start = trainer.global_step
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        if trainer.global_step == self._step_at_batch_start:
+            return  # inside a gradient accumulation: only stop where a step has been applied
+        stop = self._received is not None
+        if trainer.world_size > 1:
+            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
+        if not stop:
+            return
+        self.signal_name = signal.Signals(self._received).name if self._received else "SIGTERM"
+        self.checkpoint = self.checkpoint_dir / "last.ckpt"
+        trainer.save_checkpoint(self.checkpoint)
+        trainer.should_stop = True
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._restore()
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self._restore()
+
+    def _restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
+
+
+def _remaining_batches(trainer: pl.Trainer) -> int | float:
+    # The training stream is endless; what is left is (max_steps - steps done) x accumulation.
+    if trainer.max_steps is None or trainer.max_steps < 0:
+        return float("inf")
+    return max(0, trainer.max_steps - trainer.global_step) * trainer.accumulate_grad_batches
+
+
+class StepsTQDMProgressBar(TQDMProgressBar):
+    """Lightning's tqdm bar with the run's remaining micro-batches as its total (Lightning counts
+    optimizer steps there, which is wrong under accumulation and after a resume)."""
+
+    @property
+    def total_train_batches(self) -> int | float:
+        return _remaining_batches(self.trainer)
+
+
+class StepsRichProgressBar(RichProgressBar):
+    """Lightning's rich bar, with the same total as :class:`StepsTQDMProgressBar`."""
+
+    @property
+    def total_train_batches(self) -> int | float:
+        return _remaining_batches(self.trainer)

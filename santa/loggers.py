@@ -1,0 +1,31 @@
+"""Loggers that keep what a run already wrote: a resumed run appends to its metrics."""
+
+from __future__ import annotations
+
+import csv
+
+from lightning.pytorch.loggers import CSVLogger as _LightningCSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+
+
+class _AppendingWriter(ExperimentWriter):
+    """Lightning's writer deletes an existing metrics.csv (each resume would erase the attempts
+    before it); this one appends to it, taking its header as the columns so far."""
+
+    def _check_log_dir_exists(self) -> None:
+        if self._fs.isfile(self.metrics_file_path):
+            with self._fs.open(self.metrics_file_path, "r", newline="") as fh:
+                header = next(csv.reader(fh), [])
+            self.metrics_keys = sorted(k for k in header if k)
+
+
+class CSVLogger(_LightningCSVLogger):
+    """Lightning's CSVLogger (same arguments and files), except that ``metrics.csv`` is appended
+    to when the run directory already has one: every attempt of a resumed run keeps its rows."""
+
+    @property
+    def experiment(self) -> _AppendingWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+        return self._experiment  # type: ignore[return-value]
