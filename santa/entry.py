@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
@@ -23,7 +24,28 @@ from santa.sweep.job import multirun_job
 _FAILED_JOBS: list[tuple[str, str]] = []
 
 
+class _NoTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
+
+
+def quiet_third_party_output() -> None:
+    """What a santa run prints from its libraries: Lightning's records once (through Hydra's
+    handlers, not also through Lightning's own), and no advertisement for another logger."""
+    if logging.getLogger().handlers:  # Hydra configured the root logger
+        for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+            lg = logging.getLogger(name)
+            for h in list(lg.handlers):
+                if type(h) is logging.StreamHandler:
+                    lg.removeHandler(h)
+            lg.propagate = True
+    tips = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _NoTips) for f in tips.filters):
+        tips.addFilter(_NoTips())
+
+
 def run_guarded(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    quiet_third_party_output()
     try:
         return fn(*args, **kwargs)
     except KeyboardInterrupt:

@@ -1,10 +1,13 @@
-"""Loggers that keep what a run already wrote: a resumed run appends to its metrics."""
+"""Lightning's loggers with santa's two fixes: a resumed run appends to its metrics.csv, and W&B
+runs start without a deprecated setting's warning."""
 
 from __future__ import annotations
 
 import csv
+from typing import Any
 
 from lightning.pytorch.loggers import CSVLogger as _LightningCSVLogger
+from lightning.pytorch.loggers import WandbLogger as _LightningWandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 
@@ -29,3 +32,13 @@ class CSVLogger(_LightningCSVLogger):
             self._fs.makedirs(self.root_dir, exist_ok=True)
             self._experiment = _AppendingWriter(log_dir=self.log_dir)
         return self._experiment  # type: ignore[return-value]
+
+
+class WandbLogger(_LightningWandbLogger):
+    """Lightning's WandbLogger (same arguments), without the ``anonymous=None`` it always passes to
+    ``wandb.init``: wandb >= 0.19 warns on every run that the setting has no effect."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self._wandb_init.get("anonymous") is None:
+            self._wandb_init.pop("anonymous", None)

@@ -10,6 +10,7 @@ import shlex
 import signal
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,9 @@ from santa.lit import SantaLM, checkpoint_mismatch, saved_model_config
 from santa.model.config import GPTConfig
 from santa.sweep.evaluation import EVAL_DIR, evaluate_run, planned_benchmarks, scores_for_logger
 from santa.sweep.job import JobRecord, sweep_group
+
+# Lightning 2.6 calls a torch API that torch 2.13 deprecated, once per fit: not the user's to act on.
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
 
 # Trainer keys that are santa's, not Lightning's.
 _SANTA_TRAINER_KEYS = ("val_every_n_steps", "checkpoint_every_n_steps", "activation_checkpointing")
@@ -114,6 +118,9 @@ def build_trainer(
             callbacks.append(StepsTQDMProgressBar(refresh_rate=max(1, int(cfg.trainer.max_steps) * accumulate // 50)))
     logger = build_logger(cfg, resuming)
     val_every = int(cfg.trainer.val_every_n_steps)
+    # santa prints the model's size itself; Lightning's table adds a FLOPs column that reads 0
+    # without an example input.
+    kwargs.setdefault("enable_model_summary", False)
     return pl.Trainer(
         **kwargs,
         strategy=strategy,
