@@ -181,11 +181,14 @@ def tokenizer_stage(tok: dict[str, Any], corpus: Corpus, cache_dir: Path, consol
         if (out / "tokenizer.json").is_file():
             return out
         console.print(f"[bold]tokenizer[/bold] training a byte-level BPE of {params['vocab_size']} entries")
+        # HF tokenizers' own bars (documents read, then merges computed of vocab_size, with an
+        # ETA), on a terminal only: in a log file they would be noise.
         tokenizer = train_tokenizer(
             _sample_texts(corpus, int(params["files_per_lang"])),
             int(params["vocab_size"]),
             min_frequency=int(params["min_frequency"]),
             spelling=params["spelling"],
+            show_progress=console.is_terminal,
         )
         tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -204,7 +207,10 @@ def tokens_stage(corpus: Corpus, tokenizer_dir: Path, cache_dir: Path, console: 
                 continue
             out.mkdir(parents=True, exist_ok=True)
             console.print(f"[bold]tokens[/bold] tokenizing the {split} split")
-            tokenize_corpus(_nonempty(corpus, split, iter(corpus.records(split))), tokenizer, prefix)
+            # A counting pass (reading is cheap next to tokenizing) gives the bar a total and an ETA.
+            total = sum(1 for _ in corpus.records(split)) if console.is_terminal else None
+            tokenize_corpus(_nonempty(corpus, split, iter(corpus.records(split))), tokenizer, prefix,
+                            console=console, total=total)
     return DataFiles(train=[str(prefixes["train"])], val=[str(prefixes["val"])], tokenizer_dir=str(tokenizer_dir),
                      pipeline_dir=corpus.info.get("pipeline"))
 
@@ -224,6 +230,8 @@ def prepare(cfg: Any, console: Console | None = None) -> DataFiles:
     raw = corpus = corpus_stage(cfg["data"], cache_dir, console)
     if cfg.get("pipeline") is not None:
         corpus = pipeline_stage(cfg, corpus, cache_dir, console)
+    # An empty held-out split is reported now, not after the tokenizer has trained.
+    next(_nonempty(corpus, "val", iter(corpus.records("val"))))
     tok = cfg["tokenizer"]
     train_on = tok.get("train_on", "clean")
     if train_on not in ("clean", "raw"):

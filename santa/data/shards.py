@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 from rich.console import Console
-from rich.progress import Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from tokenizers import Tokenizer
 
 from santa.data.tokenizer import EOT, fingerprint
@@ -125,6 +125,7 @@ def tokenize_corpus(
     *,
     batch_size: int = 256,
     console: Console | None = None,
+    total: int | None = None,
 ) -> ShardInfo:
     """Tokenize documents (records with ``content`` or plain strings) into one token shard.
 
@@ -154,9 +155,11 @@ def tokenize_corpus(
     tmp_bin, tmp_idx, tmp_json = _tmp(bin_path), _tmp(idx_path), _tmp(json_path)
     console = console or Console(stderr=True)
     progress = Progress(
-        TextColumn("[bold]tokenizing[/bold] {task.fields[docs]:,} docs, {task.fields[toks]:,} tokens, "
-                   "{task.fields[rate]:,.0f} tokens/s"),
+        TextColumn("[bold]tokenizing[/bold]"),
+        BarColumn(),
+        TextColumn("{task.fields[docs]:,} docs, {task.fields[toks]:,} tokens, {task.fields[rate]:,.0f} tokens/s"),
         TimeElapsedColumn(),
+        TimeRemainingColumn(),
         console=console,
         transient=True,
         disable=not console.is_terminal,
@@ -165,7 +168,7 @@ def tokenize_corpus(
     try:
         backend.encode_special_tokens = True
         with progress, open(tmp_bin, "wb") as out:
-            task = progress.add_task("tokenize", docs=0, toks=0, rate=0.0)
+            task = progress.add_task("tokenize", total=total, docs=0, toks=0, rate=0.0)
             for batch in _batches(_texts(records), batch_size):
                 encodings = backend.encode_batch(batch, add_special_tokens=False)
                 flat: list[int] = []
@@ -177,7 +180,8 @@ def tokenize_corpus(
                 np.asarray(flat, dtype=DTYPE).tofile(out)
                 n_tokens += len(flat)
                 elapsed = time.perf_counter() - start
-                progress.update(task, docs=len(lengths), toks=n_tokens, rate=n_tokens / max(elapsed, 1e-9))
+                progress.update(task, completed=len(lengths), docs=len(lengths), toks=n_tokens,
+                                rate=n_tokens / max(elapsed, 1e-9))
         if not lengths:
             raise ValueError(f"no documents to tokenize for {prefix}: the input was empty")
         offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
