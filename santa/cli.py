@@ -1,5 +1,5 @@
-"""The `santa` command: plugins, generate, infill (training and evaluation go through Hydra's
-train.py / evaluate.py)."""
+"""The `santa` command: train and evaluate (Hydra applications, the same overrides as the
+checkout's train.py / evaluate.py), prepare, generate, infill, plugins, reports."""
 
 from __future__ import annotations
 
@@ -133,6 +133,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="santa", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    for name, help_text in HYDRA_APPS.items():
+        # Parsed by Hydra, not here: `santa train --help` is Hydra's help of the composed config.
+        sub.add_parser(name, help=help_text, add_help=False)
     p = sub.add_parser("plugins", help="list every registered plugin and the distribution providing it")
     p.set_defaults(func=cmd_plugins)
     p = sub.add_parser("generate", help="complete a prompt with a trained model")
@@ -150,7 +153,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sandbox)
     chosen = next((a for a in (argv or []) if not a.startswith("-")), None)
     for name, (module, help_text) in EXTERNAL.items():
-        p = sub.add_parser(name, help=help_text, add_help=name != chosen)
+        p = sub.add_parser(name, help=help_text)
         if name == chosen:
             mod = importlib.import_module(module)
             mod.add_arguments(p)
@@ -158,8 +161,21 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+HYDRA_APPS = {
+    "train": "train a model: data stages, fit, export (Hydra overrides, as python train.py; conf/train.yaml)",
+    "evaluate": "evaluate a model or a samples file on a benchmark (Hydra overrides, as python evaluate.py)",
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in HYDRA_APPS:
+        from santa.app import APPS
+
+        # Hydra reads its overrides from sys.argv; it exits itself (0, or 2 for a user error).
+        sys.argv = [f"{sys.argv[0]} {argv[0]}", *argv[1:]]
+        APPS[argv[0]]()
+        return 0
     args = build_parser(argv).parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 
 from rich.console import Console
 
 from santa.errors import SantaError
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
 
 # Before numpy loads (santa.pipeline imports it lazily): its OpenBLAS would start a pool of
 # threads at import that no step uses (the pipeline has no matrix products), and a process with
@@ -34,12 +32,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def compose(overrides: list[str]):  # noqa: ANN201  (DictConfig)
     from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+    from hydra import initialize_config_module
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
     try:
-        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        # The installed package's configs (santa/conf is the repository's conf/).
+        with initialize_config_module(config_module="santa.conf", version_base="1.3"):
             return hydra_compose("prepare", overrides=overrides)
     except (HydraException, OmegaConfBaseException) as exc:
         raise PrepareConfigError(f"bad override(s) {' '.join(overrides)}: {exc}") from exc

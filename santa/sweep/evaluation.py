@@ -28,14 +28,6 @@ class JobEvaluationError(SantaError, RuntimeError):
     """evaluate.py failed for a benchmark of this job."""
 
 
-def evaluate_script() -> Path:
-    """evaluate.py of this checkout (beside conf/ and the santa package)."""
-    path = Path(__file__).resolve().parents[2] / "evaluate.py"
-    if not path.is_file():
-        raise JobEvaluationError(f"evaluation after training needs evaluate.py beside the santa package; not found at {path}")
-    return path
-
-
 def planned_benchmarks(cfg: DictConfig) -> list[str]:
     runs = cfg.get("evaluation", {}).get("runs") or {}
     return [str(b) for spec in runs.values() for b in spec.benchmarks]
@@ -44,8 +36,11 @@ def planned_benchmarks(cfg: DictConfig) -> list[str]:
 def command(spec: DictConfig, run_dir: Path, cfg: DictConfig) -> list[str]:
     benchmarks = [str(b) for b in spec.benchmarks]
     cmd = [
+        # The installed santa's own evaluation app (configs from the package): no checkout needed.
         sys.executable,
-        str(evaluate_script()),
+        "-m",
+        "santa",
+        "evaluate",
         "-m",
         f"benchmark={','.join(benchmarks)}",
         f"model.path={run_dir.resolve()}",
