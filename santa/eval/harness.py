@@ -21,7 +21,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -721,6 +721,21 @@ def build_benchmark(name: str, params: dict[str, Any] | None = None, data_dir: s
         raise EvaluationError(f"benchmark {name}: bad parameters {params}: {exc}") from exc
 
 
+def fit_to_context(settings: GenerationSettings, context: int, console: Console) -> GenerationSettings:
+    """A budget of new tokens that leaves no room for a prompt (the presets' 512 against a small
+    demo model's 256-token context) is capped at half the context, with a note: the paper's
+    presets stay usable on any model, and results.json records the budget actually used."""
+    if settings.max_new_tokens < context:
+        return settings
+    capped = max(1, context // 2)
+    console.print(
+        f"[yellow]note:[/yellow] generation.max_new_tokens={settings.max_new_tokens} does not fit the model's "
+        f"{context}-token context with a prompt; using {capped} (half the context). Set generation.max_new_tokens "
+        "to choose another budget."
+    )
+    return replace(settings, max_new_tokens=capped)
+
+
 def _run_dir(cfg: DictConfig) -> Path:
     run_dir = cfg.get("run_dir") or cfg.get("output")
     if not run_dir:
@@ -814,6 +829,7 @@ def evaluate(cfg: DictConfig, console: Console | None = None) -> dict[str, Any]:
         m = cfg.model
         generator = load_generator(m.path, backend=m.get("backend", "auto"), device=m.get("device", "auto"), dtype=m.get("dtype", "auto"), console=console)
         results["model"] = generator.info
+        settings = fit_to_context(settings, int(generator.model.max_length), console)
         results["generation"] = asdict(settings) | {"ks": list(settings.ks)}
         console.print(
             f"model {generator.info['source']} ({generator.info['backend']}, {generator.info['parameters']:,} parameters, "
