@@ -308,6 +308,24 @@ def test_agrees_on_generated_snippets(seed: int) -> None:
         assert santa_bigcode(text) == reference(text), text
 
 
+# Lines of .env / ini / code files: detect-secrets re-reads a file with no finding as ini, and
+# whether that parses decides whether unquoted values are scanned at all.
+INI_LINES = [
+    "API_KEY=GRBxXGxDXs7P+lUZzhYIR4M7obeJ+rflk6kA7USU", "token: nSq0qz0TxKTthZS1kZdR7dftVs2Tn12UyIgdh7ajDmVS8101",
+    "DEBUG=false", "# comment", "; semi", "  continued rR9QABSKPZ0D65wtMdAEqhaOiEW3EfR9", "[section]", "[x", "[1, 2]",
+    "}", "import os", "", "   ", "\ufeffX=1", "PATH=%(home)s/bin", "home = /usr", "= novalue", "KEY", "a:b",
+    f'pw = "{B64}"', "\tindented=1", "url = http://a:b@c.io", "DEBUG=true",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_agrees_on_generated_config_files(seed: int) -> None:
+    rng = random.Random(seed)
+    for _ in range(30):
+        text = "\n".join(rng.choice(INI_LINES) for _ in range(rng.randint(1, 8))) + rng.choice(["", "\n", "\r\n"])
+        assert santa_bigcode(text) == reference(text), text
+
+
 def values(text: str, kind: str) -> list[str]:
     return [text[d.start : d.end] for d in detect_pii(text, rules="bigcode") if d.type == kind]
 

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import io
 import ipaddress
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -287,6 +288,12 @@ def _scan(lines: list[str]) -> set[tuple[str, str]]:
     return {(r.kind, r.value) for r in scan_lines({s: doc.line(s) for s in candidates}, candidates)}
 
 
+# A line configparser can read: indented (a continuation), a comment, a section header (or
+# something that starts like one), or an option with "=" or ":". Any other non-blank line is a
+# parsing error, which configparser raises after reading the whole file.
+_INI_LINE = re.compile(r"\s|[#;\[]|[^\n]*[=:]")
+
+
 def raw_secrets(text: str) -> set[tuple[str, str]]:
     """What ``SecretsCollection.scan_file`` reports on the text as BigCode's ``.txt`` temporary
     file with BigCode's settings, as (secret type, value) pairs (detect-secrets keys a file's
@@ -297,13 +304,18 @@ def raw_secrets(text: str) -> set[tuple[str, str]]:
     # First pass: the non-eager transformers (the ini parser, for a file that opens with a
     # section), else the file's own lines.
     lines = get_transformed_file(fh)  # type: ignore[arg-type]
-    if not lines:
+    lines_from_file = not lines
+    if lines_from_file:
         fh.seek(0)
         lines = fh.readlines()
     found = _scan(lines)
     if found:
         return found
     # Nothing: detect-secrets tries the eager transformers (the ini parser with a header).
+    if lines_from_file and any(line.strip() and not _INI_LINE.match(line) for line in lines):
+        # A line configparser cannot read makes it raise at the end of its pass, and the
+        # transformer then yields nothing: skip the pass (nearly every code file has one).
+        return set()
     fh.seek(0)
     lines = get_transformed_file(fh, use_eager_transformers=True)  # type: ignore[arg-type]
     return _scan(lines) if lines else set()
