@@ -171,7 +171,15 @@ _IP_LINE_HINT = r"\.\d{1,3}\.\d{1,3}\.\d|::|:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:"
 
 @lru_cache(maxsize=1)
 def _regexes() -> dict[str, Any]:
-    import regex  # the reference's engine; imported on first use (the default rules need only `re`)
+    try:
+        import regex  # the reference's engine; imported on first use (santa's rules need only `re`)
+    except ImportError as exc:
+        from santa.errors import SantaError
+
+        raise SantaError(
+            "pii rules=bigcode needs the regex package (BigCode's regexes use it): "
+            "pip install regex, or pip install 'santa[data]'"
+        ) from exc
 
     return {
         "email": regex.compile(_EMAIL, flags=regex.MULTILINE),
