@@ -4,16 +4,17 @@ Both run in this process, one after the other, on the same documents of real cod
 corpus: this machine's Python standard library, JDK sources and npm, built into ``--cache-dir``
 or read from ``--corpus``):
 
-* santa: ``PIIRedaction`` (emails + IPs + keys + redaction), and its key detection alone;
+* santa: ``PIIRedaction`` (emails + IPs + keys + redaction) with its own rules and with
+  ``rules=bigcode`` (BigCode's code as the paper ran it), and santa's key detection alone;
 * BigCode's way: each document written to a temporary file and scanned with
   ``SecretsCollection.scan_file`` under ``transient_settings`` with the same 18 plugins and 4
   heuristic filters (keys only, before BigCode's own gibberish/hash filters).
 
 Throughput is MB of UTF-8 content per CPU-second of this one process (= MB/s per core; santa's
 figures are the best of ``--repeat`` runs, BigCode's one run), so other load on the machine
-skews the ratio little. It also counts the documents where the two raw
-detect-secrets passes disagree (detect-secrets re-reads a file that yielded nothing as an ini
-file; santa does not).
+skews the ratio little. It also counts the documents where the raw detect-secrets findings
+disagree: santa's rules against BigCode's scan (detect-secrets re-reads a file that yielded
+nothing as an ini file; santa's rules do not), and ``rules=bigcode``'s scan against it (must be 0).
 
     python benchmarks/bench_pii.py --max-mb 3
 """
@@ -67,11 +68,11 @@ def _cpu(fn, *a, repeat: int = 1) -> tuple[float, object]:
     return best, result
 
 
-def run_santa(docs: list[str]) -> list:
+def run_santa(docs: list[str], rules: str = "santa") -> list:
     from santa.filters.base import StepContext
     from santa.filters.pii import PIIRedaction
 
-    step = PIIRedaction()
+    step = PIIRedaction(rules=rules)
     step.setup(StepContext())
     out = []
     for i in range(0, len(docs), 256):
@@ -90,13 +91,19 @@ def run_santa_keys_raw(docs: list[str]) -> list[set[str]]:
     return found
 
 
+def run_bigcode_rules_raw(docs: list[str]) -> list[set[tuple[str, str]]]:
+    from santa.filters.pii_bigcode import raw_secrets
+
+    return [raw_secrets(text) for text in docs]
+
+
 def run_santa_keys(docs: list[str]) -> int:
     from santa.filters.pii_keys import detect_keys
 
     return sum(len(detect_keys(d)) for d in docs)
 
 
-def run_bigcode(docs: list[str]) -> list[set[str]]:
+def run_bigcode(docs: list[str]) -> list[set[tuple[str, str]]]:
     from detect_secrets import SecretsCollection
     from detect_secrets.settings import transient_settings
 
@@ -116,7 +123,7 @@ def run_bigcode(docs: list[str]) -> list[set[str]]:
         with transient_settings(config):
             secrets.scan_file(path)
         os.unlink(path)
-        found.append({s.secret_value for group in secrets.data.values() for s in group})
+        found.append({(s.type, s.secret_value) for group in secrets.data.values() for s in group})
     return found
 
 
@@ -137,19 +144,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # Warm up what each side loads once per process (detect-secrets import, gibberish model).
     run_santa(docs[:3])
+    run_santa(docs[:3], "bigcode")
     run_bigcode(docs[:3])
 
     t_santa, _ = _cpu(run_santa, docs, repeat=args.repeat)
+    t_rules_bigcode, _ = _cpu(run_santa, docs, "bigcode", repeat=args.repeat)
+    t_rules_bigcode_raw, bigcode_rules_raw = _cpu(run_bigcode_rules_raw, docs, repeat=args.repeat)
     t_keys, n_keys = _cpu(run_santa_keys, docs, repeat=args.repeat)
     t_raw, ours = _cpu(run_santa_keys_raw, docs, repeat=args.repeat)
     t_big, theirs = _cpu(run_bigcode, docs)
-    disagree = sum(a != b for a, b in zip(ours, theirs))
+    disagree = sum(a != {v for _, v in b} for a, b in zip(ours, theirs))
+    disagree_bigcode_rules = sum(a != b for a, b in zip(bigcode_rules_raw, theirs))
 
     figures = {
         "documents": len(docs),
         "mb": round(mb, 3),
         "languages": langs,
         "santa_pii_step_mb_s": round(mb / t_santa, 3),
+        "bigcode_rules_pii_step_mb_s": round(mb / t_rules_bigcode, 3),
+        "bigcode_rules_raw_detect_secrets_mb_s": round(mb / t_rules_bigcode_raw, 3),
         "santa_keys_mb_s": round(mb / t_keys, 3),
         "santa_raw_detect_secrets_mb_s": round(mb / t_raw, 3),
         "bigcode_tempfile_scan_mb_s": round(mb / t_big, 3),
@@ -157,6 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "ratio_raw_scan_vs_bigcode": round(t_big / t_raw, 1),
         "keys_after_filters": n_keys,
         "docs_where_raw_scans_differ": disagree,
+        "docs_where_bigcode_rules_raw_scan_differs": disagree_bigcode_rules,
     }
     if args.json:
         print(json.dumps(figures))
@@ -170,6 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     table.add_column("vs BigCode", justify="right")
     rows = [
         ("santa pii step (emails + IPs + keys + redaction)", t_santa),
+        ("pii step, rules=bigcode", t_rules_bigcode),
+        ("rules=bigcode raw detect-secrets pass (scan_file flow, in memory)", t_rules_bigcode_raw),
         ("santa key detection (with all filters)", t_keys),
         ("santa raw detect-secrets pass (candidate lines)", t_raw),
         ("BigCode: temp file + SecretsCollection.scan_file", t_big),
@@ -179,7 +195,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console()
     console.print(table)
     console.print(
-        f"raw detect-secrets findings differ on {disagree} of {len(docs)} files; "
+        f"raw detect-secrets findings differ on {disagree} of {len(docs)} files (santa rules), "
+        f"{disagree_bigcode_rules} (rules=bigcode); "
         f"{n_keys} key spans kept after BigCode's and santa's filters"
     )
     return 0

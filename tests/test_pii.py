@@ -214,9 +214,8 @@ def test_hash_words_are_words_in_santa_rules() -> None:
     text = f'KEY = "{B64_KEY}"\nw = x.shape\nint h = obj.hashCode();\n'
     assert values(text, "key") == [B64_KEY]
     assert values(text, "key", rules="bigcode") == []
-    assert file_has_hashes("a = x.shape\n", santa_extras=False)
-    assert not file_has_hashes("a = x.shape\n", santa_extras=True)
-    assert file_has_hashes("h1 = sha256(a)\nh2 = file_hash\nx\n", santa_extras=True)
+    assert not file_has_hashes("a = x.shape\n")
+    assert file_has_hashes("h1 = sha256(a)\nh2 = file_hash\nx\n")
 
 
 def test_unquoted_secret_assignments_santa_only() -> None:

@@ -50,7 +50,7 @@ __all__ = [
 PII_TYPES: tuple[str, ...] = ("email", "ip", "key")
 MODES: tuple[str, ...] = ("santacoder", "tags")
 # "santa": the paper's rules plus the fixes for users' complaints (pii_regex / pii_keys
-# docstrings); "bigcode": the paper's filters as published, for reproducing its numbers.
+# docstrings); "bigcode": BigCode's own code as the paper ran it, quirks included (pii_bigcode).
 RULES: tuple[str, ...] = ("santa", "bigcode")
 TAGS: dict[str, str] = {"email": "<EMAIL>", "ip": "<IP_ADDRESS>", "key": "<KEY>"}
 POOL_SIZE = 10
@@ -92,17 +92,23 @@ def _check_choice(name: str, value: str, valid: Sequence[str]) -> str:
 
 
 def detect_pii(text: str, *, types: Iterable[str] = PII_TYPES, rules: str = "santa") -> list[Detection]:
-    """Every email, IP address and key in ``text`` that the step would redact, sorted by start,
-    without overlaps."""
+    """Every email, IP address and key in ``text`` that the step would redact, sorted by start.
+
+    ``rules="santa"``: without overlaps. ``rules="bigcode"``: the spans BigCode's pipeline
+    redacts (:mod:`santa.filters.pii_bigcode`), one per distinct (start, end, type); these may
+    overlap, as the reference's did (the step resolves overlaps before replacing)."""
     chosen = _check_types(types)
-    extras = _check_choice("rules", rules, RULES) == "santa"
+    if _check_choice("rules", rules, RULES) == "bigcode":
+        from santa.filters.pii_bigcode import detect_bigcode
+
+        return [Detection(h.start, h.end, h.type, h.detector) for h in detect_bigcode(text, chosen)]
     found: list[Detection] = []
     if "email" in chosen:
-        found += [Detection(h.start, h.end, "email", h.kind) for h in detect_emails(text, santa_extras=extras)]
+        found += [Detection(h.start, h.end, "email", h.kind) for h in detect_emails(text)]
     if "ip" in chosen:
-        found += [Detection(h.start, h.end, "ip", h.kind) for h in detect_ips(text, santa_extras=extras)]
+        found += [Detection(h.start, h.end, "ip", h.kind) for h in detect_ips(text)]
     if "key" in chosen:
-        found += [Detection(h.start, h.end, "key", h.kind) for h in detect_keys(text, santa_extras=extras)]
+        found += [Detection(h.start, h.end, "key", h.kind) for h in detect_keys(text)]
     return _resolve_overlaps(found)
 
 
@@ -220,7 +226,7 @@ class PIIRedaction(RecordStep):
     * ``types``: which of ``email``, ``ip``, ``key`` to redact (default all three).
     * ``seed``: picks the fake values of ``santacoder`` mode; same seed, same output.
     * ``rules``: ``santa`` (the paper's rules with fixes for known false positives and misses)
-      or ``bigcode`` (the paper's filters as published).
+      or ``bigcode`` (BigCode's code as the paper ran it, quirks included).
 
     ``Decision.details`` = ``{"redactions": [{"type", "detector", "start", "end",
     "replacement"}, ...], "counts": {"email": n, ...}}``, spans indexing the original content;
@@ -246,17 +252,27 @@ class PIIRedaction(RecordStep):
 
     def setup(self, context: StepContext) -> None:
         if "key" in self.types:
-            # Train the gibberish model and load detect-secrets once per worker, not on the
-            # first record that happens to hold a key.
-            gibberish_model()
+            # Load the gibberish model and detect-secrets once per worker, not on the first
+            # record that happens to hold a key.
             plugins()
+            if self.rules == "bigcode":
+                from santa.filters.pii_bigcode import gibberish_detector
+
+                gibberish_detector()
+            else:
+                gibberish_model()
 
     def params(self) -> dict[str, Any]:
         out: dict[str, Any] = {"mode": self.mode, "types": list(self.types), "seed": self.seed, "rules": self.rules}
         if "key" in self.types:
-            # The model is trained from the running Python's manual: a different manual may
-            # flip a borderline key, so it belongs to what keys the cache.
-            out["gibberish_model"] = gibberish_model().fingerprint
+            if self.rules == "bigcode":
+                from santa.filters.pii_bigcode import model_fingerprint
+
+                out["gibberish_model"] = "bigcode-dataset_bebec92/big.model:" + model_fingerprint()
+            else:
+                # The model is trained from the running Python's manual: a different manual may
+                # flip a borderline key, so it belongs to what keys the cache.
+                out["gibberish_model"] = gibberish_model().fingerprint
         return out
 
     def process(self, batch: list[Record]) -> list[Decision]:
@@ -265,6 +281,10 @@ class PIIRedaction(RecordStep):
     def redact_record(self, record: Record) -> Decision:
         text = record.get("content")
         detections = detect_pii(text, types=self.types, rules=self.rules) if isinstance(text, str) else []
+        if self.rules == "bigcode":
+            # BigCode's spans may overlap (its redaction then pasted both replacements): one
+            # replacement per region here, by the same total order as santa's rules.
+            detections = _resolve_overlaps(detections)
         if not detections:
             # No details for a clean file: the engine stores one annotation row per details dict.
             return Decision(keep=True, stat=0.0)

@@ -23,10 +23,11 @@ Differences from BigCode's temporary-file scan, on purpose:
   delimiters some plugins include in the value (Artifactory's ``"``/``=``) are trimmed, and two
   plugin bugs are undone (GitHub reports just ``ghp``, JWT stops before the signature).
 
-BigCode's extra filters and santa's changes to them (``santa_extras``):
+BigCode's extra filters and santa's changes to them (``rules="bigcode"``, BigCode's own flow
+with its quirks, is :mod:`santa.filters.pii_bigcode`):
 
 ====================================  ==========================  ==============================
-filter                                paper (``bigcode`` rules)   ``santa`` rules
+filter                                BigCode                     ``santa`` rules
 ====================================  ==========================  ==============================
 gibberish: keep a key only if the     every key                   not for hex-only values (their
 character model finds it unlikely                                 6-letter alphabet makes the
@@ -499,56 +500,49 @@ def _secret_values(kind: str, value: str, line: str) -> list[str]:
     return [value] if value else []
 
 
-def _is_hash_line(value: str, line: str, *, santa_extras: bool) -> bool:
+def _is_hash_line(value: str, line: str) -> bool:
     if len(value) not in _HASH_LENGTHS:
         return False
     low = line.lower()
-    words = _HASH_LINE_WORDS + _SANTA_HASH_LINE_WORDS if santa_extras else _HASH_LINE_WORDS
-    return any(w in low for w in words)
+    return any(w in low for w in _HASH_LINE_WORDS + _SANTA_HASH_LINE_WORDS)
 
 
-def file_has_hashes(text: str, *, santa_extras: bool) -> bool:
-    """BigCode's "hash-heavy file" test: "sha"/"hash" more often than 2 % of the lines."""
-    n_lines = text.count("\n")
-    if santa_extras:
-        return len(_HASH_WORD.findall(text)) > max(1, int(0.02 * n_lines))
-    low = text.lower()
-    threshold = int(0.02 * n_lines)
-    return low.count("sha") > threshold or low.count("hash") > threshold
+def file_has_hashes(text: str) -> bool:
+    """BigCode's "hash-heavy file" test, on words: hash words more often than 2 % of the lines
+    (and at least twice)."""
+    return len(_HASH_WORD.findall(text)) > max(1, int(0.02 * text.count("\n")))
 
 
-def _passes_gibberish(value: str, kind: str, *, santa_extras: bool) -> bool:
-    if santa_extras:
-        if kind in _STRUCTURED_TYPES or (kind == "AWS Access Key" and _AWS_KEY_ID.fullmatch(value)):
-            return True
-        if not (set(value) - _HEX):
-            return True
+def _passes_gibberish(value: str, kind: str) -> bool:
+    if kind in _STRUCTURED_TYPES or (kind == "AWS Access Key" and _AWS_KEY_ID.fullmatch(value)):
+        return True
+    if not (set(value) - _HEX):
+        return True
     return gibberish_model().is_gibberish(value)
 
 
-def keep_secret(value: str, kind: str, line: str, *, santa_extras: bool) -> bool:
-    """BigCode's per-key filters (gibberish, hash line) on a trimmed detect-secrets value."""
+def keep_secret(value: str, kind: str, line: str) -> bool:
+    """The per-key filters (gibberish, hash line) on a trimmed detect-secrets value."""
     if not value:
         return False
-    if not _passes_gibberish(value, kind, santa_extras=santa_extras):
+    if not _passes_gibberish(value, kind):
         return False
-    return not _is_hash_line(value, line, santa_extras=santa_extras)
+    return not _is_hash_line(value, line)
 
 
 # ----------------------------------------------------------------------------------------------
 # The whole key detection
 
 
-def detect_keys(text: str, *, santa_extras: bool = True) -> list[KeyHit]:
+def detect_keys(text: str) -> list[KeyHit]:
     """Secret keys in ``text`` as spans (see the module docstring for the rules)."""
     doc = _Doc(text)
     candidates = _candidates(doc)
     findings: list[tuple[RawSecret, int | None, int | None]] = [
         (r, None, None) for r in scan_lines({start: doc.line(start) for start in candidates}, candidates)
     ]
-    if santa_extras:
-        findings += _scan_unquoted(doc)
-    if not findings or file_has_hashes(text, santa_extras=santa_extras):
+    findings += _scan_unquoted(doc)
+    if not findings or file_has_hashes(text):
         return []
     hits: dict[tuple[int, int], KeyHit] = {}
     kept_values: dict[str, str] = {}
@@ -556,7 +550,7 @@ def detect_keys(text: str, *, santa_extras: bool = True) -> list[KeyHit]:
         line = doc.line(raw.line)
         base = raw.line
         for value in _secret_values(raw.kind, raw.value, line):
-            if keep_secret(value, raw.kind, line, santa_extras=santa_extras):
+            if keep_secret(value, raw.kind, line):
                 spans = [(s, e)] if s is not None and e is not None else list(_occurrences(line, value))
                 _add_hits(hits, kept_values, value, raw.kind, base, spans)
     # The same value elsewhere in the file (a comment repeating the key, a second config block)

@@ -6,12 +6,12 @@ date-like, version-like unless "dns"/"server" is near, must parse with :mod:`ipa
 private address or a well-known public DNS resolver). The regexes are santa's own, written for
 Python's :mod:`re` (no third-party ``regex`` module).
 
-On top of that, ``rules.santa_extras`` (the default rule set) addresses users' recurring
-complaints: ``pkg@1.2.3`` / ``user@127.0.0.1`` are not emails (the top-level domain must be
+On top of that, santa's rules address users' recurring complaints: ``pkg@1.2.3`` / ``user@127.0.0.1`` are not emails (the top-level domain must be
 letters), nor are URL path segments (``/npm/pkg@next.js``), SSH remotes (``git@host:org/repo``),
 matrix products on attributes (``x@self.weight``) and method calls (``a@b.dot(c)``); CIDR ranges
 (``52.94.0.0/16``) are networks, not hosts, and stay; a dotted quad after a version word on its
-line (``"build": "4.17.2.9"``) is a version.
+line (``"build": "4.17.2.9"``) is a version. (``rules="bigcode"``, BigCode's own regexes and
+filters with their quirks, is :mod:`santa.filters.pii_bigcode`.)
 
 Every function returns spans into the text; no function returns or logs the matched value.
 """
@@ -68,7 +68,7 @@ _EMAIL_HINT = re.compile(r"@[A-Za-z0-9][A-Za-z0-9\-]*\.")
 _CODE_RECEIVERS = frozenset({"self", "this", "cls", "super"})
 
 
-def detect_emails(text: str, *, santa_extras: bool = True) -> list[RegexHit]:
+def detect_emails(text: str) -> list[RegexHit]:
     """Email addresses in ``text`` as spans."""
     if "@" not in text:
         return []
@@ -80,7 +80,7 @@ def detect_emails(text: str, *, santa_extras: bool = True) -> list[RegexHit]:
         line = text[line_start:line_end]
         for m in _EMAIL.finditer(line):
             start, end = m.span(1)
-            if santa_extras and _not_an_email(line, start, end):
+            if _not_an_email(line, start, end):
                 continue
             hits.append(RegexHit(line_start + start, line_start + end, "email"))
     return hits
@@ -154,20 +154,20 @@ _VERSION_WORD = re.compile(r"version|\bver\b|\bbuild|\brelease", re.IGNORECASE)
 _DNS_OR_SERVER = re.compile(r"dns|server", re.IGNORECASE)
 
 
-def detect_ips(text: str, *, santa_extras: bool = True) -> list[RegexHit]:
+def detect_ips(text: str) -> list[RegexHit]:
     """Public IPv4 and IPv6 addresses in ``text`` as spans, after the exclusions."""
     hits: list[RegexHit] = []
     for version, hint, pattern in ((4, _IPV4_HINT, _IPV4), (6, _IPV6_HINT, _IPV6)):
         for line_start, line_end in iter_lines(text, hint):
             for m in pattern.finditer(text, line_start, line_end):
                 start, end = m.start(), m.end()
-                span = _keep_ip(text, start, end, version, santa_extras)
+                span = _keep_ip(text, start, end, version)
                 if span:
                     hits.append(RegexHit(span[0], span[1], f"ipv{version}"))
     return sorted(hits, key=lambda h: h.start)
 
 
-def _keep_ip(text: str, start: int, end: int, version: int, santa_extras: bool) -> tuple[int, int] | None:
+def _keep_ip(text: str, start: int, end: int, version: int) -> tuple[int, int] | None:
     """The span to redact, or None when the candidate is excluded."""
     value = text[start:end]
     if not any(c.isdigit() for c in value):
@@ -183,17 +183,13 @@ def _keep_ip(text: str, start: int, end: int, version: int, santa_extras: bool) 
             return None
         context = text[max(0, start - 100) : end + 100]
         looks_like_version = len(value) == 7  # four single-digit parts: 1.2.3.4
-        if santa_extras and not looks_like_version:
+        if not looks_like_version:
             line_before = text[text.rfind("\n", 0, start) + 1 : start]
             looks_like_version = bool(_VERSION_WORD.search(line_before[-80:]))
         if looks_like_version and not _DNS_OR_SERVER.search(context):
             return None
     cidr = _CIDR.match(text, end)
     if cidr:
-        if not santa_extras:
-            # The original's boundary rule never matched an address followed by "/": every CIDR
-            # block went through unredacted (the "known miss" of FACTS.md).
-            return None
         # A range names a network, not a host; only a host route (/32, /128) is an address.
         if int(cidr.group(1)) < (32 if version == 4 else 128):
             return None
