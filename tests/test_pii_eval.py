@@ -51,7 +51,7 @@ def test_matching_rule_hand_computed() -> None:
 def test_empty_conventions() -> None:
     assert match_spans([], []).precision == 1.0 and match_spans([], []).recall == 1.0
     none_found = match_spans([(0, 5)], [])
-    assert (none_found.precision, none_found.recall, none_found.f1) == (0.0, 0.0, 0.0)
+    assert (none_found.precision, none_found.recall, none_found.f1) == (None, 0.0, 0.0)  # undefined, not 0
 
 
 def test_scoring_against_the_detector(tmp_path: Path) -> None:

@@ -67,22 +67,24 @@ class TypeScore:
     fn: int = 0
 
     @property
-    def precision(self) -> float:
+    def precision(self) -> float | None:
+        """None when nothing was predicted but something was annotated: undefined, not 0."""
         return _ratio(self.tp, self.tp + self.fp, self.fn)
 
     @property
-    def recall(self) -> float:
+    def recall(self) -> float | None:
+        """None when something was predicted but nothing was annotated."""
         return _ratio(self.tp, self.tp + self.fn, self.fp)
 
     @property
     def f1(self) -> float:
-        p, r = self.precision, self.recall
+        p, r = self.precision or 0.0, self.recall or 0.0
         return 0.0 if p + r == 0 else 2 * p * r / (p + r)
 
     def as_dict(self) -> dict[str, float | int]:
         return {
-            "precision": round(self.precision, 4),
-            "recall": round(self.recall, 4),
+            "precision": None if self.precision is None else round(self.precision, 4),
+            "recall": None if self.recall is None else round(self.recall, 4),
             "f1": round(self.f1, 4),
             "tp": self.tp,
             "fp": self.fp,
@@ -90,12 +92,16 @@ class TypeScore:
         }
 
 
-def _ratio(num: int, den: int, other_errors: int) -> float:
-    # Nothing annotated and nothing found is perfect; otherwise an empty denominator means the
-    # other side has only errors (BigCode's convention).
+def _ratio(num: int, den: int, other_errors: int) -> float | None:
+    # Nothing annotated and nothing found is perfect; otherwise an empty denominator leaves the
+    # ratio undefined (BigCode's script wrote 0 there, which reads as "all wrong").
     if den:
         return num / den
-    return 1.0 if other_errors == 0 else 0.0
+    return 1.0 if other_errors == 0 else None
+
+
+def _cell(value: float | None, why: str) -> str:
+    return f"undefined ({why})" if value is None else f"{value:.3f}"
 
 
 def default_eval_file() -> Path:
@@ -256,7 +262,8 @@ def run(args: argparse.Namespace) -> int:
     for col in ("type", "precision", "recall", "F1", "TP", "FP", "FN"):
         table.add_column(col, justify="left" if col == "type" else "right")
     for t, s in scores.items():
-        table.add_row(t, f"{s.precision:.3f}", f"{s.recall:.3f}", f"{s.f1:.3f}", str(s.tp), str(s.fp), str(s.fn))
+        table.add_row(t, _cell(s.precision, "nothing predicted"), _cell(s.recall, "nothing annotated"),
+                      f"{s.f1:.3f}", str(s.tp), str(s.fp), str(s.fn))
     Console().print(table)
     return 0
 
