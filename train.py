@@ -3,7 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from santa.entry import run_guarded
+from santa.entry import run_app, run_guarded
 
 
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
@@ -14,4 +14,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_app(main)

@@ -171,10 +171,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in HYDRA_APPS:
         from santa.app import APPS
+        from santa.entry import run_app
 
         # Hydra reads its overrides from sys.argv; it exits itself (0, or 2 for a user error).
         sys.argv = [f"{sys.argv[0]} {argv[0]}", *argv[1:]]
-        APPS[argv[0]]()
+        run_app(APPS[argv[0]])
         return 0
     args = build_parser(argv).parse_args(argv)
     try:

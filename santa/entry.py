@@ -44,7 +44,27 @@ def quiet_third_party_output() -> None:
         tips.addFilter(_NoTips())
 
 
+_TASK_STARTED = False
+
+
+def run_app(hydra_main: Callable[[], Any]) -> None:
+    """Run a ``@hydra.main`` function with santa's exit codes: Hydra exits 1 for a config error
+    (a bad override, an unknown config group), which is the user's to fix, so santa says 2 there,
+    as for its own user errors; 1 stays for a crash."""
+    try:
+        hydra_main()
+    except SystemExit as exc:
+        if exc.code == 1 and not _TASK_STARTED:
+            raise SystemExit(2) from None
+        raise
+    except KeyboardInterrupt:
+        print_error(SantaError("interrupted (Ctrl-C)"))
+        raise SystemExit(130) from None
+
+
 def run_guarded(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    global _TASK_STARTED
+    _TASK_STARTED = True
     quiet_third_party_output()
     try:
         return fn(*args, **kwargs)
