@@ -6,6 +6,8 @@ PIP := $(PY) -m pip --disable-pip-version-check
 STAMP := $(VENV)/.santa-installed
 # Every pip call after torch gets the constraints file, so nothing replaces the CPU torch build.
 PIPC := $(PIP) install -q -c constraints.txt
+# Extra Hydra overrides for `make demo` (e.g. DEMO_ARGS='trainer.max_steps=50').
+DEMO_ARGS ?=
 
 .PHONY: setup demo test test-fast bench clean
 
@@ -25,7 +27,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: setup
-	$(PY) train.py
+	$(PY) train.py $(DEMO_ARGS)
 
 test: setup
 	$(PY) -m pytest -q -p no:cacheprovider
