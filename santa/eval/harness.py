@@ -182,34 +182,49 @@ def load_generator(
     backend: str = "auto",
     device: str = "auto",
     dtype: str | None = "auto",
+    revision: str | None = None,
     console: Console | None = None,
 ) -> Generator:
     """A santa checkpoint / HF export / run directory (``backend=santa``), or any local HF causal
     LM directory (``backend=hf``, transformers' own ``generate``). ``auto`` uses santa's
-    generation for what santa can load and transformers for everything else."""
-    from santa.artifacts import ArtifactError
+    generation for what santa can load and transformers for everything else. A hub id
+    (``bigcode/gpt_bigcode-santacoder``) that is not a local path resolves through the Hugging
+    Face cache, downloading when online, as ``from_pretrained`` does; ``revision`` pins its commit."""
+    from santa.artifacts import ArtifactError, is_hub_id, resolve_model_path
 
     console = console or Console(stderr=True)
     if path in (None, ""):
         raise EvaluationError("model.path is not set: give a checkpoint, an HF export or a run directory (or samples=<file.jsonl>)")
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise EvaluationError(f"model.path={path} does not exist")
+    requested = str(path)
+    if not Path(requested).expanduser().exists() and not is_hub_id(requested):
+        raise EvaluationError(f"model.path={Path(requested).expanduser()} does not exist (and is not a Hugging Face hub id)")
     if backend not in ("auto", "santa", "hf"):
         raise EvaluationError(f"model.backend must be auto, santa or hf, got {backend!r}")
+    try:
+        path, hub = resolve_model_path(requested, revision)
+    except ArtifactError as exc:
+        raise EvaluationError(str(exc)) from None
+    if hub is not None:
+        console.print(f"[dim]{escape(hub.repo_id)}: Hugging Face cache snapshot {escape(hub.revision)} ({escape(str(path))})[/dim]")
     dev = _resolve_device(device)
     torch_dtype = _resolve_dtype(dtype, dev)
+    generator: Generator | None = None
     if backend in ("auto", "santa"):
         from santa.data.tokenizer import TokenizerError
         from santa.model.hf import UnsupportedConversionError
 
         try:
-            return _load_santa(path, dev, torch_dtype)
+            generator = _load_santa(path, dev, torch_dtype)
         except (ArtifactError, UnsupportedConversionError, TokenizerError) as exc:
             if backend == "santa" or _hf_dir(path) is None:
                 raise EvaluationError(f"cannot load {path} with santa: {exc}") from exc
             console.print(f"[dim]{escape(str(path))}: not a santa model ({escape(str(exc))}); generating with transformers[/dim]")
-    return _load_hf(path, dev, torch_dtype)
+    if generator is None:
+        generator = _load_hf(path, dev, torch_dtype)
+    generator.info["path"] = requested
+    if hub is not None:
+        generator.info["hub"] = {"repo_id": hub.repo_id, "revision": hub.revision}
+    return generator
 
 
 def _load_santa(path: Path, device: str, dtype: torch.dtype | None) -> Generator:
@@ -416,6 +431,9 @@ def _open_for_append(path: Path) -> Any:
 class GenerationOutput:
     raw: dict[str, list[str]]  # task_id -> continuations as generated (cut at an end token)
     prompt_truncated: set[str]
+    # task_id -> the exact text the model was conditioned on: its prompt tokens decoded (FIM
+    # sentinels included; the kept part only, where the prompt had to be cut).
+    prompts: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     new_tokens: int = 0
     rows: int = 0
@@ -462,6 +480,10 @@ def generate_completions(
     batches = plan_batches([len(ids) for ids, _ in encoded], settings.n_samples, settings.batch_size)
     raw: dict[str, list[str | None]] = {p.task_id: [None] * settings.n_samples for p in problems}
     out = GenerationOutput(raw={}, prompt_truncated=truncated)
+    out.prompts = {
+        p.task_id: tok.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        for p, (ids, _) in zip(problems, encoded)
+    }
 
     def keep(unit: _Unit, texts: list[str]) -> None:
         raw[problems[unit.problem].task_id][unit.first : unit.first + unit.count] = texts
@@ -764,6 +786,9 @@ def evaluate(cfg: DictConfig, console: Console | None = None) -> dict[str, Any]:
     samples_path = cfg.get("samples")
     if samples_path and cfg.get("model") and cfg.model.get("path"):
         raise EvaluationError("give either model.path (generate and score) or samples=<file> (score only), not both")
+    samples_continue = str(cfg.get("samples_continue") or "prompt")
+    if samples_continue not in ("prompt", "dataset_prompt"):
+        raise EvaluationError(f"samples_continue must be prompt or dataset_prompt, got {samples_continue!r}")
     progress = bool(cfg.get("progress", True))
     results: dict[str, Any] = {
         "schema": SCHEMA,
@@ -798,8 +823,14 @@ def evaluate(cfg: DictConfig, console: Console | None = None) -> dict[str, Any]:
             log_results(cfg, results, console)
             return results
 
+    prompts: dict[str, str]
     if samples_path:
         completions = read_samples(samples_path, problems, limited=limit is not None)
+        if samples_continue == "dataset_prompt":
+            by_id = {p.task_id: p for p in problems}
+            completions = {t: [benchmark.from_dataset_prompt(by_id[t], c) for c in cs] for t, cs in completions.items()}
+        # No model was conditioned: record the text the completions continue.
+        prompts = {p.task_id: p.prompt for p in problems}
         fewest = min(len(v) for v in completions.values())
         if benchmark.scoring == "execution" and max(settings.ks) > fewest:
             # Refused before running anything, not after.
@@ -812,7 +843,10 @@ def evaluate(cfg: DictConfig, console: Console | None = None) -> dict[str, Any]:
     else:
         check_ks(benchmark, settings)
         m = cfg.model
-        generator = load_generator(m.path, backend=m.get("backend", "auto"), device=m.get("device", "auto"), dtype=m.get("dtype", "auto"), console=console)
+        generator = load_generator(
+            m.path, backend=m.get("backend", "auto"), device=m.get("device", "auto"), dtype=m.get("dtype", "auto"),
+            revision=m.get("revision"), console=console,
+        )
         results["model"] = generator.info
         results["generation"] = asdict(settings) | {"ks": list(settings.ks)}
         console.print(
@@ -826,6 +860,7 @@ def evaluate(cfg: DictConfig, console: Console | None = None) -> dict[str, Any]:
             cache_file=run_dir / GENERATIONS_FILE, console=console, progress=progress,
         )
         raw = gen.raw
+        prompts = gen.prompts
         by_id = {p.task_id: p for p in problems}
         completions = {t: [benchmark.postprocess(by_id[t], x) for x in texts] for t, texts in raw.items()}
         truncated = gen.prompt_truncated
@@ -847,7 +882,12 @@ def evaluate(cfg: DictConfig, console: Console | None = None) -> dict[str, Any]:
         cache_file=run_dir / EXECUTIONS_FILE, console=console, progress=progress,
     )
     results["timing"]["scoring_s"] = round(time.perf_counter() - t0, 2)
-    for r in records:
+    by_id = {p.task_id: p for p in problems}
+    for i, r in enumerate(records):
+        # The prompt first: a reader sees what the model was given, then what it wrote.
+        r = records[i] = {"task_id": r["task_id"], "sample": r["sample"], "prompt": prompts[r["task_id"]], **r}
+        if samples_path and by_id[r["task_id"]].suffix is not None:
+            r["suffix"] = by_id[r["task_id"]].suffix
         if r["task_id"] in truncated:
             r["prompt_truncated"] = True
         if raw is not None:

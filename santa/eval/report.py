@@ -15,7 +15,9 @@ results.json (``schema: santa.eval.results/1``), the keys a reader needs:
   completions came from a file (then ``generation`` is null);
 - ``ks``: the k of every pass@k asked for; ``timing``: generation and scoring seconds, new tokens;
 - ``paper``, ``paper_source``: the published numbers the table compares with;
-- ``samples``: one entry per sample in problem order: ``task_id``, ``sample``, ``completion``,
+- ``samples``: one entry per sample in problem order: ``task_id``, ``sample``, ``prompt`` (the
+  exact text the model was conditioned on: its prompt tokens decoded; for a samples file, the
+  text its completions continue, with ``suffix`` for infilling), ``completion``,
   ``passed``, ``status`` (passed | failed | timeout | error), and for executed samples
   ``returncode``, ``duration``, ``stderr_tail`` (failures only); ``raw`` is the model's
   continuation before the stop sequences cut it; ``prompt_truncated`` marks prompts that had to

