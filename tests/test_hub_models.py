@@ -106,7 +106,8 @@ def test_a_hub_id_not_in_the_cache_offline_is_one_clear_line(hf_home: Path, tmp_
 
 def test_paths_that_are_not_hub_ids_say_they_do_not_exist(tmp_path: Path) -> None:
     from santa.artifacts import ArtifactError, is_hub_id, resolve_model_path
-    from santa.eval.harness import EvaluationError, load_generator
+    from santa.eval.models import load_generator
+    from santa.eval.settings import EvaluationError
 
     assert is_hub_id("bigcode/gpt_bigcode-santacoder") and is_hub_id("gpt2")
     for path in ("outputs/2025-01-01/12-00-00", "./run", "~/models/x", "/abs/dir", "last.ckpt", "a//b"):

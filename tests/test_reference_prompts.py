@@ -99,7 +99,7 @@ def test_multiple_prompts_stops_and_programs_are_the_harness_s(name: str, versio
     assert [p.task_id for p in problems] == [r["name"] for r in rows]
     checked = 0
     for p, row in zip(problems, rows):
-        assert p.prompt == row["prompt"].strip(), p.task_id
+        assert p.prompt == row["prompt"] and bench.prompt(p) == row["prompt"].strip(), p.task_id
         assert p.stop == tuple(stop_words), p.task_id
         for raw in continuations(row["prompt"], stop_words, bodies.get(row["prompt"])):
             want = harness_candidate(row["prompt"].strip(), raw, stop_words) + "\n" + row["tests"]
@@ -115,7 +115,7 @@ def test_humaneval_prompts_stops_and_programs_are_the_harness_s() -> None:
     assert len(docs) == len(problems) == 164
     for p, doc in zip(problems, docs):
         assert p.task_id == doc["task_id"]
-        assert p.prompt == doc["prompt"].strip()
+        assert p.prompt == doc["prompt"] and bench.prompt(p) == doc["prompt"].strip()
         assert p.stop == tuple(HARNESS_HUMANEVAL_STOP)
         reference = "\n" + doc["test"] + "\n" + f"check({doc['entry_point']})"
         for raw in continuations(doc["prompt"], HARNESS_HUMANEVAL_STOP, doc["canonical_solution"]):
@@ -130,7 +130,7 @@ def test_a_completion_written_for_the_dataset_prompt_is_moved_onto_the_stripped_
     bench = registry.get("santa.benchmarks", "humaneval_py")()
     for p, doc in zip(bench.problems(), humaneval_docs()):
         moved = bench.from_dataset_prompt(p, doc["canonical_solution"])
-        assert p.prompt + moved == doc["prompt"].lstrip() + doc["canonical_solution"]
+        assert bench.prompt(p) + moved == doc["prompt"].lstrip() + doc["canonical_solution"]
     js = registry.get("santa.benchmarks", "multiple_humaneval_js")(data_dir=DATA)
     p = js.problems()[0]
     assert js.from_dataset_prompt(p, "  return 1;\n}") == "\n  return 1;\n}"
@@ -143,7 +143,7 @@ def test_a_completion_written_for_the_dataset_prompt_is_moved_onto_the_stripped_
 def test_the_model_is_fed_exactly_the_reference_prompt(name: str, tokenizer) -> None:
     """For every problem, the token ids the harness conditions on are the reference prompt's, and
     they decode back to it (so results.json's ``prompt``, the decoded ids, is the reference's)."""
-    from santa.eval.harness import encode_prompt
+    from santa.eval.sampling import encode_prompt
 
     bench = registry.get("santa.benchmarks", name)(**({} if name == "humaneval_py" else {"data_dir": DATA}))
     if name == "humaneval_py":
@@ -154,7 +154,7 @@ def test_the_model_is_fed_exactly_the_reference_prompt(name: str, tokenizer) -> 
     problems = bench.problems()
     assert len(problems) == len(want)
     for p, text in zip(problems, want):
-        ids, cut = encode_prompt(tokenizer, p, budget=1_000_000)
+        ids, cut = encode_prompt(tokenizer, p, budget=1_000_000, prompt=bench.prompt(p))
         assert not cut and ids == tokenizer.encode(text, add_special_tokens=False), p.task_id
         assert tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False) == text
 
@@ -169,7 +169,8 @@ def tokenizer():
 
 @pytest.mark.slow
 def test_every_humaneval_canonical_solution_passes_in_the_harness_s_program() -> None:
-    from santa.eval.harness import ExecutionSettings, aggregate, score, toolchain_problem
+    from santa.eval.scoring import aggregate, score, toolchain_problem
+    from santa.eval.settings import ExecutionSettings
 
     if toolchain_problem("py"):
         pytest.skip("no python toolchain")

@@ -42,6 +42,9 @@ class HumanEvalPy(Benchmark):
         super().__init__(data_dir, **params)
         self.problem_file = problem_file
 
+    def prompt(self, problem: Problem) -> str:
+        return problem.prompt.strip()  # the harness's get_prompt (its `humaneval` task, not `-unstripped`)
+
     def _path(self) -> Path:
         if self.problem_file:
             return Path(self.problem_file)
@@ -66,14 +69,10 @@ class HumanEvalPy(Benchmark):
                 Problem(
                     task_id=task_id,
                     language="py",
-                    prompt=p["prompt"].strip(),
+                    prompt=p["prompt"],
                     stop=HUMANEVAL_STOP,
                     tests="\n" + p["test"] + "\n" + f"check({p['entry_point']})",
-                    meta={
-                        "entry_point": p["entry_point"],
-                        "canonical_solution": p["canonical_solution"],
-                        "dataset_prompt": p["prompt"],
-                    },
+                    meta={"entry_point": p["entry_point"], "canonical_solution": p["canonical_solution"]},
                 )
             )
         return out
@@ -111,6 +110,9 @@ class MultiplE(Benchmark):
             )
         self.version = version
 
+    def prompt(self, problem: Problem) -> str:
+        return problem.prompt.strip()  # the harness's get_prompt; MultiPL-E's automodel.py strips too
+
     @property
     def relative_path(self) -> str:
         return f"{MULTIPLE_VERSIONS[self.version]}/prompts/{self.suite}-{self.language}-reworded.json"
@@ -129,10 +131,9 @@ class MultiplE(Benchmark):
                 Problem(
                     task_id=row["name"],
                     language=self.language,
-                    prompt=row["prompt"].strip(),
+                    prompt=row["prompt"],
                     stop=(*row["stop_tokens"], *MULTIPLE_EXTRA_STOP),
                     tests=row["tests"],
-                    meta={"dataset_prompt": row["prompt"]},
                 )
             )
         return out
