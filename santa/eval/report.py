@@ -6,7 +6,7 @@ given directories (a multirun sweep, several runs) into one table.
 
 results.json (``schema: santa.eval.results/1``), the keys a reader needs:
 
-- ``benchmark``, ``language``, ``scoring`` (execution | exact_match), ``dataset``
+- ``benchmark``, ``language``, ``scoring`` (the benchmark's label: execution, exact_match, ...), ``dataset``
   (name, version, files with sha256), ``n_problems``, ``limit``;
 - ``scores``: ``{"pass@1": ..., "pass@10": ...}`` or ``{"exact_match": ...}``; ``counts``: samples
   per status; ``skipped``: why nothing was scored (a missing toolchain), else null;
