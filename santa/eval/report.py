@@ -6,7 +6,7 @@ given directories (a multirun sweep, several runs) into one table.
 
 results.json (``schema: santa.eval.results/1``), the keys a reader needs:
 
-- ``benchmark``, ``language``, ``scoring`` (execution | exact_match), ``dataset``
+- ``benchmark``, ``language``, ``scoring`` (the benchmark's label: execution, exact_match, ...), ``dataset``
   (name, version, files with sha256), ``n_problems``, ``limit``;
 - ``scores``: ``{"pass@1": ..., "pass@10": ...}`` or ``{"exact_match": ...}``; ``counts``: samples
   per status; ``skipped``: why nothing was scored (a missing toolchain), else null;
@@ -15,7 +15,9 @@ results.json (``schema: santa.eval.results/1``), the keys a reader needs:
   completions came from a file (then ``generation`` is null);
 - ``ks``: the k of every pass@k asked for; ``timing``: generation and scoring seconds, new tokens;
 - ``paper``, ``paper_source``: the published numbers the table compares with;
-- ``samples``: one entry per sample in problem order: ``task_id``, ``sample``, ``completion``,
+- ``samples``: one entry per sample in problem order: ``task_id``, ``sample``, ``prompt`` (the
+  exact text the model was conditioned on: its prompt tokens decoded; for a samples file, the
+  text its completions continue, with ``suffix`` for infilling), ``completion``,
   ``passed``, ``status`` (passed | failed | timeout | error), and for executed samples
   ``returncode``, ``duration``, ``stderr_tail`` (failures only); ``raw`` is the model's
   continuation before the stop sequences cut it; ``prompt_truncated`` marks prompts that had to

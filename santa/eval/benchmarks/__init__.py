@@ -3,6 +3,7 @@
 from santa.eval.benchmarks.base import (
     Benchmark,
     BenchmarkDataError,
+    ExactMatchBenchmark,
     Problem,
     resolve_data_dir,
     truncate_at_stop,
@@ -22,6 +23,7 @@ from santa.eval.benchmarks.multipl_e import (
 __all__ = [
     "Benchmark",
     "BenchmarkDataError",
+    "ExactMatchBenchmark",
     "FimJava",
     "FimJs",
     "FimPy",

