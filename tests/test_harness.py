@@ -39,7 +39,7 @@ from santa.objectives.fim import infill_prompt
 ROOT = Path(__file__).resolve().parents[1]
 try:
     DATA = resolve_data_dir(None)
-except BenchmarkDataError as exc:  # pragma: no cover - CI has ../shared/data beside the clone
+except BenchmarkDataError as exc:  # pragma: no cover - santa ships its data
     pytest.skip(f"benchmark data not found: {exc}", allow_module_level=True)
 
 

@@ -23,7 +23,7 @@ from santa.pipeline import PipelineConfig, StepSpec, run_pipeline
 from santa.pipeline.engine import WORK, PipelineError
 from santa.pipeline.parquet import read_dataset
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from santa.assets import ASSETS as SHARED_DATA  # the benchmark data shipped in the package
 
 
 def stack_record(content: str, lang: str = "Python", repo: str = "org/repo", path: str = "a.py", stars=7, **extra) -> dict:
