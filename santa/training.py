@@ -38,7 +38,7 @@ from santa.sweep.job import JobRecord, sweep_group
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
 
 # Trainer keys that are santa's, not Lightning's.
-_SANTA_TRAINER_KEYS = ("val_every_n_steps", "checkpoint_every_n_steps", "activation_checkpointing")
+_SANTA_TRAINER_KEYS = ("val_every_n_steps", "checkpoint_every_n_steps", "activation_checkpointing", "keep_checkpoints")
 
 
 def world_size(trainer_cfg: dict[str, Any]) -> int:
@@ -98,13 +98,15 @@ def build_trainer(
     if isinstance(strategy, DictConfig):
         strategy = instantiate(strategy, _convert_="all")
     every = int(cfg.trainer.checkpoint_every_n_steps)
+    keep = cfg.trainer.get("keep_checkpoints")
     callbacks: list[pl.Callback] = [
         ModelCheckpoint(
             dirpath=run_dir / "checkpoints",
             filename="step_{step:06d}",  # no "=": the path must survive a Hydra override
             auto_insert_metric_name=False,
             every_n_train_steps=every,
-            save_top_k=-1,
+            # Keep the newest N: ranked by step (Lightning always offers "step" to monitor).
+            **({"monitor": "step", "mode": "max", "save_top_k": int(keep)} if keep is not None else {"save_top_k": -1}),
             save_last=True,
         ),
         *(extra_callbacks or []),
