@@ -176,3 +176,15 @@ def torch_load(path: Path) -> dict:
     import torch
 
     return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def test_prepare_says_when_nothing_was_produced(corpus: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    res = santa_cli("prepare", f"input={empty}", f"output={tmp_path / 'a'}", "pipeline.steps=[basic]")
+    assert res.returncode == 2 and "read no records from input" in res.stderr and "(empty input)" in res.stderr
+    # Every file dropped: a warning naming the step, exit 0 (the rejects are the output).
+    res = santa_cli("prepare", f"input={corpus}", f"output={tmp_path / 'b'}", "pipeline.steps=[basic]",
+                    "pipeline.params.basic.max_line_length=1")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "every one of the" in res.stderr and "basic dropped" in " ".join(res.stderr.split())

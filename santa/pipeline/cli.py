@@ -78,4 +78,23 @@ def run(args: argparse.Namespace) -> int:
                   f"engine={pcfg.engine}", highlight=False)
     result = run_pipeline(pcfg, console)
     console.print(f"[bold]outputs[/bold] {result.output} (report.json, data/, rejects/)", highlight=False)
+    return check_produced(result.report, source, console)
+
+
+def check_produced(report: dict, source: object, console: Console) -> int:
+    """Success with nothing produced is not silent: no record read is an error (exit 2), every
+    record dropped a warning that names the step that dropped the most."""
+    totals = report["totals"]
+    if totals["read"]["files"] == 0:
+        errors = int((report.get("input_errors") or {}).get("count", 0))
+        console.print(f"[bold red]error:[/bold red] read no records from input={source}"
+                      + (f" ({errors} input error(s), see report.json)" if errors else " (empty input)")
+                      + "; the output is empty", highlight=False)
+        return 2
+    if totals["kept"]["files"] == 0:
+        steps = [s for s in report["steps"] if s.get("read") and s.get("kept")]
+        worst = max(steps, key=lambda s: s["read"]["files"] - s["kept"]["files"], default=None)
+        where = f"; {worst['name']} dropped {worst['read']['files'] - worst['kept']['files']}" if worst else ""
+        console.print(f"[bold yellow]warning:[/bold yellow] every one of the {totals['read']['files']} files was dropped"
+                      f"{where} (see rejects/ and report.json); data/ is empty", highlight=False)
     return 0
