@@ -30,22 +30,26 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     from santa import registry
 
     infos = registry.describe()
-    table = Table(title="santa plugins (entry points)")
-    for col in ("group", "name", "target", "distribution"):
-        table.add_column(col, overflow="fold")
     seen: dict[tuple[str, str], str] = {}
-    for info in infos:
-        note = ""
-        key = (info.group, info.name)
-        if key in seen:
-            note = f" [red](shadowed by {seen[key]})[/red]"
-        else:
-            seen[key] = info.distribution
-        table.add_row(info.group, info.name + note, info.target, f"{info.distribution} {info.version}")
+    # One table per group (the group is its title): three columns fit 80 columns, and only the
+    # import target, the longest, folds.
     for group in registry.GROUPS:
-        if not any(i.group == group for i in infos):
-            table.add_row(group, "[dim](none installed)[/dim]", "", "")
-    console.print(table)
+        table = Table(title=group, title_justify="left", expand=False)
+        table.add_column("name", no_wrap=True)
+        table.add_column("target", overflow="fold")
+        table.add_column("distribution", no_wrap=True)
+        mine = [i for i in infos if i.group == group]
+        for info in mine:
+            note = ""
+            key = (info.group, info.name)
+            if key in seen:
+                note = f" [red](shadowed by {seen[key]})[/red]"
+            else:
+                seen[key] = info.distribution
+            table.add_row(info.name + note, info.target, f"{info.distribution} {info.version}")
+        if not mine:
+            table.add_row("[dim](none installed)[/dim]", "", "")
+        console.print(table)
     return 0
 
 

@@ -476,7 +476,12 @@ def test_santa_plugins_lists_the_installed_packages(plugin_site: Path) -> None:
     res = subprocess.run([sys.executable, "-m", "santa.cli", "plugins"], capture_output=True, text=True, timeout=120,
                          env=_env(plugin_site), cwd=ROOT)
     assert res.returncode == 0, res.stderr
-    rows = {tuple(c.strip() for c in line.split("│")[1:5]) for line in res.stdout.splitlines() if "│" in line}
+    rows, group = set(), None
+    for line in res.stdout.splitlines():
+        if line.startswith("santa."):
+            group = line.strip()
+        elif "│" in line:
+            rows.add((group, *(c.strip() for c in line.split("│")[1:4])))
     assert ("santa.filters", "generated", "santa_generated.filter:GeneratedCode",
             "santa-generated-filter 0.1.0") in rows
     assert ("santa.attention", "swa", "santa_swa.attention:SlidingWindowAttention",
