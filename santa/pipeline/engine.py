@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from filelock import FileLock
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from santa import registry
 from santa.errors import SantaError
@@ -959,18 +959,20 @@ def _run_segment(engine: LocalEngine | RayEngine, args: tuple, pending: list[Uni
     writer: UnitWriter | None = None
     if real:
         engine.start()
-    progress = _StepProgress(console, step_names, seg)
+    progress = _StepProgress(console, step_names, seg, len(real))
     try:
         with progress:
             for unit_index, res in engine.run(args, real):
                 if writer is None or writer.unit != unit_index:
                     if writer is not None:
                         markers[writer.unit] = writer.finish()
+                        progress.unit_done()
                     writer = UnitWriter(work, seg, unit_index, last)
                 writer.add(res)
                 progress.update(res)
             if writer is not None:
                 markers[writer.unit] = writer.finish()
+                progress.unit_done()
                 writer = None
     except BaseException:
         if writer is not None:
@@ -1009,17 +1011,20 @@ def _corpus_decisions(work: Path, seg: Segment, step: Step, spills: list[Path],
 class _StepProgress:
     """One bar per step of a segment: files read and kept, MB/s."""
 
-    def __init__(self, console: Console | None, steps: list[str], seg: Segment) -> None:
+    def __init__(self, console: Console | None, steps: list[str], seg: Segment, units: int = 0) -> None:
         self.enabled = console is not None and console.is_terminal
         self.progress = Progress(
             TextColumn("[bold]{task.description:<14}"),
             BarColumn(bar_width=20),
             TextColumn("{task.fields[read]:>9,} read {task.fields[kept]:>9,} kept  {task.fields[rate]:6.1f} MB/s"),
             TimeElapsedColumn(),
+            TimeRemainingColumn(),
             console=console,
             transient=False,
             disable=not self.enabled,
         )
+        # The whole segment's bar: input files (units) done of all, which gives the ETA.
+        self.units = self.progress.add_task("input files", total=units or None, read=0, kept=0, rate=0.0)
         self.tasks = {s: self.progress.add_task(s, total=None, read=0, kept=0, rate=0.0) for s in steps}
         self.totals = {s: [0, 0, 0] for s in steps}
         self.t0 = time.perf_counter()
@@ -1030,6 +1035,9 @@ class _StepProgress:
 
     def __exit__(self, *exc: Any) -> None:
         self.progress.__exit__(*exc)
+
+    def unit_done(self) -> None:
+        self.progress.advance(self.units)
 
     def update(self, res: BatchResult) -> None:
         if not self.enabled:
