@@ -725,7 +725,7 @@ def _count_tasks_of(uid: int) -> int:
 
 class Run:
     __slots__ = ("id", "pid", "pidfd", "ctl", "msgs", "buf", "deadline", "start", "out", "err", "uid",
-                 "nonce", "timed_out", "tail", "max_output", "output_killed")
+                 "nonce", "timed_out", "tail", "max_output", "output_killed", "java")
 
 
 def _tail(path: str, n: int) -> tuple[bytes, int]:
@@ -855,8 +855,10 @@ class JavaServer:
     def __init__(self, z: Zygote, server: dict) -> None:
         self.z = z
         self.cfg = server
-        self.budget = float(server.get("budget", 5.0))  # seconds per compilation, after the first
-        self.first_budget = float(server.get("first_budget", 20.0))  # a cold JIT, a loaded machine
+        self.budget = float(server.get("budget") or 5.0)  # seconds per compilation, after the first
+        # The first compilation of a JVM runs cold (interpreted javac): more time, and never
+        # less than the budget asked for.
+        self.first_budget = max(self.budget, 20.0 if server.get("budget") is None else self.budget)
         self.queue: collections.deque = collections.deque()
         self.inflight: collections.deque = collections.deque()
         self.disabled = not server.get("source")
@@ -1027,7 +1029,7 @@ class JavaServer:
                 "compile_error": True, "setup_error": None, "stdout_tail": "",
                 "stderr_tail": diagnostics[-tail:].decode("utf-8", "replace") if tail else "",
                 "stdout_bytes": 0, "stderr_bytes": len(diagnostics), "duration": seconds,
-                "cpu_seconds": None, "max_rss_kb": None, "uid": None, "compiled_by": "server",
+                "cpu_seconds": None, "max_rss_kb": None, "uid": None, "java": "warm",
             })
         else:
             self.fallback(job)
@@ -1213,6 +1215,8 @@ class Zygote:
         run = Run()
         run.id = job["id"]
         run.nonce = job["nonce"]
+        # Which way a Java program was compiled: the evaluator counts them (Sandbox.java_stats).
+        run.java = None if job["language"] != "java" else "per-program" if job.get("classes") is None else "warm"
         run.tail = int(job.get("tail_bytes", 4096))
         run.out = os.path.join(self.scratch, f"{run.id}.out")
         run.err = os.path.join(self.scratch, f"{run.id}.err")
@@ -1326,6 +1330,7 @@ class Zygote:
             "cpu_seconds": ru.ru_utime + ru.ru_stime,  # type: ignore[attr-defined]
             "max_rss_kb": ru.ru_maxrss,  # type: ignore[attr-defined]
             "uid": run.uid,
+            "java": run.java,
         })
 
     def reap(self, pid: int = -1, block: bool = False) -> None:

@@ -290,10 +290,19 @@ class Sandbox:
     one, ``sys.executable``). Start-up costs one interpreter start (~0.1-0.3 s): keep one open
     for many programs. One ``run``/``run_many`` at a time. ``close()`` (or leaving the ``with``)
     kills whatever still runs and returns only when no process of any run is left.
+
+    Java: with ``java_compiler`` (the default) the supervisor compiles the Java programs it holds
+    in one warm ``javax.tools`` compiler JVM, sandboxed like a run, ahead of their runs; each run
+    then starts only ``java`` on its own class files (docs/sandbox.md, "Java at pass@100 scale").
+    A compilation that takes over ``java_compile_budget`` seconds (default 5; the JVM's first, 20)
+    or that the compiler fails compiles inside the program's own run with ``javac``, exactly as
+    with ``java_compiler=False``; ``java_stats`` counts both ways. A program's timeout covers
+    its run; compiling in the warm compiler is outside it (MultiPL-E, too, times ``javac`` and
+    ``java`` separately), compiling in the program's own run inside it.
     """
 
     def __init__(self, workers: int = 1, *, isolation: str = "auto", python: str | None = None,
-                 java_compiler: bool = True) -> None:
+                 java_compiler: bool = True, java_compile_budget: float | None = None) -> None:
         if isolation not in ("auto", "none"):
             raise ValueError("isolation must be 'auto' (the strongest the kernel allows) or 'none'")
         self.workers = max(1, int(workers))
@@ -310,10 +319,13 @@ class Sandbox:
             "toolchain_checks": checks,
             "workers": self.workers,
         }
+        # How each Java program was compiled: "warm" (the batch's compiler JVM) or "per-program"
+        # (javac inside the program's own run: the compiler is off, failed, or over its budget).
+        self.java_stats = {"warm": 0, "per-program": 0}
         self.java_compiler = bool(java_compiler and "javac" in tc and _JAVA_SERVER.is_file())
         if self.java_compiler:
             # Its source goes over the pipe: the compiler's sandbox need not see santa's files.
-            cfg["java_server"] = {"source": _JAVA_SERVER.read_text(encoding="utf-8")}
+            cfg["java_server"] = {"source": _JAVA_SERVER.read_text(encoding="utf-8"), "budget": java_compile_budget}
         self._stderr = tempfile.TemporaryFile()
         env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
         self._proc = subprocess.Popen(
@@ -406,6 +418,8 @@ class Sandbox:
                 slots.release()
                 i = int(raw["id"]) - base
                 lang, _, t, lim = jobs[i]
+                if raw.get("java") in self.java_stats:
+                    self.java_stats[raw["java"]] += 1
                 done += 1
                 yield i, classify(raw, t, lim)
             if not failure.empty():
