@@ -41,6 +41,7 @@ import io
 import json
 import os
 import platform
+import resource
 import signal
 import statistics
 import subprocess
@@ -182,23 +183,30 @@ def reference_run(language: str, program: str, timeout: float, javatuples: str) 
     return "Timeout" if code is None else "OK" if code == 0 else "Exception"
 
 
-def run_reference(language: str, programs: list[str], workers: int, timeout: float, javatuples: str) -> tuple[float, list[str]]:
+def _children_cpu() -> float:
+    """CPU seconds of every reaped descendant: a sandbox counts once its supervisor exits."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def run_reference(language: str, programs: list[str], workers: int, timeout: float,
+                  javatuples: str) -> tuple[float, float, list[str]]:
     from concurrent.futures import ThreadPoolExecutor
 
-    t = time.perf_counter()
+    cpu, t = _children_cpu(), time.perf_counter()
     with ThreadPoolExecutor(max_workers=workers) as pool:
         statuses = list(pool.map(lambda prog: reference_run(language, prog, timeout, javatuples), programs))
-    return time.perf_counter() - t, statuses
+    return time.perf_counter() - t, _children_cpu() - cpu, statuses
 
 
 def run_santa_programs(language: str, programs: list[str], workers: int, timeout: float,
-                       java_compiler: bool = True) -> tuple[float, list]:
+                       java_compiler: bool = True) -> tuple[float, float, list]:
     from santa.eval.sandbox import Sandbox
 
-    t = time.perf_counter()
+    cpu, t = _children_cpu(), time.perf_counter()
     with Sandbox(workers=workers, java_compiler=java_compiler) as sb:  # start-up counts, compiler JVM included
         got = dict(sb.run_many([(language, p, timeout, None) for p in programs]))
-    return time.perf_counter() - t, [got[i] for i in range(len(programs))]
+    return time.perf_counter() - t, _children_cpu() - cpu, [got[i] for i in range(len(programs))]
 
 
 def same_verdict(reference: str, result: Any) -> bool:
@@ -239,6 +247,8 @@ def main_multiple(args: argparse.Namespace) -> int:
     programs = {lang: build_multiple(lang, args.problems) for lang in languages}
     times: dict[str, dict[str, list[float]]] = {lang: {"santa": [], "reference": [], "santa-per-program": []}
                                                for lang in languages}
+    cpus: dict[str, dict[str, list[float]]] = {lang: {"santa": [], "reference": [], "santa-per-program": []}
+                                              for lang in languages}
     ok = True
     who_all = ["santa", "reference"] + (["santa-per-program"] if args.per_program else [])
     for r in range(args.repeat):
@@ -249,13 +259,14 @@ def main_multiple(args: argparse.Namespace) -> int:
             verdicts: dict[str, list] = {}
             for who in order:
                 if who == "reference":
-                    dt, verdicts[who] = run_reference(lang, progs, args.workers, timeout, javatuples)
+                    dt, cpu, verdicts[who] = run_reference(lang, progs, args.workers, timeout, javatuples)
                 else:
-                    dt, verdicts[who] = run_santa_programs(lang, progs, args.workers, timeout,
-                                                           java_compiler=who == "santa")
+                    dt, cpu, verdicts[who] = run_santa_programs(lang, progs, args.workers, timeout,
+                                                                java_compiler=who == "santa")
                 times[lang][who].append(dt)
+                cpus[lang][who].append(cpu / len(progs))
                 print(f"  round {r + 1} {lang:>10} {who:>17}: {dt:7.2f} s {len(progs) / dt:7.1f} programs/s"
-                      f"   (load {os.getloadavg()[0]:.2f})", flush=True)
+                      f"  {1000 * cpu / len(progs):7.1f} ms CPU/program   (load {os.getloadavg()[0]:.2f})", flush=True)
             ref = verdicts["reference"]
             for who in [w for w in who_all if w != "reference"]:
                 bad = [i for i, (a, b) in enumerate(zip(ref, verdicts[who])) if not same_verdict(a, b)]
@@ -275,6 +286,8 @@ def main_multiple(args: argparse.Namespace) -> int:
         ratios = [a / b for a, b in zip(times[lang]["reference"], times[lang]["santa"])]
         line = (f"{lang:>10}: santa {_spread(rates['santa'])}  reference {_spread(rates['reference'])}  "
                 f"speed-up {_spread(ratios)}x")
+        cpu_ratio = statistics.median(cpus[lang]["reference"]) / statistics.median(cpus[lang]["santa"])
+        line += f"  CPU/program {cpu_ratio:.2f}x less"
         if "santa-per-program" in rates:
             line += f"  (santa, javac per program: {_spread(rates['santa-per-program'])})"
         if lang == "java":

@@ -837,8 +837,57 @@ def _frame_bytes(b: bytes) -> bytes:
     return struct.pack(">i", len(b)) + b
 
 
+class JavaCompilers:
+    """The warm compilers of a zygote: ``count`` JVMs taking Java jobs from one queue (a big
+    machine runs more programs per second than one sequential compiler turns out)."""
+
+    def __init__(self, z: Zygote, server: dict) -> None:
+        self.z = z
+        self.queue: collections.deque = collections.deque()
+        self.disabled = False
+        self.failed_starts = 0
+        self.spawned = 0
+        self.stats = {"compiled": 0, "compile_errors": 0, "fallbacks": 0, "starts": 0}
+        self.servers = [JavaServer(self, server) for _ in range(max(1, int(server.get("count") or 1)))]
+
+    def submit(self, job: dict) -> None:
+        if self.disabled:
+            self.z.pending.append(job)
+        else:
+            self.queue.append(job)
+
+    def pump(self) -> None:
+        for server in self.servers:
+            server.pump()
+        if self.disabled:
+            while self.queue:
+                self.z.pending.append(self.queue.popleft())
+
+    def deadline(self) -> float | None:
+        found = [d for d in (s.deadline() for s in self.servers) if d is not None]
+        return min(found) if found else None
+
+    def reaped(self, pid: int) -> None:
+        for server in self.servers:
+            server.reaped(pid)
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+    def disable(self) -> None:
+        sys.stderr.write("santa sandbox: warm Java compiler disabled; javac per program\n")
+        self.disabled = True
+        self.stop()
+        for server in self.servers:
+            while server.inflight:
+                self.queue.appendleft(server.inflight.pop())
+        while self.queue:
+            self.z.pending.append(self.queue.popleft())
+
+
 class JavaServer:
-    """Feeds Java jobs to the warm compiler and turns its answers into runnable jobs.
+    """Feeds Java jobs to one warm compiler JVM and turns its answers into runnable jobs.
 
     A job leaves here in one of three ways: compiled (its class files attached, it joins the
     zygote's queue of runs), a compile error (answered at once, as the per-program path would:
@@ -852,16 +901,16 @@ class JavaServer:
     RESTART_AFTER = 4000  # compilations per JVM, bounding whatever javac's shared caches keep
     START_BUDGET = 60.0  # seconds for the JVM to compile SantaJavac.java and say it is ready
 
-    def __init__(self, z: Zygote, server: dict) -> None:
-        self.z = z
+    def __init__(self, pool: JavaCompilers, server: dict) -> None:
+        self.pool = pool
+        self.z = pool.z
         self.cfg = server
         self.budget = float(server.get("budget") or 5.0)  # seconds per compilation, after the first
         # The first compilation of a JVM runs cold (interpreted javac): more time, and never
         # less than the budget asked for.
         self.first_budget = max(self.budget, 20.0 if server.get("budget") is None else self.budget)
-        self.queue: collections.deque = collections.deque()
+        self.queue = pool.queue  # shared by the pool's compilers
         self.inflight: collections.deque = collections.deque()
-        self.disabled = not server.get("source")
         self.pid = -1
         self.uid: int | None = None
         self.wfd = self.rfd = -1
@@ -874,17 +923,10 @@ class JavaServer:
         self.started = 0.0
         self.head_since = 0.0
         self.compiled = 0  # by the current JVM
-        self.failed_starts = 0
-        self.stats = {"compiled": 0, "compile_errors": 0, "fallbacks": 0, "starts": 0}
+        self.stats = pool.stats
         self.n = 0
 
     # -- the zygote's side -----------------------------------------------------------------
-
-    def submit(self, job: dict) -> None:
-        if self.disabled:
-            self.z.pending.append(job)
-        else:
-            self.queue.append(job)
 
     def deadline(self) -> float | None:
         if self.pid < 0:
@@ -901,9 +943,7 @@ class JavaServer:
         d = self.deadline()
         if d is not None and now >= d:
             self.fail("did not start in time" if not self.ready else "a compilation exceeded its budget")
-        if self.disabled:
-            while self.queue:
-                self.z.pending.append(self.queue.popleft())
+        if self.pool.disabled:
             return
         if self.pid < 0 and self.queue:
             if self.compiled >= self.RESTART_AFTER or not self.spawn():
@@ -938,7 +978,7 @@ class JavaServer:
         if want != self.w_registered:
             if want:
                 self.z.poll.register(self.wfd, select.POLLOUT)
-                self.z.by_fd[self.wfd] = ("javac-in", None)
+                self.z.by_fd[self.wfd] = ("javac-in", self)
             else:
                 self.z.poll.unregister(self.wfd)
                 del self.z.by_fd[self.wfd]
@@ -966,7 +1006,7 @@ class JavaServer:
                 return
             self.inbuf = self.inbuf[1:]
             self.ready = True
-            self.failed_starts = 0
+            self.pool.failed_starts = 0
         while self.inflight:
             parsed = self._parse()
             if parsed is None:
@@ -1043,7 +1083,8 @@ class JavaServer:
 
     def spawn(self) -> bool:
         z = self.z
-        self.n += 1
+        self.pool.spawned += 1
+        self.n = self.pool.spawned
         self.stats["starts"] += 1
         in_r, in_w = os.pipe()
         out_r, out_w = os.pipe()
@@ -1066,7 +1107,7 @@ class JavaServer:
         self.alive = True
         z.service_pids.add(pid)
         z.poll.register(out_r, select.POLLIN)
-        z.by_fd[out_r] = ("javac-out", None)
+        z.by_fd[out_r] = ("javac-out", self)
         self.ready, self.compiled, self.inbuf, self.outbuf = False, 0, b"", b""
         self.started = time.monotonic()
         return True
@@ -1122,12 +1163,9 @@ class JavaServer:
         while self.inflight:
             self.queue.appendleft(self.inflight.pop())
         if not started:
-            self.failed_starts += 1
-            if self.failed_starts >= 2:
-                sys.stderr.write("santa sandbox: warm Java compiler disabled; javac per program\n")
-                self.disabled = True
-                while self.queue:
-                    self.z.pending.append(self.queue.popleft())
+            self.pool.failed_starts += 1
+            if self.pool.failed_starts >= 2 and not self.pool.disabled:
+                self.pool.disable()
 
 
 class Zygote:
@@ -1156,7 +1194,7 @@ class Zygote:
         self.pending: collections.deque = collections.deque()
         self.service_pids: set[int] = set()  # the compiler's sandbox: not a run, not an orphan
         server = cfg.get("java_server")
-        self.javac = JavaServer(self, server) if server and server.get("source") else None
+        self.javac = JavaCompilers(self, server) if server and server.get("source") else None
 
     def send(self, obj: dict) -> None:
         data = (json.dumps(obj) + "\n").encode()
@@ -1445,10 +1483,10 @@ class Zygote:
                     self.drain_ctl(run, block=False)
                 elif kind == "pid" and run.pid in self.runs:
                     self.reap(run.pid)
-                elif kind == "javac-out" and self.javac is not None and fd == self.javac.rfd:
-                    self.javac.on_readable()
-                elif kind == "javac-in" and self.javac is not None and fd == self.javac.wfd:
-                    self.javac.flush()
+                elif kind == "javac-out" and fd == run.rfd:
+                    run.on_readable()  # here ``run`` is one of the warm compilers
+                elif kind == "javac-in" and fd == run.wfd:
+                    run.flush()
             self.reap()
             if any(fd == 0 for fd, _ev in events):
                 self.on_stdin()

@@ -292,7 +292,8 @@ class Sandbox:
     kills whatever still runs and returns only when no process of any run is left.
 
     Java: with ``java_compiler`` (the default) the supervisor compiles the Java programs it holds
-    in one warm ``javax.tools`` compiler JVM, sandboxed like a run, ahead of their runs; each run
+    in warm ``javax.tools`` compiler JVMs (``java_compilers``; default one per four cores used),
+    each sandboxed like a run, ahead of their runs; each run
     then starts only ``java`` on its own class files (docs/sandbox.md, "Java at pass@100 scale").
     A compilation that takes over ``java_compile_budget`` seconds (default 5; the JVM's first, 20)
     or that the compiler fails compiles inside the program's own run with ``javac``, exactly as
@@ -302,7 +303,8 @@ class Sandbox:
     """
 
     def __init__(self, workers: int = 1, *, isolation: str = "auto", python: str | None = None,
-                 java_compiler: bool = True, java_compile_budget: float | None = None) -> None:
+                 java_compiler: bool = True, java_compile_budget: float | None = None,
+                 java_compilers: int | None = None) -> None:
         if isolation not in ("auto", "none"):
             raise ValueError("isolation must be 'auto' (the strongest the kernel allows) or 'none'")
         self.workers = max(1, int(workers))
@@ -325,7 +327,11 @@ class Sandbox:
         self.java_compiler = bool(java_compiler and "javac" in tc and _JAVA_SERVER.is_file())
         if self.java_compiler:
             # Its source goes over the pipe: the compiler's sandbox need not see santa's files.
-            cfg["java_server"] = {"source": _JAVA_SERVER.read_text(encoding="utf-8"), "budget": java_compile_budget}
+            # One compiler turns out ~40 programs/s once warm, a run of ``java`` takes ~50 ms of
+            # CPU: about one compiler per four cores keeps the runs fed.
+            count = java_compilers or max(1, min(self.workers, os.cpu_count() or 1) // 4)
+            cfg["java_server"] = {"source": _JAVA_SERVER.read_text(encoding="utf-8"), "budget": java_compile_budget,
+                                  "count": int(count)}
         self._stderr = tempfile.TemporaryFile()
         env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
         self._proc = subprocess.Popen(
