@@ -334,3 +334,35 @@ def _cmdline(pid: int) -> str:
             return fh.read().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return ""
+
+
+def test_deep_nesting_gets_the_javac_commands_verdict() -> None:
+    # javac recurses per nesting level: the javac command overflows its stack ("The system is out
+    # of resources", a compile error) on a long enough expression. The warm compiler compiles on a
+    # smaller stack and hands what overflows it to the javac command, so the verdicts agree.
+    need("java")
+
+    def prog(n: int) -> str:
+        return ("class Problem { public static void main(String[] a) { long x = " + "+".join(["1"] * n)
+                + f"; assert x == {n}; }} }}\n")
+
+    items = [("java", prog(n), JAVA_TIMEOUT, None) for n in (50, 3000)]
+    with Sandbox(workers=2) as warm_box:
+        warm = run_all(warm_box, items)
+        assert warm_box.java_stats == {"warm": 1, "per-program": 1}
+    with Sandbox(workers=2, java_compiler=False) as cold_box:
+        cold = run_all(cold_box, items)
+    assert [(r.status, r.detail) for r in warm] == [(r.status, r.detail) for r in cold] == [
+        ("passed", ""), ("failed", "compile error")]
+
+
+def test_tighter_limits_compile_in_the_run() -> None:
+    # The compiler JVM has a run's default limits; a job with less memory compiles with javac in
+    # its own run, under its own limits, as it always did.
+    need("java")
+    from santa.eval.sandbox import Limits
+
+    with Sandbox(workers=1) as sb:
+        r = sb.run("java", MIXED["pass"], timeout=JAVA_TIMEOUT, limits=Limits(memory_bytes=1 << 30))
+        assert sb.java_stats == {"warm": 0, "per-program": 1}
+    assert r.status == "passed", r

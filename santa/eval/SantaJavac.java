@@ -46,6 +46,7 @@ public final class SantaJavac {
     // The options of santa's per-program `javac` call, less what the in-memory files make moot
     // (-encoding: the source arrives as text; -d: the output stays in memory).
     static final List<String> OPTIONS = List.of("-nowarn", "-proc:none");
+    static final long COMPILER_STACK = 256 * 1024;
 
     static final class Source extends SimpleJavaFileObject {
         final String name;
@@ -160,19 +161,35 @@ public final class SantaJavac {
             String text = readString(in);
             Memory files = new Memory(std);
             StringWriter diagnostics = new StringWriter();
-            byte status;
-            try (PrintWriter w = new PrintWriter(diagnostics)) {
-                boolean ok = javac.getTask(w, files, null, OPTIONS, null,
-                                           List.of(new Source(fileName, text))).call();
-                status = (byte) (ok ? 0 : 1);
-            } catch (Throwable t) { // a compiler crash, StackOverflowError, OutOfMemoryError...
-                status = 2;
-                diagnostics.append(t.toString());
+            byte[] status = {2};
+            Runnable compile = () -> {
+                try (PrintWriter w = new PrintWriter(diagnostics)) {
+                    boolean ok = javac.getTask(w, files, null, OPTIONS, null,
+                                               List.of(new Source(fileName, text))).call();
+                    status[0] = (byte) (ok ? 0 : 1);
+                } catch (Throwable t) { // a compiler crash, StackOverflowError, OutOfMemoryError...
+                    status[0] = 2;
+                    diagnostics.append(t.toString());
+                }
+            };
+            // A quarter of the stack the javac command's main thread has: warm (compiled) frames
+            // are smaller than a cold javac's interpreted ones, so a source that nests deep enough
+            // to overflow the javac command's stack overflows here first, and is then compiled by
+            // the javac command (status 2) rather than getting a verdict javac would not give.
+            Thread t = new Thread(null, compile, "santa-javac", COMPILER_STACK);
+            t.start();
+            try {
+                t.join();
+            } catch (InterruptedException e) {
+                status[0] = 2;
+            }
+            if (diagnostics.getBuffer().toString().contains("java.lang.StackOverflowError")) {
+                status[0] = 2; // javac reports some overflows as a diagnostic, not by throwing
             }
             out.writeLong(id);
-            out.writeByte(status);
+            out.writeByte(status[0]);
             writeBytes(out, diagnostics.toString().getBytes(StandardCharsets.UTF_8));
-            List<Output> classes = status == 0 ? files.outputs : List.of();
+            List<Output> classes = status[0] == 0 ? files.outputs : List.of();
             out.writeInt(classes.size());
             for (Output o : classes) {
                 writeBytes(out, o.path.getBytes(StandardCharsets.UTF_8));

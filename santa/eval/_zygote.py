@@ -794,13 +794,20 @@ def _kill_uid(uid: int) -> None:
 # CPU) as well. Compiling never executes a program; each program still runs in its own sandbox.
 # --------------------------------------------------------------------------------------------
 
-SERVER_JVM = ["-XX:+UseSerialGC", "-XX:-UsePerfData", "-Xshare:auto", "-Xmx512m", "-Xss8m",
+SERVER_JVM = ["-XX:+UseSerialGC", "-XX:-UsePerfData", "-Xshare:auto", "-Xmx512m",
               "-XX:CompressedClassSpaceSize=64m", "-XX:ReservedCodeCacheSize=64m",
               # C1 only: a batch of a few hundred programs is over before C2 would pay off.
               "-XX:TieredStopAtLevel=1"]
 SERVER_LIMITS = {"cpu_seconds": 1 << 20,  # the supervisor's per-compilation wall budget polices it
                  "memory_bytes": 2 << 30, "file_size_bytes": 16 << 20, "processes": 128,
                  "open_files": 256, "tmpfs_bytes": 16 << 20}
+
+
+def _warm_compile_fits(limits: dict) -> bool:
+    """Whether a job's limits are at least the compiler JVM's: then javac in its own run could
+    have compiled whatever the warm compiler compiles (same heap, threads, files). A job with
+    tighter limits compiles in its own run, under them, as it always did."""
+    return all(int(limits.get(k) or 0) >= SERVER_LIMITS[k] for k in ("memory_bytes", "processes", "open_files"))
 
 
 def _server_b(server: dict, toolchain: dict, feats: Features, scratch: str, uid: int | None, in_fd: int,
@@ -1055,6 +1062,11 @@ class JavaServer:
         return rid, status, diagnostics, classes
 
     def answer(self, job: dict, status: int, diagnostics: bytes, classes: list, seconds: float) -> None:
+        lim = job["limits"]
+        if status == 0 and sum(len(d) for _, d in classes) + len(job["program"]) > int(lim.get("tmpfs_bytes") or 0) // 2:
+            status = 2  # might not fit the run's /tmp where javac would write it: let javac try there
+        if status == 1 and len(diagnostics) >= int(lim.get("file_size_bytes") or 0):
+            status = 2  # javac's own stderr would hit the file-size limit: the run decides what then
         if status == 0:
             self.stats["compiled"] += 1
             job["classes"] = classes
@@ -1230,7 +1242,7 @@ class Zygote:
         job["nonce"] = os.urandom(16).hex()
         job["toolchain"] = self.cfg.get("toolchain", {})
         job["zygote_pid"] = os.getpid()
-        if job.get("language") == "java" and self.javac is not None:
+        if job.get("language") == "java" and self.javac is not None and _warm_compile_fits(job["limits"]):
             self.javac.submit(job)
         else:
             self.pending.append(job)
