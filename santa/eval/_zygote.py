@@ -952,12 +952,10 @@ class JavaServer:
             self.fail("did not start in time" if not self.ready else "a compilation exceeded its budget")
         if self.pool.disabled:
             return
-        if self.pid < 0 and self.queue:
-            if self.compiled >= self.RESTART_AFTER or not self.spawn():
-                return
         if self.pid >= 0 and self.compiled >= self.RESTART_AFTER and not self.inflight:
-            self.stop()
-            return
+            self.stop()  # a fresh JVM for the next ones (spawned just below if there are any)
+        if self.pid < 0 and self.queue:
+            self.spawn()
         while self.ready and self.queue and len(self.inflight) < self.PIPELINE and self.compiled < self.RESTART_AFTER:
             job = self.queue.popleft()
             name, _, source = java_source(job)
@@ -1093,7 +1091,7 @@ class JavaServer:
 
     # -- the JVM's lifetime ----------------------------------------------------------------
 
-    def spawn(self) -> bool:
+    def spawn(self) -> None:
         z = self.z
         self.pool.spawned += 1
         self.n = self.pool.spawned
@@ -1122,7 +1120,6 @@ class JavaServer:
         z.by_fd[out_r] = ("javac-out", self)
         self.ready, self.compiled, self.inbuf, self.outbuf = False, 0, b"", b""
         self.started = time.monotonic()
-        return True
 
     def stop(self) -> None:
         """Kill the JVM (its PID namespace goes with it) and forget its pipes."""
@@ -1145,6 +1142,10 @@ class JavaServer:
                 z.uids_in_use.discard(self.uid)
             if not z.feats.run_flags & CLONE_NEWNS:
                 shutil.rmtree(os.path.join(z.scratch, f"javac-server-{self.n}"), ignore_errors=True)
+            try:
+                os.unlink(self.err_path)
+            except OSError:
+                pass
         if self.w_registered:
             z.poll.unregister(self.wfd)
             del z.by_fd[self.wfd]
@@ -1163,12 +1164,12 @@ class JavaServer:
         """The JVM misbehaved: the program it was compiling (if any) compiles in its own run, the
         others are sent again to a fresh JVM; two failed starts in a row turn batching off."""
         started = self.ready
-        self.stop()
         try:
             with open(self.err_path, "rb") as fh:
                 tail = fh.read()[-2000:].decode("utf-8", "replace")
         except OSError:
             tail = ""
+        self.stop()
         sys.stderr.write(f"santa sandbox: warm Java compiler {why}; {tail}\n")
         if self.inflight:
             self.fallback(self.inflight.popleft())

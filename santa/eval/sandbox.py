@@ -522,6 +522,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for lang in LANGUAGES:
         problem = toolchain_problem(lang)
         print(f"  {lang}: {'ok' if problem is None else 'MISSING - ' + problem}")
+    if toolchain_problem("java") is None:
+        print("  java programs compile in a warm javax.tools compiler sandboxed like a run (it never runs them);"
+              " javac in the program's own run whenever it fails")
     return 0
 
 
