@@ -959,8 +959,12 @@ class JavaServer:
         while self.ready and self.queue and len(self.inflight) < self.PIPELINE and self.compiled < self.RESTART_AFTER:
             job = self.queue.popleft()
             name, _, source = java_source(job)
-            self.outbuf += (struct.pack(">q", job["id"]) + _frame_bytes(name.encode())
-                            + _frame_bytes(source.encode("utf-8", "surrogatepass")))
+            try:
+                data = source.encode("utf-8")
+            except UnicodeEncodeError:  # lone surrogates: the per-program path decides what that gives
+                self.fallback(job)
+                continue
+            self.outbuf += struct.pack(">q", job["id"]) + _frame_bytes(name.encode()) + _frame_bytes(data)
             if not self.inflight:
                 self.head_since = now
             job["compile_sent"] = now
