@@ -15,10 +15,13 @@ Process tree (namespaces where the kernel allows them, see ``setup``)::
 
     outer zygote            started by the evaluator; waits for the inner one, relays its status
       └─ zygote (PID 1)     of its own PID namespace; private read-only mount namespace
-          └─ run            PID 1 of the run's PID namespace, own mount namespace (fresh /tmp,
-                            /proc), setsid, rlimits, own unprivileged uid, no_new_privs; then
-                            the program itself (Python in this forked interpreter, node / javac +
-                            java through execve)
+          ├─ run            PID 1 of the run's PID namespace, own mount namespace (fresh /tmp,
+          │                 /proc), setsid, rlimits, own unprivileged uid, no_new_privs; then
+          │                 the program itself (Python in this forked interpreter, node / java,
+          │                 or javac then java, through execve)
+          └─ compiler       Java batches only: the same sandbox as a run's, around a warm
+                            javax.tools JVM that turns the batch's Java sources into class files
+                            ahead of their runs (``JavaCompilers``); it never runs a program
 
 Killing a run's process (timeout) makes the kernel kill every process of its PID namespace,
 whatever they did (setsid, double fork). When the zygote exits, for any reason, the kernel kills

