@@ -147,7 +147,10 @@ public final class SantaJavac {
         std.setLocation(StandardLocation.CLASS_PATH, classPath);
         std.setLocation(StandardLocation.SOURCE_PATH, Collections.emptyList());
         DataInputStream in = new DataInputStream(new BufferedInputStream(System.in, 1 << 16));
-        DataOutputStream out = new DataOutputStream(new BufferedOutputStream(System.out, 1 << 16));
+        // The protocol owns file descriptor 1; anything that prints to System.out goes to stderr.
+        DataOutputStream out = new DataOutputStream(new BufferedOutputStream(
+                new java.io.FileOutputStream(java.io.FileDescriptor.out), 1 << 16));
+        System.setOut(System.err);
         out.writeByte('R'); // ready: the supervisor starts timing compilations from here
         out.flush();
         while (true) {
