@@ -15,10 +15,13 @@ Process tree (namespaces where the kernel allows them, see ``setup``)::
 
     outer zygote            started by the evaluator; waits for the inner one, relays its status
       └─ zygote (PID 1)     of its own PID namespace; private read-only mount namespace
-          └─ run            PID 1 of the run's PID namespace, own mount namespace (fresh /tmp,
-                            /proc), setsid, rlimits, own unprivileged uid, no_new_privs; then
-                            the program itself (Python in this forked interpreter, node / javac +
-                            java through execve)
+          ├─ run            PID 1 of the run's PID namespace, own mount namespace (fresh /tmp,
+          │                 /proc), setsid, rlimits, own unprivileged uid, no_new_privs; then
+          │                 the program itself (Python in this forked interpreter, node / java,
+          │                 or javac then java, through execve)
+          └─ compiler       Java batches only: the same sandbox as a run's, around a warm
+                            javax.tools JVM that turns the batch's Java sources into class files
+                            ahead of their runs (``JavaCompilers``); it never runs a program
 
 Killing a run's process (timeout) makes the kernel kill every process of its PID namespace,
 whatever they did (setsid, double fork). When the zygote exits, for any reason, the kernel kills
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import atexit
 import builtins
+import collections
 import ctypes
 import errno
 import gc
@@ -429,6 +433,39 @@ def _report(ctl_w: int, **msg: object) -> None:
         pass
 
 
+def _enter_run_namespaces(feats: Features, scratch: str, uid: int | None, limits: dict, name: str,
+                          nproc_extra: int) -> tuple[str, dict, dict]:
+    """In a freshly forked process: the run's namespaces, fresh /proc, /tmp and /dev/shm, and its
+    working directory. Returns (working directory, environment, limits)."""
+    flags = feats.run_flags
+    if not flags & CLONE_NEWPID and _libc is not None:
+        # Without a PID namespace nothing kills this process when the zygote dies; with one,
+        # the zygote is its namespace's PID 1 and its death kills every run.
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if flags & ~CLONE_NEWPID:
+        unshare(flags & ~CLONE_NEWPID)
+    lim = dict(limits)
+    if flags & CLONE_NEWNS:
+        opts = f"mode=1777,size={int(lim.get('tmpfs_bytes') or (64 << 20))}"
+        if flags & CLONE_NEWPID:
+            mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, opts)
+        if os.path.isdir("/dev/shm"):
+            mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts)
+        workdir = "/tmp/run"
+    else:
+        workdir = os.path.join(scratch, name)
+    os.mkdir(workdir, 0o700)
+    if uid is not None:
+        os.chown(workdir, uid, uid)
+    if lim.get("processes") is not None and nproc_extra:
+        # The run shares its uid with the caller: the kernel counts all of that uid's tasks.
+        lim["processes"] = int(lim["processes"]) + nproc_extra
+    env = {"PATH": PATH_ENV, "HOME": workdir, "TMPDIR": "/tmp" if flags & CLONE_NEWNS else workdir,
+           "LANG": "C.UTF-8"}
+    return workdir, env, lim
+
+
 def _run_b(job: dict, feats: Features, scratch: str, uid: int | None, out_fd: int, err_fd: int,
            ctl_w: int, nproc_extra: int) -> None:
     """The run's first process (PID 1 of its PID namespace): namespaces and mounts, then either
@@ -436,32 +473,8 @@ def _run_b(job: dict, feats: Features, scratch: str, uid: int | None, out_fd: in
     exit status (so that those get the ordinary signal semantics a PID 1 would not).
     Never returns."""
     try:
-        flags = feats.run_flags
-        if not flags & CLONE_NEWPID and _libc is not None:
-            # Without a PID namespace nothing kills this process when the zygote dies; with one,
-            # the zygote is its namespace's PID 1 and its death kills every run.
-            prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        if flags & ~CLONE_NEWPID:
-            unshare(flags & ~CLONE_NEWPID)
-        lim = dict(job["limits"])
-        if flags & CLONE_NEWNS:
-            opts = f"mode=1777,size={int(lim.get('tmpfs_bytes') or (64 << 20))}"
-            if flags & CLONE_NEWPID:
-                mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-            mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, opts)
-            if os.path.isdir("/dev/shm"):
-                mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts)
-            workdir = "/tmp/run"
-        else:
-            workdir = os.path.join(scratch, f"run-{job['id']}")
-        os.mkdir(workdir, 0o700)
-        if uid is not None:
-            os.chown(workdir, uid, uid)
-        if lim.get("processes") is not None and nproc_extra:
-            # The run shares its uid with the caller: the kernel counts all of that uid's tasks.
-            lim["processes"] = int(lim["processes"]) + nproc_extra
-        env = {"PATH": PATH_ENV, "HOME": workdir, "TMPDIR": "/tmp" if flags & CLONE_NEWNS else workdir,
-               "LANG": "C.UTF-8"}
+        workdir, env, lim = _enter_run_namespaces(feats, scratch, uid, job["limits"], f"run-{job['id']}",
+                                                  nproc_extra)
         lang = job["language"]
         if lang == "python":
             _become_the_run(feats, workdir, uid, out_fd, err_fd, ctl_w, lim, job["zygote_pid"])
@@ -475,6 +488,8 @@ def _run_b(job: dict, feats: Features, scratch: str, uid: int | None, out_fd: in
                 _become_the_run(feats, workdir, uid, out_fd, err_fd, ctl_w, lim, me)
                 if lang == "javascript":
                     _run_javascript(job, workdir, env, ctl_w)
+                if job.get("classes") is not None:
+                    _run_java_compiled(job, workdir, env, ctl_w)
                 _run_java(job, workdir, env, ctl_w)
             except BaseException as e:  # noqa: BLE001
                 _report(ctl_w, setup_error=f"{type(e).__name__}: {e}")
@@ -496,11 +511,11 @@ def _run_b(job: dict, feats: Features, scratch: str, uid: int | None, out_fd: in
 
 
 def _become_the_run(feats: Features, workdir: str, uid: int | None, out_fd: int, err_fd: int, ctl_w: int,
-                    lim: dict, parent: int) -> None:
-    """Take the run's identity: own session, stdio, limits, unprivileged uid, no way back."""
+                    lim: dict, parent: int, in_fd: int | None = None) -> None:
+    """Take the run's identity: own session, stdio, limits, unprivileged uid, no way back.
+    ``ctl_w`` -1: no control pipe; ``in_fd`` None: stdin is /dev/null."""
     os.setsid()
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
+    os.dup2(os.open(os.devnull, os.O_RDONLY) if in_fd is None else in_fd, 0)
     os.dup2(out_fd, 1)
     os.dup2(err_fd, 2)
     os.chdir(workdir)
@@ -520,8 +535,9 @@ def _become_the_run(feats: Features, workdir: str, uid: int | None, out_fd: int,
             prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
             if os.getppid() != parent:
                 os._exit(125)
-    _close_fds_except({ctl_w})
-    os.set_inheritable(ctl_w, False)
+    _close_fds_except({ctl_w} if ctl_w >= 0 else set())
+    if ctl_w >= 0:
+        os.set_inheritable(ctl_w, False)
 
 
 def _run_python(job: dict, workdir: str, env: dict, ctl_w: int) -> None:
@@ -621,31 +637,46 @@ def _java_main_class(program: str) -> str:
     return m.group(1) if m else "Problem"
 
 
-def _run_java(job: dict, workdir: str, env: dict, ctl_w: int) -> None:
+def java_source(job: dict) -> tuple[str, str, str]:
+    """(file name, runner class, source) of a Java job: the program plus a second top-level class
+    that calls the program's main and prints the run's nonce after it returns (System.exit()
+    inside main, an AssertionError or any exception leaves it out). The per-program path and the
+    warm compiler compile exactly this text."""
     program = job["program"]
-    tc = job["toolchain"]
     main_class = _java_main_class(program)
     public = re.search(r"\bpublic\s+(?:final\s+|abstract\s+)*class\s+([A-Za-z_$][\w$]*)", program)
     file_class = public.group(1) if public else main_class
     runner = "SantaSentinel" + job["nonce"][:8]
-    # A second top-level class calls the program's main and prints the sentinel after it returns;
-    # System.exit() inside main, an AssertionError or any exception leaves it out.
     sentinel = (
         f"\nclass {runner} {{ public static void main(String[] args) throws Throwable {{ "
         f"{main_class}.main(args); System.out.flush(); "
         f'System.out.print("\\n{job["nonce"]}\\n"); System.out.flush(); }} }}\n'
     )
-    src = os.path.join(workdir, f"{file_class}.java")
-    _write_file(src, program + sentinel)
+    return f"{file_class}.java", runner, program + sentinel
+
+
+def _jvm_flags(job: dict) -> list[str]:
     mem = int(job["limits"].get("memory_bytes") or (1 << 31))
     heap_mb = max(64, mem // (4 << 20))
     # Small fixed reservations keep the JVM inside RLIMIT_AS; SerialGC and, for javac only,
     # C1-only compilation cut start-up CPU and thread count (the program's own JIT is untouched).
-    jvm = ["-XX:+UseSerialGC", "-XX:-UsePerfData", "-Xshare:auto", f"-Xmx{heap_mb}m",
-           "-XX:CompressedClassSpaceSize=64m", "-XX:ReservedCodeCacheSize=64m"]
-    cp = os.pathsep.join(["."] + ([tc["javatuples"]] if tc.get("javatuples") else []))
+    return ["-XX:+UseSerialGC", "-XX:-UsePerfData", "-Xshare:auto", f"-Xmx{heap_mb}m",
+            "-XX:CompressedClassSpaceSize=64m", "-XX:ReservedCodeCacheSize=64m"]
+
+
+def _java_class_path(tc: dict) -> str:
+    return os.pathsep.join(["."] + ([tc["javatuples"]] if tc.get("javatuples") else []))
+
+
+def _run_java(job: dict, workdir: str, env: dict, ctl_w: int) -> None:
+    """The per-program path: ``javac`` then ``java``, both inside this run's sandbox."""
+    tc = job["toolchain"]
+    name, runner, source = java_source(job)
+    _write_file(os.path.join(workdir, name), source)
+    jvm = _jvm_flags(job)
+    cp = _java_class_path(tc)
     javac = [tc["javac"], *("-J" + f for f in [*jvm, "-XX:TieredStopAtLevel=1"]),
-             "-encoding", "UTF-8", "-nowarn", "-cp", cp, "-d", ".", os.path.basename(src)]
+             "-encoding", "UTF-8", "-nowarn", "-proc:none", "-cp", cp, "-d", ".", name]
     pid = os.posix_spawn(tc["javac"], javac, env)
     while True:
         try:
@@ -658,6 +689,24 @@ def _run_java(job: dict, workdir: str, env: dict, ctl_w: int) -> None:
         os._exit(1)
     os.close(ctl_w)
     os.execve(tc["java"], [tc["java"], *jvm, "-ea", "-cp", cp, runner], env)
+
+
+def _run_java_compiled(job: dict, workdir: str, env: dict, ctl_w: int) -> None:
+    """The batched path: the warm compiler (``JavaServer``) already turned exactly the text
+    ``_run_java`` would compile into class files; write them and start ``java`` as it would."""
+    tc = job["toolchain"]
+    name, runner, source = java_source(job)
+    _write_file(os.path.join(workdir, name), source)  # the working directory looks the same
+    for rel, data in job["classes"]:
+        # Names come from javac (binary class names): still, nothing may land outside workdir.
+        path = os.path.normpath(os.path.join(workdir, rel))
+        if not path.startswith(workdir + "/"):
+            raise ValueError(f"class file outside the working directory: {rel!r}")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as fh:
+            fh.write(data)
+    os.close(ctl_w)
+    os.execve(tc["java"], [tc["java"], *_jvm_flags(job), "-ea", "-cp", _java_class_path(tc), runner], env)
 
 
 def _count_tasks_of(uid: int) -> int:
@@ -679,7 +728,7 @@ def _count_tasks_of(uid: int) -> int:
 
 class Run:
     __slots__ = ("id", "pid", "pidfd", "ctl", "msgs", "buf", "deadline", "start", "out", "err", "uid",
-                 "nonce", "timed_out", "tail", "max_output", "output_killed")
+                 "nonce", "timed_out", "tail", "max_output", "output_killed", "java")
 
 
 def _tail(path: str, n: int) -> tuple[bytes, int]:
@@ -742,6 +791,403 @@ def _kill_uid(uid: int) -> None:
         time.sleep(0.005)
 
 
+# --------------------------------------------------------------------------------------------
+# The warm Java compiler: one sandboxed JVM (SantaJavac.java) compiles the Java programs of a
+# batch ahead of their runs, so a run pays one `java` start instead of a cold `javac` (~1 s of
+# CPU) as well. Compiling never executes a program; each program still runs in its own sandbox.
+# --------------------------------------------------------------------------------------------
+
+SERVER_JVM = ["-XX:+UseSerialGC", "-XX:-UsePerfData", "-Xshare:auto", "-Xmx512m",
+              "-XX:CompressedClassSpaceSize=64m", "-XX:ReservedCodeCacheSize=64m",
+              # C1 only: a batch of a few hundred programs is over before C2 would pay off.
+              "-XX:TieredStopAtLevel=1"]
+SERVER_LIMITS = {"cpu_seconds": 1 << 20,  # the supervisor's per-compilation wall budget polices it
+                 "memory_bytes": 2 << 30, "file_size_bytes": 16 << 20, "processes": 128,
+                 "open_files": 256, "tmpfs_bytes": 16 << 20}
+
+
+def _warm_compile_fits(limits: dict) -> bool:
+    """Whether a job's limits are at least the compiler JVM's: then javac in its own run could
+    have compiled whatever the warm compiler compiles (same heap, threads, files). A job with
+    tighter limits compiles in its own run, under them, as it always did."""
+    return all(int(limits.get(k) or 0) >= SERVER_LIMITS[k] for k in ("memory_bytes", "processes", "open_files"))
+
+
+def _server_b(server: dict, toolchain: dict, feats: Features, scratch: str, uid: int | None, in_fd: int,
+              out_fd: int, err_fd: int, nproc_extra: int, name: str) -> None:
+    """First process of the compiler's sandbox: the same namespaces, mounts, uid and rlimits as a
+    run's, then ``java SantaJavac.java`` with the zygote's pipes as stdin and stdout."""
+    try:
+        workdir, env, lim = _enter_run_namespaces(feats, scratch, uid, SERVER_LIMITS, name, nproc_extra)
+        path = os.path.join(workdir, "SantaJavac.java")
+        _write_file(path, server["source"])
+        me = os.getpid()
+        child = os.fork()
+        if child == 0:
+            try:
+                _become_the_run(feats, workdir, uid, out_fd, err_fd, -1, lim, me, in_fd=in_fd)
+                jars = [toolchain["javatuples"]] if toolchain.get("javatuples") else []
+                os.execve(toolchain["java"], [toolchain["java"], *SERVER_JVM, path, *jars], env)
+            finally:
+                os._exit(126)
+        for fd in (in_fd, out_fd, err_fd):
+            os.close(fd)  # only the JVM holds the pipes: its death is an EOF for the zygote
+        while True:
+            try:
+                os.waitpid(child, 0)
+                break
+            except InterruptedError:
+                continue
+        os._exit(0)
+    except BaseException:  # noqa: BLE001
+        os._exit(126)
+
+
+def _frame_bytes(b: bytes) -> bytes:
+    return struct.pack(">i", len(b)) + b
+
+
+class JavaCompilers:
+    """The warm compilers of a zygote: ``count`` JVMs taking Java jobs from one queue (a big
+    machine runs more programs per second than one sequential compiler turns out)."""
+
+    def __init__(self, z: Zygote, server: dict) -> None:
+        self.z = z
+        self.queue: collections.deque = collections.deque()
+        self.disabled = False
+        self.failed_starts = 0
+        self.spawned = 0
+        self.stats = {"compiled": 0, "compile_errors": 0, "fallbacks": 0, "starts": 0}
+        self.servers = [JavaServer(self, server) for _ in range(max(1, int(server.get("count") or 1)))]
+
+    def submit(self, job: dict) -> None:
+        if self.disabled:
+            self.z.pending.append(job)
+        else:
+            self.queue.append(job)
+
+    def pump(self) -> None:
+        for server in self.servers:
+            server.pump()
+        if self.disabled:
+            while self.queue:
+                self.z.pending.append(self.queue.popleft())
+
+    def deadline(self) -> float | None:
+        found = [d for d in (s.deadline() for s in self.servers) if d is not None]
+        return min(found) if found else None
+
+    def reaped(self, pid: int) -> None:
+        for server in self.servers:
+            server.reaped(pid)
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+    def disable(self) -> None:
+        sys.stderr.write("santa sandbox: warm Java compiler disabled; javac per program\n")
+        self.disabled = True
+        self.stop()
+        for server in self.servers:
+            while server.inflight:
+                self.queue.appendleft(server.inflight.pop())
+        while self.queue:
+            self.z.pending.append(self.queue.popleft())
+
+
+class JavaServer:
+    """Feeds Java jobs to one warm compiler JVM and turns its answers into runnable jobs.
+
+    A job leaves here in one of three ways: compiled (its class files attached, it joins the
+    zygote's queue of runs), a compile error (answered at once, as the per-program path would:
+    status 1, javac's diagnostics on stderr), or, whenever the compiler fails it (crashes, exceeds
+    the per-compilation budget, cannot start), as an ordinary job that compiles in its own run
+    with ``javac`` as before. The fallback is the per-program path itself, so a verdict never
+    depends on whether a program went through here; a hostile source can only cost time.
+    """
+
+    PIPELINE = 4  # requests in flight: keeps the compiler busy across the zygote's poll latency
+    RESTART_AFTER = 4000  # compilations per JVM, bounding whatever javac's shared caches keep
+    START_BUDGET = 60.0  # seconds for the JVM to compile SantaJavac.java and say it is ready
+
+    def __init__(self, pool: JavaCompilers, server: dict) -> None:
+        self.pool = pool
+        self.z = pool.z
+        self.cfg = server
+        self.budget = float(server.get("budget") or 5.0)  # seconds per compilation, after the first
+        # The first compilation of a JVM runs cold (interpreted javac): more time, and never
+        # less than the budget asked for.
+        self.first_budget = max(self.budget, 20.0 if server.get("budget") is None else self.budget)
+        self.queue = pool.queue  # shared by the pool's compilers
+        self.inflight: collections.deque = collections.deque()
+        self.pid = -1
+        self.uid: int | None = None
+        self.wfd = self.rfd = -1
+        self.err_path = ""
+        self.outbuf = b""
+        self.inbuf = b""
+        self.ready = False
+        self.alive = False
+        self.w_registered = False
+        self.started = 0.0
+        self.head_since = 0.0
+        self.compiled = 0  # by the current JVM
+        self.stats = pool.stats
+        self.n = 0
+
+    # -- the zygote's side -----------------------------------------------------------------
+
+    def deadline(self) -> float | None:
+        if self.pid < 0:
+            return None
+        if not self.ready:
+            return self.started + self.START_BUDGET
+        if self.inflight:
+            return self.head_since + (self.first_budget if self.compiled == 0 else self.budget)
+        return None
+
+    def pump(self) -> None:
+        """Start the JVM when there is work, send what fits, enforce the budgets."""
+        now = time.monotonic()
+        d = self.deadline()
+        if d is not None and now >= d:
+            self.fail("did not start in time" if not self.ready else "a compilation exceeded its budget")
+        if self.pool.disabled:
+            return
+        if self.pid >= 0 and self.compiled >= self.RESTART_AFTER and not self.inflight:
+            self.stop()  # a fresh JVM for the next ones (spawned just below if there are any)
+        if self.pid < 0 and self.queue:
+            self.spawn()
+        while self.ready and self.queue and len(self.inflight) < self.PIPELINE and self.compiled < self.RESTART_AFTER:
+            job = self.queue.popleft()
+            name, _, source = java_source(job)
+            try:
+                data = source.encode("utf-8")
+            except UnicodeEncodeError:  # lone surrogates: the per-program path decides what that gives
+                self.fallback(job)
+                continue
+            self.outbuf += struct.pack(">q", job["id"]) + _frame_bytes(name.encode()) + _frame_bytes(data)
+            if not self.inflight:
+                self.head_since = now
+            job["compile_sent"] = now
+            self.inflight.append(job)
+        self.flush()
+
+    def flush(self) -> None:
+        while self.outbuf and self.wfd >= 0:
+            try:
+                n = os.write(self.wfd, self.outbuf)
+            except BlockingIOError:
+                break
+            except OSError:
+                self.fail("its stdin closed")
+                return
+            self.outbuf = self.outbuf[n:]
+        # Wake the zygote when the pipe has room again, and only then (a writable pipe is
+        # always ready: registered for good it would spin the loop).
+        want = bool(self.outbuf) and self.wfd >= 0
+        if want != self.w_registered:
+            if want:
+                self.z.poll.register(self.wfd, select.POLLOUT)
+                self.z.by_fd[self.wfd] = ("javac-in", self)
+            else:
+                self.z.poll.unregister(self.wfd)
+                del self.z.by_fd[self.wfd]
+            self.w_registered = want
+
+    def reaped(self, pid: int) -> None:
+        """The zygote's reaper collected the compiler's sandbox: its pid is no longer ours to kill."""
+        if pid == self.pid:
+            self.alive = False
+
+    def on_readable(self) -> None:
+        try:
+            chunk = os.read(self.rfd, 1 << 20)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self.fail("exited")
+            return
+        self.inbuf += chunk
+        if not self.ready:
+            if self.inbuf[:1] != b"R":
+                self.fail("said something other than ready")
+                return
+            self.inbuf = self.inbuf[1:]
+            self.ready = True
+            self.pool.failed_starts = 0
+        while self.inflight:
+            parsed = self._parse()
+            if parsed is None:
+                break
+            rid, status, diagnostics, classes = parsed
+            job = self.inflight.popleft()
+            if job["id"] != rid:
+                self.inflight.appendleft(job)
+                self.fail("answered out of order")
+                return
+            now = time.monotonic()
+            self.head_since = now
+            self.compiled += 1
+            self.answer(job, status, diagnostics, classes, now - job["compile_sent"])
+        if self.inbuf and not self.inflight:
+            self.fail("said more than it was asked")
+
+    def _parse(self) -> tuple[int, int, bytes, list[tuple[str, bytes]]] | None:
+        buf, pos = self.inbuf, 0
+
+        def take(n: int) -> bytes | None:
+            nonlocal pos
+            if len(buf) < pos + n:
+                return None
+            out = buf[pos:pos + n]
+            pos += n
+            return out
+
+        def chunk() -> bytes | None:
+            head = take(4)
+            return None if head is None else take(struct.unpack(">i", head)[0])
+
+        head = take(9)
+        diagnostics = chunk()
+        count = take(4)
+        if head is None or diagnostics is None or count is None:
+            return None
+        classes = []
+        for _ in range(struct.unpack(">i", count)[0]):
+            name, data = chunk(), chunk()
+            if name is None or data is None:
+                return None
+            classes.append((name.decode(), data))
+        self.inbuf = buf[pos:]
+        rid, status = struct.unpack(">qb", head)
+        return rid, status, diagnostics, classes
+
+    def answer(self, job: dict, status: int, diagnostics: bytes, classes: list, seconds: float) -> None:
+        lim = job["limits"]
+        if status == 0 and sum(len(d) for _, d in classes) + len(job["program"]) > int(lim.get("tmpfs_bytes") or 0) // 2:
+            status = 2  # might not fit the run's /tmp where javac would write it: let javac try there
+        if status == 1 and len(diagnostics) >= int(lim.get("file_size_bytes") or 0):
+            status = 2  # javac's own stderr would hit the file-size limit: the run decides what then
+        if status == 0:
+            self.stats["compiled"] += 1
+            job["classes"] = classes
+            self.z.pending.append(job)
+        elif status == 1:
+            # What the per-program path reports for a compile error: javac's exit status 1 and its
+            # diagnostics on stderr, no program run.
+            self.stats["compile_errors"] += 1
+            tail = int(job.get("tail_bytes", 4096))
+            self.z.send({
+                "id": job["id"], "timed_out": False, "output_limit": False, "exit_code": 1, "sentinel": False,
+                "compile_error": True, "setup_error": None, "stdout_tail": "",
+                "stderr_tail": diagnostics[-tail:].decode("utf-8", "replace") if tail else "",
+                "stdout_bytes": 0, "stderr_bytes": len(diagnostics), "duration": seconds,
+                "cpu_seconds": None, "max_rss_kb": None, "uid": None, "java": "warm",
+            })
+        else:
+            self.fallback(job)
+
+    def fallback(self, job: dict) -> None:
+        self.stats["fallbacks"] += 1
+        job["no_server"] = True
+        self.z.pending.append(job)
+
+    # -- the JVM's lifetime ----------------------------------------------------------------
+
+    def spawn(self) -> None:
+        z = self.z
+        self.pool.spawned += 1
+        self.n = self.pool.spawned
+        self.stats["starts"] += 1
+        in_r, in_w = os.pipe()
+        out_r, out_w = os.pipe()
+        self.err_path = os.path.join(z.scratch, f"javac-server-{self.n}.err")
+        err_fd = os.open(self.err_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        self.uid = z.new_uid()
+        pid = z.fork_in_new_pidns()
+        if pid == 0:
+            try:
+                _close_fds_except({in_r, out_w, err_fd})
+                _server_b(self.cfg, z.cfg.get("toolchain", {}), z.feats, z.scratch, self.uid, in_r, out_w,
+                          err_fd, z.nproc_extra, f"javac-server-{self.n}")
+            finally:
+                os._exit(126)
+        for fd in (in_r, out_w, err_fd):
+            os.close(fd)
+        os.set_blocking(in_w, False)
+        os.set_blocking(out_r, False)
+        self.pid, self.wfd, self.rfd = pid, in_w, out_r
+        self.alive = True
+        z.service_pids.add(pid)
+        z.poll.register(out_r, select.POLLIN)
+        z.by_fd[out_r] = ("javac-out", self)
+        self.ready, self.compiled, self.inbuf, self.outbuf = False, 0, b"", b""
+        self.started = time.monotonic()
+
+    def stop(self) -> None:
+        """Kill the JVM (its PID namespace goes with it) and forget its pipes."""
+        z = self.z
+        if self.pid >= 0:
+            if self.alive:  # else already reaped: the number may belong to a new run by now
+                try:
+                    os.kill(self.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                try:
+                    os.waitpid(self.pid, 0)
+                except ChildProcessError:
+                    pass
+            if not z.pidns and self.uid is not None:
+                _kill_uid(self.uid)
+            self.alive = False
+            z.service_pids.discard(self.pid)
+            if self.uid is not None:
+                z.uids_in_use.discard(self.uid)
+            if not z.feats.run_flags & CLONE_NEWNS:
+                shutil.rmtree(os.path.join(z.scratch, f"javac-server-{self.n}"), ignore_errors=True)
+            try:
+                os.unlink(self.err_path)
+            except OSError:
+                pass
+        if self.w_registered:
+            z.poll.unregister(self.wfd)
+            del z.by_fd[self.wfd]
+            self.w_registered = False
+        if self.rfd >= 0:
+            z.poll.unregister(self.rfd)
+            del z.by_fd[self.rfd]
+        for fd in (self.wfd, self.rfd):
+            if fd >= 0:
+                os.close(fd)
+        self.pid, self.wfd, self.rfd, self.uid = -1, -1, -1, None
+        self.outbuf = self.inbuf = b""
+        self.ready = False
+
+    def fail(self, why: str) -> None:
+        """The JVM misbehaved: the program it was compiling (if any) compiles in its own run, the
+        others are sent again to a fresh JVM; two failed starts in a row turn batching off."""
+        started = self.ready
+        try:
+            with open(self.err_path, "rb") as fh:
+                tail = fh.read()[-2000:].decode("utf-8", "replace")
+        except OSError:
+            tail = ""
+        self.stop()
+        sys.stderr.write(f"santa sandbox: warm Java compiler {why}; {tail}\n")
+        if self.inflight:
+            self.fallback(self.inflight.popleft())
+        while self.inflight:
+            self.queue.appendleft(self.inflight.pop())
+        if not started:
+            self.pool.failed_starts += 1
+            if self.pool.failed_starts >= 2 and not self.pool.disabled:
+                self.pool.disable()
+
+
 class Zygote:
     def __init__(self, cfg: dict, feats: Features, scratch: str, host_pid: int) -> None:
         self.cfg = cfg
@@ -762,6 +1208,13 @@ class Zygote:
         self.nproc_extra = 0
         if not feats.uid_drop and os.geteuid() != 0:
             self.nproc_extra = _count_tasks_of(os.getuid())
+        # Jobs arrive ahead of free slots (the evaluator sends up to workers + lookahead): that is
+        # what lets the warm Java compiler work ahead of the runs. 0: start every job at once.
+        self.workers = int(cfg.get("workers") or 0)
+        self.pending: collections.deque = collections.deque()
+        self.service_pids: set[int] = set()  # the compiler's sandbox: not a run, not an orphan
+        server = cfg.get("java_server")
+        self.javac = JavaCompilers(self, server) if server and server.get("source") else None
 
     def send(self, obj: dict) -> None:
         data = (json.dumps(obj) + "\n").encode()
@@ -777,13 +1230,51 @@ class Zygote:
                 self.uids_in_use.add(uid)
                 return uid
 
+    def fork_in_new_pidns(self) -> int:
+        """fork(); the child is PID 1 of a new PID namespace where the kernel allows it."""
+        if self.pidns:
+            unshare(CLONE_NEWPID)  # for the next child only: undone right after the fork
+        try:
+            pid = os.fork()
+        except BaseException:
+            if self.pidns:
+                _setns(self.own_pidns, CLONE_NEWPID)
+            raise
+        if pid != 0 and self.pidns:
+            _setns(self.own_pidns, CLONE_NEWPID)
+        return pid
+
+    def enqueue(self, job: dict) -> None:
+        # The nonce is drawn here, not at the run's start: a Java program's sentinel class is
+        # compiled (by the warm compiler) before its run begins.
+        job["nonce"] = os.urandom(16).hex()
+        job["toolchain"] = self.cfg.get("toolchain", {})
+        job["zygote_pid"] = os.getpid()
+        if job.get("language") == "java" and self.javac is not None and _warm_compile_fits(job["limits"]):
+            self.javac.submit(job)
+        else:
+            self.pending.append(job)
+
+    def start_pending(self) -> None:
+        while self.pending and (not self.workers or len(self.runs) < self.workers):
+            job = self.pending.popleft()
+            try:
+                self.start(job)
+            except OSError as e:
+                self.send_setup_error(job, f"could not start: {e}")
+
+    def send_setup_error(self, job: dict, why: str) -> None:
+        self.send({"id": job["id"], "setup_error": why, "timed_out": False,
+                   "exit_code": None, "sentinel": False, "compile_error": False,
+                   "stdout_tail": "", "stderr_tail": "", "stdout_bytes": 0, "stderr_bytes": 0,
+                   "duration": 0.0, "cpu_seconds": None, "max_rss_kb": None, "uid": None})
+
     def start(self, job: dict) -> None:
         run = Run()
         run.id = job["id"]
-        run.nonce = os.urandom(16).hex()
-        job["nonce"] = run.nonce
-        job["toolchain"] = self.cfg.get("toolchain", {})
-        job["zygote_pid"] = os.getpid()
+        run.nonce = job["nonce"]
+        # Which way a Java program was compiled: the evaluator counts them (Sandbox.java_stats).
+        run.java = None if job["language"] != "java" else "per-program" if job.get("classes") is None else "warm"
         run.tail = int(job.get("tail_bytes", 4096))
         run.out = os.path.join(self.scratch, f"{run.id}.out")
         run.err = os.path.join(self.scratch, f"{run.id}.err")
@@ -799,16 +1290,7 @@ class Zygote:
         ctl_r, ctl_w = os.pipe()
         run.start = time.monotonic()
         run.deadline = run.start + float(job["timeout"])
-        if self.pidns:
-            unshare(CLONE_NEWPID)  # for the next child only: undone right after the fork
-        try:
-            pid = os.fork()
-        except BaseException:
-            if self.pidns:
-                _setns(self.own_pidns, CLONE_NEWPID)
-            raise
-        if pid != 0 and self.pidns:
-            _setns(self.own_pidns, CLONE_NEWPID)
+        pid = self.fork_in_new_pidns()
         if pid == 0:
             try:
                 os.close(ctl_r)
@@ -906,6 +1388,7 @@ class Zygote:
             "cpu_seconds": ru.ru_utime + ru.ru_stime,  # type: ignore[attr-defined]
             "max_rss_kb": ru.ru_maxrss,  # type: ignore[attr-defined]
             "uid": run.uid,
+            "java": run.java,
         })
 
     def reap(self, pid: int = -1, block: bool = False) -> None:
@@ -921,6 +1404,8 @@ class Zygote:
             run = self.runs.get(got)
             if run is not None:
                 self.finish(run, status, ru)
+            elif got in self.service_pids and self.javac is not None:
+                self.javac.reaped(got)
             if pid != -1:
                 return
 
@@ -951,7 +1436,7 @@ class Zygote:
     def sweep_orphans(self) -> None:
         """Without a PID namespace: kill what runs left behind and the kernel re-parented to us."""
         for _ in range(50):
-            strays = [p for p in _children_of(self.host_pid) if p not in self.runs]
+            strays = [p for p in _children_of(self.host_pid) if p not in self.runs and p not in self.service_pids]
             if not strays:
                 return
             for p in strays:
@@ -970,6 +1455,8 @@ class Zygote:
                 run = self.runs.get(got)
                 if run is not None:  # a run ended meanwhile: finish it on the next reap
                     self._late.append((run, status, ru))
+                elif got in self.service_pids and self.javac is not None:
+                    self.javac.reaped(got)
 
     def on_stdin(self) -> None:
         chunk = os.read(0, 1 << 20)
@@ -982,14 +1469,7 @@ class Zygote:
             line, self.inbuf = self.inbuf.split(b"\n", 1)
             if not line.strip():
                 continue
-            job = json.loads(line)
-            try:
-                self.start(job)
-            except OSError as e:
-                self.send({"id": job["id"], "setup_error": f"could not start: {e}", "timed_out": False,
-                           "exit_code": None, "sentinel": False, "compile_error": False,
-                           "stdout_tail": "", "stderr_tail": "", "stdout_bytes": 0, "stderr_bytes": 0,
-                           "duration": 0.0, "cpu_seconds": None, "max_rss_kb": None, "uid": None})
+            self.enqueue(json.loads(line))
 
     def loop(self) -> None:
         # Until the evaluator closes our stdin: it does so when it is done, or abandons the batch
@@ -1000,8 +1480,14 @@ class Zygote:
                 if not run.timed_out and now >= run.deadline:
                     self.kill_run(run)
             self.check_outputs()
+            if self.javac is not None:
+                self.javac.pump()
+            self.start_pending()
             pending = [r.deadline for r in self.runs.values() if not r.timed_out]
-            if not self.runs:
+            javac_deadline = self.javac.deadline() if self.javac is not None else None
+            if javac_deadline is not None:
+                pending.append(javac_deadline)
+            if not self.runs and javac_deadline is None:
                 wait_ms = 1000
             elif self.use_pidfd:
                 # At least every 100 ms while runs are alive: the output-size check above.
@@ -1017,6 +1503,10 @@ class Zygote:
                     self.drain_ctl(run, block=False)
                 elif kind == "pid" and run.pid in self.runs:
                     self.reap(run.pid)
+                elif kind == "javac-out" and fd == run.rfd:
+                    run.on_readable()  # here ``run`` is one of the warm compilers
+                elif kind == "javac-in" and fd == run.wfd:
+                    run.flush()
             self.reap()
             if any(fd == 0 for fd, _ev in events):
                 self.on_stdin()
@@ -1027,6 +1517,8 @@ class Zygote:
         self.shutdown()
 
     def shutdown(self) -> None:
+        if self.javac is not None:
+            self.javac.stop()
         for run in list(self.runs.values()):
             self.kill_run(run)
         # Every descendant must be gone before we exit, so that "the evaluation returned" means

@@ -82,12 +82,15 @@ def execute(
     cache: Path | str | None = None,
     progress: bool = True,
     isolation: str = "auto",
+    java_compiler: bool = True,
 ) -> list[ExecResult]:
     """Run ``jobs`` in sandboxes, ``workers`` at a time (default: twice the cores); return their
     results in the jobs' order. Raises :class:`~santa.eval.sandbox.ToolchainMissing` before
     running anything if a language cannot run here. When it returns, no process of any run is
     left (the supervisor waits for all of them). ``isolation="none"`` is for machines where the
     kernel grants nothing and a caller wants to say so explicitly; "auto" degrades by itself.
+    Java programs are compiled by one warm compiler per call, ahead of their runs (see
+    :class:`~santa.eval.sandbox.Sandbox`); ``java_compiler=False`` runs ``javac`` in every run.
     """
     jobs = list(jobs)
     for lang in sorted({normalize_language(j.language) for j in jobs}):
@@ -101,12 +104,12 @@ def execute(
             todo[k] = j
     if todo:
         _run(todo, done, workers or default_workers(), cache_path, progress, isolation,
-             already=len(jobs) - sum(1 for k in keys if k in todo))
+             already=len(jobs) - sum(1 for k in keys if k in todo), java_compiler=java_compiler)
     return [done[k] for k in keys]
 
 
 def _run(todo: dict[str, Job], done: dict[str, ExecResult], workers: int, cache_path: Path | None,
-         progress: bool, isolation: str, already: int) -> None:
+         progress: bool, isolation: str, already: int, java_compiler: bool = True) -> None:
     order = list(todo)
     items = [(todo[k].language, todo[k].program, todo[k].resolved_timeout(), todo[k].limits) for k in order]
     sink = None
@@ -122,7 +125,7 @@ def _run(todo: dict[str, Job], done: dict[str, ExecResult], workers: int, cache_
             sink.write("\n")
     bar = _Progress(len(order), already) if progress else None
     try:
-        with Sandbox(workers=workers, isolation=isolation) as sb:
+        with Sandbox(workers=workers, isolation=isolation, java_compiler=java_compiler) as sb:
             for i, res in sb.run_many(items):
                 k = order[i]
                 done[k] = res
