@@ -75,7 +75,7 @@ def test_the_wheel_works_from_an_empty_directory(installed: Path, tmp_path: Path
     # Training, then evaluation after training (the installed santa evaluates, no evaluate.py).
     run = work / "run"
     train = _run(installed, "santa", "train", *TINY, f"data.input={corpus}", f"hydra.run.dir={run}",
-                 "evaluation.runs.fim.benchmarks=[fim_py]", "evaluation.runs.fim.overrides=[limit=2]", cwd=work)
+                 "evaluation.runs.fim.benchmarks=[fim_py]", "evaluation.runs.fim.overrides=['limit=2']", cwd=work)
     assert train.returncode == 0, train.stderr[-4000:]
     job = json.loads((run / "job.json").read_text())
     assert job["state"] == "finished" and "fim_py" in job["evaluation"], job

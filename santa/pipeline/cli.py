@@ -36,6 +36,9 @@ def compose(overrides: list[str]):  # noqa: ANN201  (DictConfig)
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    # `tokenizer=<dir>` would select the training configs' tokenizer group (conf/tokenizer/): here
+    # it names a tokenizer file, so it is the tokenizer_path key.
+    overrides = [f"tokenizer_path={o.split('=', 1)[1]}" if o.startswith("tokenizer=") else o for o in overrides]
     try:
         # The installed package's configs (santa/conf is the repository's conf/).
         with initialize_config_module(config_module="santa.conf", version_base="1.3"):
@@ -64,11 +67,11 @@ def run(args: argparse.Namespace) -> int:
             "santa prepare input=data/*.parquet output=clean pipeline=base"
         ) from exc
     tokenizer = tokenizer_id = None
-    if cfg.tokenizer:
+    if cfg.tokenizer_path:
         from santa.data.tokenizer import fingerprint, load_tokenizer
 
-        tokenizer_id = fingerprint(load_tokenizer(cfg.tokenizer))  # validates it, naming the file
-        tokenizer = tokenizer_loader(cfg.tokenizer)
+        tokenizer_id = fingerprint(load_tokenizer(cfg.tokenizer_path))  # validates it, naming the file
+        tokenizer = tokenizer_loader(cfg.tokenizer_path)
     pcfg = build_config(
         pipeline=cfg.pipeline, engine=cfg.engine, input=source, output=output, strict=cfg.strict,
         tokenizer=tokenizer, tokenizer_id=tokenizer_id, benchmark_data=cfg.benchmark_data,
