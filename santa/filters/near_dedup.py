@@ -251,8 +251,9 @@ class PieceLayout:
                 for x in h[a:b].tolist():
                     kk = (kk * int(_MIX) + x) % _2_64
                 extra_key.append(kk)
-                extra_start.append(int(self.start[a]) if b > a else 0)
-                extra_end.append(int(self.end[b - 1]) if b > a else 0)
+                if ranges:
+                    extra_start.append(int(self.start[a]) if b > a else 0)
+                    extra_end.append(int(self.end[b - 1]) if b > a else 0)
             key = np.concatenate([key, np.array(extra_key, dtype=np.uint64)])
             text_of = np.concatenate([text_of, texts[short]])
             order = np.argsort(text_of, kind="stable")
@@ -514,7 +515,9 @@ class NearDedup(CorpusStep):
             _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
             n_distinct = len(first)
             per_text = np.sort(text_of * n_distinct + inverse.ravel())
-            per_text = per_text[np.append(True, per_text[1:] != per_text[:-1])]
+            first_of_run = np.ones(len(per_text), dtype=bool)
+            first_of_run[1:] = per_text[1:] != per_text[:-1]
+            per_text = per_text[first_of_run]
             text_of = per_text // n_distinct
             values = sha1_hash32_many(layout.text, start[first], end[first])[per_text % n_distinct]
         # Every kept text has at least one shingle (a short one has all its pieces as one).
