@@ -7,8 +7,8 @@
     BigCode's "extremes"). Files under 10 tokens are kept unexamined.
 ``dedup_alt`` (SantaCoder's stronger variant; bigcode-analysis ``minhash_deduplication_alt.py``
     at 14573fd): 5-gram shingles of *every* piece of that split, empty ones included (``re.split``
-    leaves an empty string between two consecutive separators, so ``a  = b`` is ``a,'','',' ',b``
-    minus the quotes: whitespace and punctuation runs shape the shingles), each shingle the pieces
+    leaves an empty string between two consecutive separators, so ``a  = b`` is
+    ``['a', '', '', '', 'b']``: whitespace and punctuation runs shape the shingles), each the pieces
     joined by one space and hashed with SHA-1 (datasketch's default ``sha1_hash32``), 256
     permutations of datasketch's pre-2.0 scheme (``legacy``: the reference predates 2.0) with seed
     42, LSH threshold 0.7 as 25 bands x 10 rows, and one file kept per connected component of the
@@ -19,7 +19,7 @@
 Two choices are parameters, so that santa's faster or earlier variants live beside the reference
 under their own names: ``tokens`` (``split``: the pieces as above, empty ones included;
 ``alnum``: only the non-empty pieces, which santa's dedup_alt used before it followed the reference)
-and ``hash`` (``sha1``: the reference's values, one SHA-1 per distinct shingle, ~3x slower;
+and ``hashing`` (``sha1``: the reference's values, one SHA-1 per distinct shingle, ~9x the CPU;
 ``fast``: santa's vectorised 64-bit shingle hash and datasketch 2.0's ``affine32`` permutations,
 an equally random hash family, so the removals differ from the reference only where MinHash's
 sampling is borderline, as they would with another seed).
@@ -29,7 +29,7 @@ as the reference's sequential ``__id__``), so every engine and rerun keeps the s
 each removed file names it (``duplicate_of``).
 
 The per-file MinHash signatures (computed for a whole batch of files at once: see
-:func:`piece_layout`, :func:`minhash_many` and :func:`minhash_many_legacy`) come from
+:class:`PieceLayout`, :func:`minhash_many` and :func:`minhash_many_legacy`) come from
 :meth:`NearDedup.prepare`, run in parallel by the engine; the corpus-wide part keeps only the band
 hashes (8 bytes x bands per file: ~200 bytes with dedup_alt, 104 with stack) and re-reads the
 spilled records for the few files that share a bucket, so memory grows with the number of files,
@@ -135,16 +135,9 @@ def token_hashes(content: str) -> np.ndarray:
 
 # -- the reference's tokenization: every piece of a split, empty ones included ---------------
 
-# bigcode-analysis's NON_ALPHA: one separator is one character, so two in a row leave an empty
-# piece between them, and a separator at either end an empty piece there.
-SEPARATOR = re.compile(r"[^A-Za-z_0-9]")
-
-
-def pieces(content: str) -> list[str]:
-    """The pieces the reference's 5-grams are made of (``re.split``: empty strings included)."""
-    return SEPARATOR.split(content)
-
-
+# The reference splits with re.split("[^A-Za-z_0-9]", content): one separator is one character,
+# so two in a row leave an empty piece between them, and a separator at either end an empty
+# piece there.
 # Every byte that is not a token byte becomes one space, and a character's UTF-8 continuation
 # bytes are deleted, so that each separator *character* (ASCII or not) is one space: the pieces
 # are then the space-separated fields of the bytes, and a shingle's text, its pieces joined by one
