@@ -290,14 +290,16 @@ def test_near_dedup_dedup_alt_keeps_one_per_connected_component_and_drops_small(
     assert "tokens < min_tokens" in dropped[40].reason
 
 
-def test_minhash_matches_datasketch() -> None:
+@pytest.mark.parametrize("hashing, scheme", [("fast", "affine32"), ("sha1", "legacy")])
+def test_minhash_matches_datasketch(hashing: str, scheme: str) -> None:
     from datasketch import MinHash
 
-    from santa.filters.near_dedup import SCHEME, shingle_hashes, token_hashes
+    from santa.filters.near_dedup import shingle_hashes, token_hashes
 
-    s = step("near_dedup", mode="dedup_alt")
+    s = step("near_dedup", mode="dedup_alt", hashing=hashing)
+    assert s.scheme == scheme
     sh = shingle_hashes(token_hashes(_java_like(0, 9000)), 5)  # more than one block of shingles
-    m = MinHash(num_perm=256, seed=42, hashfunc=lambda v: v, scheme=SCHEME)
+    m = MinHash(num_perm=256, seed=42, hashfunc=lambda v: v, scheme=scheme)
     m.update_batch(sh.tolist())
     assert np.array_equal(s.minhash(sh), m.hashvalues)
 
@@ -340,38 +342,44 @@ def test_minhash_permutations_and_mixing_are_datasketchs() -> None:
     from datasketch import MinHash
     from datasketch.minhash import _fmix
 
-    from santa.filters.near_dedup import SCHEME, fmix32, permutations
+    from santa.filters.near_dedup import LEGACY_SCHEME, SCHEME, fmix32, legacy_permutations, permutations
 
     for num_perm, seed in [(256, 42), (128, 1), (7, 0)]:
-        a, b = permutations(num_perm, seed)
-        ref = MinHash(num_perm=num_perm, seed=seed, scheme=SCHEME).permutations
-        assert np.array_equal(a, ref[0]) and np.array_equal(b, ref[1])
+        for draw, scheme in [(permutations, SCHEME), (legacy_permutations, LEGACY_SCHEME)]:
+            a, b = draw(num_perm, seed)
+            ref = MinHash(num_perm=num_perm, seed=seed, scheme=scheme).permutations
+            assert np.array_equal(a, ref[0]) and np.array_equal(b, ref[1]), (scheme, num_perm, seed)
     h = np.random.default_rng(0).integers(0, 2**32, 10_000, dtype=np.uint64).astype(np.uint32)
     assert np.array_equal(fmix32(h.copy()), _fmix(h, 32))
 
 
-def test_minhash_of_many_sets_in_blocks_matches_datasketch() -> None:
+@pytest.mark.parametrize("scheme", ["affine32", "legacy"])
+def test_minhash_of_many_sets_in_blocks_matches_datasketch(scheme: str) -> None:
     from datasketch import MinHash
 
     from santa.filters import near_dedup
-    from santa.filters.near_dedup import SCHEME, minhash_many, permutations
 
+    many, draw, chunk = {"affine32": (near_dedup.minhash_many, near_dedup.permutations, near_dedup._CHUNK),
+                         "legacy": (near_dedup.minhash_many_legacy, near_dedup.legacy_permutations,
+                                    near_dedup._LEGACY_CHUNK)}[scheme]
     rng = np.random.default_rng(1)
     # Sizes around the block size, so that sets start, end and span several blocks.
-    sizes = [1, 5, near_dedup._CHUNK - 3, 7, 2 * near_dedup._CHUNK + 11, 1, 300]
+    sizes = [1, 5, chunk - 3, 7, 2 * chunk + 11, 1, 300]
     sets = [rng.integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32) for n in sizes]
+    sets[1][:] = [0, 1, 2**32 - 1, 2**31, 12345]  # the ends of the range
     bounds = np.concatenate(([0], np.cumsum(sizes)))
-    sigs = minhash_many(np.concatenate(sets), bounds, permutations(256, 42))
+    sigs = many(np.concatenate(sets), bounds, draw(256, 42))
     for sig, values in zip(sigs, sets):
-        m = MinHash(num_perm=256, seed=42, hashfunc=lambda v: v, scheme=SCHEME)
+        m = MinHash(num_perm=256, seed=42, hashfunc=lambda v: v, scheme=scheme)
         m.update_batch(values.tolist())
         assert np.array_equal(sig, m.hashvalues)
 
 
-def test_batch_signatures_equal_one_text_at_a_time() -> None:
-    s = step("near_dedup", mode="dedup_alt", min_tokens=3)
+@pytest.mark.parametrize("tokens, hashing", [("split", "sha1"), ("split", "fast"), ("alnum", "fast"), ("alnum", "sha1")])
+def test_batch_signatures_equal_one_text_at_a_time(tokens: str, hashing: str) -> None:
+    s = step("near_dedup", mode="dedup_alt", min_tokens=3, tokens=tokens, hashing=hashing)
     texts = [_java_like(i, 40 + 90 * i, seed=i) for i in range(12)]
-    texts += ["", "a b", "a b c", "a b c d e", "ünï cöde x1 x2 x3 x4 x5", "+-*/"]
+    texts += ["", "a b", "a b c", "a b c d e", "ünï cöde x1 x2 x3 x4 x5", "+-*/", "\n\n  x  y;\n\tz()\n"]
     batch = s.signatures(texts)
     for text, (n, sig) in zip(texts, batch):
         n1, sig1 = s.signature(text)
@@ -379,8 +387,12 @@ def test_batch_signatures_equal_one_text_at_a_time() -> None:
         assert (sig is None) == (sig1 is None) == (n < 3)
         if sig is not None:
             assert np.array_equal(sig, sig1)
-    # 3 and 4 tokens: no 5-gram, datasketch's empty signature (every value 2**32 - 1).
-    assert (batch[-4][1] == np.iinfo(np.uint32).max).all()
+    if (tokens, hashing) == ("alnum", "fast"):
+        # 3 and 4 tokens: no 5-gram, datasketch's empty signature (every value 2**32 - 1).
+        assert (batch[-5][1] == np.iinfo(np.uint32).max).all()
+    else:
+        # The reference's rule instead: fewer pieces than 5, one shingle of them all.
+        assert not (batch[-5][1] == np.iinfo(np.uint32).max).all()
 
 
 def tokens_of(text: str) -> list[str]:

@@ -1,25 +1,45 @@
 """Near-deduplication with MinHash LSH (datasketch), in the two settings of the paper:
 
-``stack`` (The Stack's default): the set of single tokens (split on ``[^A-Za-z_0-9]``), 256
-    permutations, LSH threshold 0.85 (13 bands x 19 rows), then an exact Jaccard check: within a
-    cluster of LSH candidates, a file is a duplicate only of a kept file it shares >= 85 % of its
-    tokens with (codeparrot/BigCode's "extremes"). Files under 10 tokens are kept unexamined.
-``dedup_alt`` (SantaCoder's stronger variant): 5-gram shingles of those tokens, 256 permutations,
-    seed 42, LSH threshold 0.7 as 25 bands x 10 rows, and one file kept per connected component
-    of the LSH graph, with no Jaccard check. Files under 10 tokens are dropped.
+``stack`` (The Stack's default; bigcode-analysis ``minhash_deduplication.py``): the set of single
+    tokens (the non-empty pieces of a split on ``[^A-Za-z_0-9]``), 256 permutations, LSH threshold
+    0.85 (13 bands x 19 rows), then an exact Jaccard check: within a cluster of LSH candidates, a
+    file is a duplicate only of a kept file it shares >= 85 % of its tokens with (codeparrot's and
+    BigCode's "extremes"). Files under 10 tokens are kept unexamined.
+``dedup_alt`` (SantaCoder's stronger variant; bigcode-analysis ``minhash_deduplication_alt.py``
+    at 14573fd): 5-gram shingles of *every* piece of that split, empty ones included (``re.split``
+    leaves an empty string between two consecutive separators, so ``a  = b`` is
+    ``['a', '', '', '', 'b']``: whitespace and punctuation runs shape the shingles), each the pieces
+    joined by one space and hashed with SHA-1 (datasketch's default ``sha1_hash32``), 256
+    permutations of datasketch's pre-2.0 scheme (``legacy``: the reference predates 2.0) with seed
+    42, LSH threshold 0.7 as 25 bands x 10 rows, and one file kept per connected component of the
+    LSH graph (the smallest id), with no Jaccard check. Files with fewer than 10 non-empty pieces
+    are dropped before anything else, as the reference's ``min_token_length`` filter does. The
+    signatures are the reference's own values, so the removals are the reference's.
 
-In both, the file kept is the one with the smallest record id (the first in input order), so
-every engine and rerun keeps the same files, and each removed file names it (``duplicate_of``).
+Two choices are parameters, so that santa's faster or earlier variants live beside the reference
+under their own names: ``tokens`` (``split``: the pieces as above, empty ones included;
+``alnum``: only the non-empty pieces, which santa's dedup_alt used before it followed the reference)
+and ``hashing`` (``sha1``: the reference's values, one SHA-1 per distinct shingle, ~9x the CPU;
+``fast``: santa's vectorised 64-bit shingle hash and datasketch 2.0's ``affine32`` permutations,
+an equally random hash family, so the removals differ from the reference only where MinHash's
+sampling is borderline, as they would with another seed).
 
-The per-file MinHash signatures (datasketch's values, computed for a whole batch of files at once:
-see :func:`batch_token_hashes` and :func:`minhash_many`) come from :meth:`NearDedup.prepare`, run
-in parallel by the engine; the corpus-wide part keeps only the band hashes (8 bytes x bands per
-file: ~200 bytes with dedup_alt, 104 with stack) and re-reads the spilled records for the few
-files that share a bucket, so memory grows with the number of files, not with their size.
+In every setting the file kept is the one with the smallest record id (the first in input order,
+as the reference's sequential ``__id__``), so every engine and rerun keeps the same files, and
+each removed file names it (``duplicate_of``).
+
+The per-file MinHash signatures (computed for a whole batch of files at once: see
+:class:`PieceLayout`, :func:`minhash_many` and :func:`minhash_many_legacy`) come from
+:meth:`NearDedup.prepare`, run in parallel by the engine; the corpus-wide part keeps only the band
+hashes (8 bytes x bands per file: ~200 bytes with dedup_alt, 104 with stack) and re-reads the
+spilled records for the few files that share a bucket, so memory grows with the number of files,
+not with their size.
 """
 
 from __future__ import annotations
 
+import hashlib
+import operator
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -32,14 +52,24 @@ from santa.filters.base import CorpusStep, Decision, Record
 _TOKEN = re.compile(r"[A-Za-z_0-9]+")
 
 MODES: dict[str, dict[str, Any]] = {
-    "stack": {"ngram": 1, "threshold": 0.85, "bands": None, "rows": None, "jaccard_check": True, "small": "keep"},
-    "dedup_alt": {"ngram": 5, "threshold": 0.7, "bands": 25, "rows": 10, "jaccard_check": False, "small": "drop"},
+    "stack": {"ngram": 1, "threshold": 0.85, "bands": None, "rows": None, "jaccard_check": True, "small": "keep",
+              "tokens": "alnum", "hash": "fast"},
+    "dedup_alt": {"ngram": 5, "threshold": 0.7, "bands": 25, "rows": 10, "jaccard_check": False, "small": "drop",
+                  "tokens": "split", "hash": "sha1"},
 }
+TOKENIZATIONS = ("split", "alnum")
+HASHES = ("sha1", "fast")
 # Shingles per block of the (permutations x shingles) matrix (8 MB): measured fastest here.
 _CHUNK = 8192
+# The legacy scheme's blocks are 64-bit and pass over memory ~6 times: smaller ones stay in cache.
+_LEGACY_CHUNK = 1024
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 # datasketch 2.0's default; named so an upgrade that changes the default cannot change our hashes.
 SCHEME = "affine32"
+# The scheme of datasketch before 2.0, which the reference ran: (a * h + b) mod 2**64 (numpy's
+# uint64 arithmetic wraps), mod the Mersenne prime 2**61 - 1, then the low 32 bits.
+LEGACY_SCHEME = "legacy"
+_MERSENNE = np.uint64((1 << 61) - 1)
 
 
 def tokens(content: str) -> list[str]:
@@ -80,6 +110,11 @@ def batch_token_hashes(contents: list[str]) -> tuple[np.ndarray, np.ndarray]:
     starts, lengths = edges[0::2], edges[1::2] - edges[0::2]
     offsets = np.zeros(len(contents) + 1, dtype=np.int64)
     offsets[1:] = np.searchsorted(starts, ends)
+    return _run_hashes(buf, starts, lengths), offsets
+
+
+def _run_hashes(buf: bytes, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The 64-bit hash of each run of token bytes ``buf[s:s + n]`` (``buf`` ends with 8 zero bytes)."""
     # Every position of the buffer as the start of a little-endian 64-bit word.
     words = np.ndarray((len(buf) - 7,), dtype="<u8", buffer=buf, strides=(1,))
     h = words[starts] & _WORD_MASK[np.minimum(lengths, 8)]
@@ -90,12 +125,148 @@ def batch_token_hashes(contents: list[str]) -> tuple[np.ndarray, np.ndarray]:
         h[longer] = h[longer] * _MIX + (words[starts[longer] + k] & _WORD_MASK[np.minimum(rest, 8)])
         longer = longer[rest > 8]
         k += 8
-    return _mix64(h), offsets
+    return _mix64(h)
 
 
 def token_hashes(content: str) -> np.ndarray:
     """A 64-bit hash of every ``[A-Za-z_0-9]+`` token of ``content``, in order."""
     return batch_token_hashes([content])[0]
+
+
+# -- the reference's tokenization: every piece of a split, empty ones included ---------------
+
+# The reference splits with re.split("[^A-Za-z_0-9]", content): one separator is one character,
+# so two in a row leave an empty piece between them, and a separator at either end an empty
+# piece there.
+# Every byte that is not a token byte becomes one space, and a character's UTF-8 continuation
+# bytes are deleted, so that each separator *character* (ASCII or not) is one space: the pieces
+# are then the space-separated fields of the bytes, and a shingle's text, its pieces joined by one
+# space, is a slice of them. The reference joins with spaces too and encodes in UTF-8 (pieces are
+# ASCII), so the slice is byte for byte the string it hashed.
+_TO_SPACE = bytes(c if c in _TOKEN_BYTES else 0x20 for c in range(256))
+_UTF8_CONTINUATION = bytes(range(0x80, 0xC0))
+# The hash of an empty piece in a shingle key; any fixed value other than 0 does, 0 would let
+# a shingle with leading empty pieces share the key of a shorter one made of its other pieces.
+_EMPTY_PIECE = np.uint64(0x5851F42D4C957F2D)
+_2_64 = 1 << 64
+
+
+class PieceLayout:
+    """The pieces of a batch of texts, laid out in one normalised byte string.
+
+    ``text``: the texts' normalised bytes joined by one space (the join ends one piece like any
+    other separator), followed by 8 zero bytes; piece ``j`` is ``text[start[j]:end[j]]``; the
+    pieces of text ``i`` are ``offsets[i]:offsets[i + 1]``; ``hashes``: a 64-bit hash of each
+    piece (``_EMPTY_PIECE`` for an empty one); ``tokens``: the non-empty pieces of each text
+    (what ``min_tokens`` counts, as the reference counts ``[t for t in split if t]``)."""
+
+    __slots__ = ("text", "start", "end", "offsets", "hashes", "tokens")
+
+    def __init__(self, contents: list[str], tokenization: str = "split", ranges: bool = True) -> None:
+        norm = [c.encode("utf-8", "surrogatepass").translate(_TO_SPACE, _UTF8_CONTINUATION) for c in contents]
+        if tokenization == "alnum":
+            # Only the non-empty pieces: a text's tokens joined by one space; a text without any
+            # token has no piece at all (and adds no join).
+            norm = [b" ".join(n.split()) for n in norm]
+        joined = b" ".join(n for n in norm if n) if tokenization == "alnum" else b" ".join(norm)
+        self.text = joined + bytes(8)
+        size = len(joined)
+        arr = np.frombuffer(self.text, dtype=np.uint8, count=size)
+        inside = np.zeros(size + 2, dtype=bool)
+        np.not_equal(arr, 0x20, out=inside[1:-1])
+        edges = np.flatnonzero(inside[1:] != inside[:-1])  # token start, end, start, end, ...
+        t_start, t_end = edges[0::2], edges[1::2]
+        t_len = t_end - t_start
+        t_hash = _run_hashes(self.text, t_start, t_len)
+        lengths = np.fromiter((len(n) for n in norm), dtype=np.int64, count=len(norm))
+        if tokenization == "alnum":
+            counts = np.fromiter((n.count(b" ") + 1 if n else 0 for n in norm), dtype=np.int64, count=len(norm))
+            self.start, self.end, self.hashes = t_start, t_end, t_hash
+            self.offsets = np.zeros(len(norm) + 1, dtype=np.int64)
+            np.cumsum(counts, out=self.offsets[1:])
+            self.tokens = counts
+            return
+        # Text i starts at byte file_start[i]; the pieces before it are the spaces before it.
+        file_start = np.zeros(len(norm) + 1, dtype=np.int64)
+        np.cumsum(lengths + 1, out=file_start[1:])
+        tok_before = np.searchsorted(t_start, file_start[:-1])
+        tok_bytes = np.zeros(len(t_len) + 1, dtype=np.int64)
+        np.cumsum(t_len, out=tok_bytes[1:])
+        n_pieces = size - int(tok_bytes[-1]) + 1 if norm else 0
+        self.offsets = np.empty(len(norm) + 1, dtype=np.int64)
+        self.offsets[:-1] = file_start[:-1] - tok_bytes[tok_before]
+        self.offsets[-1] = n_pieces
+        self.tokens = np.diff(np.append(tok_before, len(t_start)))
+        self.start = np.zeros(n_pieces if ranges else 0, dtype=np.int64)
+        self.end = np.zeros(n_pieces if ranges else 0, dtype=np.int64)
+        if n_pieces and ranges:  # only SHA-1 reads the bytes back
+            spaces = np.flatnonzero(arr == 0x20)
+            self.start[1:] = spaces + 1
+            self.end[:-1], self.end[-1] = spaces, size
+        self.hashes = np.full(n_pieces, _EMPTY_PIECE, dtype=np.uint64)
+        # A token's piece index: the spaces before it, i.e. its start minus the token bytes before it.
+        self.hashes[t_start - tok_bytes[:-1]] = t_hash
+
+    def shingles(self, ngram: int, texts: np.ndarray, ranges: bool = True) -> tuple[np.ndarray, ...]:
+        """(key, text, start, end) of every ``ngram``-piece window of the given texts (indices,
+        increasing), in order: a 64-bit key of the pieces, and the bytes ``text[start:end]``
+        the reference hashes (only with ``ranges``). A text with fewer pieces than ``ngram`` has
+        one shingle, all its pieces, as the reference's ``ngrams`` gives (``[tuple(tokens)]``)."""
+        off, h = self.offsets, self.hashes
+        n_pieces = len(h)
+        counts = np.diff(off)[texts]
+        firsts = off[texts]
+        # Windows over the whole batch (contiguous slices, no gathers), then only those that lie
+        # inside one of the texts asked for.
+        m = max(n_pieces - ngram + 1, 0)
+        key = h[:m].copy()
+        for k in range(1, ngram):
+            key *= _MIX  # wraps mod 2**64, on purpose
+            key += h[k : k + m]
+        wanted = np.zeros(len(off) - 1, dtype=bool)
+        wanted[texts] = True
+        valid = np.repeat(wanted, np.diff(off))[:m]
+        for k in range(1, ngram):  # a window that runs over a text's end
+            cut = off[1:-1] - k
+            valid[cut[(cut >= 0) & (cut < m)]] = False
+        key = key[valid]
+        text_of = np.repeat(texts, np.maximum(counts - ngram + 1, 0))
+        if ranges:
+            start, end = self.start[:m][valid], self.end[ngram - 1 :][valid]
+        else:
+            start = end = np.zeros(0, dtype=np.int64)
+        short = np.flatnonzero(counts < ngram)
+        if short.size:
+            extra_key, extra_start, extra_end = [], [], []
+            for i in short.tolist():
+                a, b = int(firsts[i]), int(firsts[i] + counts[i])
+                kk = (int(counts[i]) + 1) * int(_EMPTY_PIECE) % _2_64  # the length tells these keys apart
+                for x in h[a:b].tolist():
+                    kk = (kk * int(_MIX) + x) % _2_64
+                extra_key.append(kk)
+                if ranges:
+                    extra_start.append(int(self.start[a]) if b > a else 0)
+                    extra_end.append(int(self.end[b - 1]) if b > a else 0)
+            key = np.concatenate([key, np.array(extra_key, dtype=np.uint64)])
+            text_of = np.concatenate([text_of, texts[short]])
+            order = np.argsort(text_of, kind="stable")
+            key, text_of = key[order], text_of[order]
+            if ranges:
+                start = np.concatenate([start, np.array(extra_start, dtype=np.int64)])[order]
+                end = np.concatenate([end, np.array(extra_end, dtype=np.int64)])[order]
+        return key, text_of, start, end
+
+
+_DIGEST = operator.methodcaller("digest")
+
+
+def sha1_hash32_many(text: bytes, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """datasketch's ``sha1_hash32`` (the first 4 bytes of the SHA-1 digest, little-endian) of
+    each slice ``text[start[k]:end[k]]``."""
+    # map() over C callables: no Python frame per shingle, which costs more than the SHA-1 itself.
+    slices = map(text.__getitem__, map(slice, start.tolist(), end.tolist()))
+    digests = b"".join(map(_DIGEST, map(hashlib.sha1, slices)))
+    return np.frombuffer(digests, dtype="<u4")[::5].copy()
 
 
 def _ngram_hashes(hashes: np.ndarray, ngram: int) -> np.ndarray:
@@ -193,6 +364,51 @@ def minhash_many(shingles: np.ndarray, offsets: np.ndarray, perms: tuple[np.ndar
     return np.ascontiguousarray(out.T)
 
 
+def legacy_permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The permutations datasketch's ``MinHash(num_perm, seed, scheme="legacy")`` draws (its only
+    scheme before 2.0): one (a, b) pair after another from one ``RandomState(seed)``."""
+    gen = np.random.RandomState(seed)
+    pairs = [(gen.randint(1, _MERSENNE, dtype=np.uint64), gen.randint(0, _MERSENNE, dtype=np.uint64)) for _ in range(num_perm)]
+    return np.array([p[0] for p in pairs], dtype=np.uint64), np.array([p[1] for p in pairs], dtype=np.uint64)
+
+
+def minhash_many_legacy(values: np.ndarray, offsets: np.ndarray, perms: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """:func:`minhash_many` with datasketch's legacy scheme: the hash values of
+    ``MinHash(scheme="legacy").update_batch`` (with the identity as hash function) of each set of
+    32-bit ``values``, as uint32 (every value is below 2**32)."""
+    a, b = perms
+    n_sets = len(offsets) - 1
+    out = np.full((len(a), n_sets), np.iinfo(np.uint32).max, dtype=np.uint32)
+    if n_sets == 0 or len(values) == 0:
+        return np.ascontiguousarray(out.T)
+    hv = values.astype(np.uint64)
+    col_a, col_b = a[:, None], b[:, None]
+    width = min(_LEGACY_CHUNK, len(hv))
+    x = np.empty((len(a), width), dtype=np.uint64)
+    top = np.empty_like(x)
+    low = np.empty((len(a), width), dtype=np.uint32)
+    shift = np.uint64(61)
+    for i in range(0, len(hv), _LEGACY_CHUNK):
+        j = min(i + _LEGACY_CHUNK, len(hv))
+        m, t, v = x[:, : j - i], top[:, : j - i], low[:, : j - i]
+        np.multiply(col_a, hv[None, i:j], out=m)  # wraps mod 2**64, as datasketch's does
+        np.add(m, col_b, out=m)
+        # m mod (2**61 - 1) without a division: 2**61 = 1 modulo the prime, so m = 2**61 t + r
+        # reduces to r + t, which is below twice the prime; subtract it once where needed.
+        np.right_shift(m, shift, out=t)
+        np.bitwise_and(m, _MERSENNE, out=m)
+        np.add(m, t, out=m)
+        if m.max() >= _MERSENNE:  # rare: only where the residue's low 61 bits are nearly all ones
+            m[m >= _MERSENNE] -= _MERSENNE
+        np.copyto(v, m, casting="unsafe")  # the low 32 bits: datasketch's & (2**32 - 1)
+        first = int(np.searchsorted(offsets, i, side="right")) - 1
+        last = int(np.searchsorted(offsets, j, side="left"))
+        cuts = np.maximum(offsets[first:last], i) - i
+        part = out[:, first:last]
+        np.minimum(part, np.minimum.reduceat(v, cuts, axis=1), out=part)
+    return np.ascontiguousarray(out.T)
+
+
 class NearDedup(CorpusStep):
     def __init__(
         self,
@@ -206,6 +422,8 @@ class NearDedup(CorpusStep):
         min_tokens: int = 10,
         small: str | None = None,
         jaccard_check: bool | None = None,
+        tokens: str | None = None,
+        hashing: str | None = None,
     ) -> None:
         if mode not in MODES:
             raise SantaError(f"near_dedup: mode must be one of {sorted(MODES)}, got {mode!r} (pipeline.params.near_dedup.mode)")
@@ -218,6 +436,12 @@ class NearDedup(CorpusStep):
         self.small = d["small"] if small is None else small
         self.jaccard_check = bool(d["jaccard_check"] if jaccard_check is None else jaccard_check)
         self._bands_rows = (d["bands"] if bands is None else bands, d["rows"] if rows is None else rows)
+        self.tokenization = d["tokens"] if tokens is None else tokens
+        self.hashing = d["hash"] if hashing is None else hashing
+        if self.tokenization not in TOKENIZATIONS:
+            raise SantaError(f"near_dedup: tokens must be one of {list(TOKENIZATIONS)}, got {self.tokenization!r}")
+        if self.hashing not in HASHES:
+            raise SantaError(f"near_dedup: hashing must be one of {list(HASHES)}, got {self.hashing!r}")
         if self.small not in ("keep", "drop"):
             raise SantaError(f"near_dedup: small must be keep or drop, got {self.small!r}")
         if not 0 < self.threshold <= 1 or self.ngram < 1:
@@ -251,7 +475,8 @@ class NearDedup(CorpusStep):
         return {
             "mode": self.mode, "num_perm": self.num_perm, "seed": self.seed, "threshold": self.threshold,
             "bands": self.bands, "rows": self.rows, "ngram": self.ngram, "min_tokens": self.min_tokens,
-            "small": self.small, "jaccard_check": self.jaccard_check,
+            "small": self.small, "jaccard_check": self.jaccard_check, "tokens": self.tokenization,
+            "hashing": self.hashing,
         }
 
     # -- per record (parallel) -------------------------------------------------------------
@@ -263,6 +488,44 @@ class NearDedup(CorpusStep):
 
     def signatures(self, contents: list[str]) -> list[tuple[int, np.ndarray | None]]:
         """:meth:`signature` of many texts, computed together (see :func:`minhash_many`)."""
+        if self.tokenization == "alnum" and self.hashing == "fast":
+            return self._alnum_fast_signatures(contents)
+        layout = PieceLayout(contents, self.tokenization, ranges=self.hashing == "sha1")
+        counts = layout.tokens
+        keep = np.flatnonzero(counts >= self.min_tokens)
+        key, text_of, start, end = layout.shingles(self.ngram, keep, ranges=self.hashing == "sha1")
+        # A shingle repeated in a row (runs of empty pieces: indentation, blank lines) cannot
+        # change a minimum: one of each run is enough, and the cheap check removes ~40 %.
+        if len(key) > 1:
+            new = np.ones(len(key), dtype=bool)
+            new[1:] = (key[1:] != key[:-1]) | (text_of[1:] != text_of[:-1])
+            key, text_of = key[new], text_of[new]
+            if self.hashing == "sha1":
+                start, end = start[new], end[new]
+        if self.hashing == "sha1":
+            # One SHA-1 per distinct shingle of the batch, found by its 64-bit key; then each
+            # text's set of distinct shingles (the reference's set), which halves the permutations.
+            _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+            n_distinct = len(first)
+            per_text = np.sort(text_of * n_distinct + inverse.ravel())
+            first_of_run = np.ones(len(per_text), dtype=bool)
+            first_of_run[1:] = per_text[1:] != per_text[:-1]
+            per_text = per_text[first_of_run]
+            text_of = per_text // n_distinct
+            values = sha1_hash32_many(layout.text, start[first], end[first])[per_text % n_distinct]
+        # Every kept text has at least one shingle (a short one has all its pieces as one).
+        bounds = np.zeros(len(keep) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(text_of, minlength=len(contents))[keep], out=bounds[1:])
+        if self.hashing == "sha1":
+            sigs = minhash_many_legacy(values, bounds, self.perms)
+        else:
+            sigs = minhash_many(_fold32(key), bounds, self.perms)
+        out: list[tuple[int, np.ndarray | None]] = [(int(c), None) for c in counts]
+        for i, sig in zip(keep.tolist(), sigs):
+            out[i] = (int(counts[i]), sig)
+        return out
+
+    def _alnum_fast_signatures(self, contents: list[str]) -> list[tuple[int, np.ndarray | None]]:
         hashes, offsets = batch_token_hashes(contents)
         counts = np.diff(offsets)
         keep = np.flatnonzero(counts >= self.min_tokens)
@@ -286,13 +549,20 @@ class NearDedup(CorpusStep):
     @property
     def perms(self) -> tuple[np.ndarray, np.ndarray]:
         if self._perms is None:
-            self._perms = permutations(self.num_perm, self.seed)
+            draw = legacy_permutations if self.hashing == "sha1" else permutations
+            self._perms = draw(self.num_perm, self.seed)
         return self._perms
 
+    @property
+    def scheme(self) -> str:
+        """datasketch's name for the permutation scheme of the signatures."""
+        return LEGACY_SCHEME if self.hashing == "sha1" else SCHEME
+
     def minhash(self, shingles: np.ndarray) -> np.ndarray:
-        """The hash values datasketch's ``MinHash(num_perm, seed, scheme="affine32")`` gives after
-        ``update_batch(shingles)`` (a test checks they agree)."""
-        return minhash_many(shingles, np.array([0, len(shingles)], dtype=np.int64), self.perms)[0]
+        """The hash values datasketch's ``MinHash(num_perm, seed, scheme=self.scheme)`` gives after
+        ``update_batch(shingles)`` with the identity as hash function (a test checks they agree)."""
+        many = minhash_many_legacy if self.hashing == "sha1" else minhash_many
+        return many(shingles, np.array([0, len(shingles)], dtype=np.int64), self.perms)[0]
 
     def prepare(self, batch: list[Record]) -> list[Any]:
         return [(n, None if sig is None else sig.tobytes()) for n, sig in self.signatures([r["content"] for r in batch])]
