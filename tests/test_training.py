@@ -196,15 +196,26 @@ def test_wandb_logs_offline_without_an_account(tiny_cfg, tmp_path: Path, monkeyp
     train(tiny_cfg("logger=wandb", "trainer.max_steps=4", run_dir=run))
     files = run_files(run / "wandb")
     assert len(files) == 1 and "offline-run-" in str(files[0])
-    # wandb-core writes the file from its own process; give it time to flush the finished run.
-    import time
 
-    deadline = time.monotonic() + 90
-    rec = read_run(files[0])
-    while not rec["finished"] and time.monotonic() < deadline:
-        time.sleep(0.5)
-        rec = read_run(files[0])
-    assert rec["finished"], "the W&B run was never finished (no exit record)"
+    def finished(path: Path) -> dict:
+        # wandb-core writes the file from its own process: until it has flushed the exit record the
+        # file may end mid-record ("Wire format was corrupt"), so read it again until it is whole.
+        import time
+
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                rec = read_run(path)
+                if rec["finished"]:
+                    return rec
+            except Exception:  # noqa: BLE001  (a partly written record)
+                if time.monotonic() > deadline:
+                    raise
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the W&B run in {path} was never finished (no exit record)")
+            time.sleep(0.5)
+
+    rec = finished(files[0])
     losses = [row["train/loss"] for row in rec["history"] if "train/loss" in row]
     assert len(losses) == 4 and all(math.isfinite(x) for x in losses)
     assert any("val/loss" in row for row in rec["history"])
@@ -215,4 +226,4 @@ def test_wandb_logs_offline_without_an_account(tiny_cfg, tmp_path: Path, monkeyp
     train(tiny_cfg("logger=wandb", "trainer.max_steps=4", "ckpt_path=last", run_dir=run))
     files = run_files(run / "wandb")
     assert len(files) == 2, files
-    assert {read_run(f)["id"] for f in files} == {rec["id"]}
+    assert {finished(f)["id"] for f in files} == {rec["id"]}
