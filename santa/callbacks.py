@@ -79,25 +79,48 @@ class GracefulStop(pl.Callback):
         self._previous = {}
 
 
-def _remaining_batches(trainer: pl.Trainer) -> int | float:
-    # The training stream is endless; what is left is (max_steps - steps done) x accumulation.
+def _run_batches(trainer: pl.Trainer) -> int | float:
+    # The training stream is one endless epoch: its batches are max_steps x accumulation, and a
+    # resumed run continues that epoch's batch index where the checkpoint left it.
     if trainer.max_steps is None or trainer.max_steps < 0:
         return float("inf")
-    return max(0, trainer.max_steps - trainer.global_step) * trainer.accumulate_grad_batches
+    return trainer.max_steps * trainer.accumulate_grad_batches
 
 
 class StepsTQDMProgressBar(TQDMProgressBar):
-    """Lightning's tqdm bar with the run's remaining micro-batches as its total (Lightning counts
-    optimizer steps there, which is wrong under accumulation and after a resume)."""
+    """Lightning's tqdm bar over the whole run's micro-batches: Lightning's total counts optimizer
+    steps (wrong under accumulation), and a run resumed mid-epoch gets no total at all (its epoch
+    start is not replayed); here it starts where the checkpoint left off, with a total and an ETA."""
 
     @property
     def total_train_batches(self) -> int | float:
-        return _remaining_batches(self.trainer)
+        return _run_batches(self.trainer)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        done = trainer.global_step * trainer.accumulate_grad_batches
+        if done:
+            bar = self.train_progress_bar
+            bar.reset(total=None if self.total_train_batches == float("inf") else int(self.total_train_batches))
+            bar.initial = bar.n = done
+            bar.set_description(f"Epoch {trainer.current_epoch} (resumed at step {trainer.global_step})")
+            bar.refresh()
 
 
 class StepsRichProgressBar(RichProgressBar):
-    """Lightning's rich bar, with the same total as :class:`StepsTQDMProgressBar`."""
+    """Lightning's rich bar, with the same total and resume as :class:`StepsTQDMProgressBar`."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        # Lightning writes "Epoch 0/-2" for a run bounded by steps, not epochs.
+        return f"Training to step {self.trainer.max_steps}"
 
     @property
     def total_train_batches(self) -> int | float:
-        return _remaining_batches(self.trainer)
+        return _run_batches(self.trainer)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        done = trainer.global_step * trainer.accumulate_grad_batches
+        if done and self.train_progress_bar_id is None and self.progress is not None:
+            self.on_train_epoch_start(trainer, pl_module)
+            self.progress.update(self.train_progress_bar_id, completed=done)

@@ -36,6 +36,8 @@ from santa.sweep.job import JobRecord, sweep_group
 
 # Lightning 2.6 calls a torch API that torch 2.13 deprecated, once per fit: not the user's to act on.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
+# On a resume the run's checkpoint folder is not empty by design.
+warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 
 # Trainer keys that are santa's, not Lightning's.
 _SANTA_TRAINER_KEYS = ("val_every_n_steps", "checkpoint_every_n_steps", "activation_checkpointing", "keep_checkpoints")
