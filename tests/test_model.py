@@ -330,3 +330,28 @@ def test_packed_decoding_matches_plain_and_restores_modules():
     with pytest.raises(RuntimeError, match="stop failed"):
         generate(model, ids, 3, stop=boom, pad_token_id=0)
     assert not any("forward" in m.__dict__ for m in linears)  # restored on error too
+
+
+def _sdpa_kernels(fn) -> set[str]:
+    from torch.profiler import profile
+
+    with profile() as prof:
+        fn()
+    return {e.key for e in prof.key_averages() if "scaled_dot_product" in e.key and e.key != "aten::scaled_dot_product_attention"}
+
+
+@pytest.mark.parametrize("attention", ["mqa", "mha"])
+def test_attention_takes_the_fused_kernel_whenever_dropout_allows(attention):
+    """Attention dropout > 0 forces SDPA's math kernel on CPU (it materializes the [T, S] weights
+    for the dropout mask); without it — dropout 0, or eval mode — the fused flash kernel runs, in
+    the backward pass too, for MQA (enable_gqa) as for MHA."""
+    ids = torch.randint(0, 320, (2, 16))
+    targets = ids.roll(-1, dims=1)
+    flash = "aten::_scaled_dot_product_flash_attention_for_cpu"
+    no_dropout = build(attention, dropout=0.0).train()
+    kernels = _sdpa_kernels(lambda: no_dropout(ids, targets)[1].backward())
+    assert flash in kernels and f"{flash}_backward" in kernels and not any("math" in k for k in kernels)
+    with_dropout = build(attention, dropout=0.1)
+    with torch.no_grad():
+        assert _sdpa_kernels(lambda: with_dropout.eval()(ids)) == {flash}
+    assert any("math" in k for k in _sdpa_kernels(lambda: with_dropout.train()(ids)))
