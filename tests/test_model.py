@@ -355,3 +355,32 @@ def test_attention_takes_the_fused_kernel_whenever_dropout_allows(attention):
     with torch.no_grad():
         assert _sdpa_kernels(lambda: with_dropout.eval()(ids)) == {flash}
     assert any("math" in k for k in _sdpa_kernels(lambda: with_dropout.train()(ids)))
+
+
+def test_generate_projects_only_sampled_positions_and_reuses_its_buffers():
+    """Prefill and every decode step project one position per row onto the vocabulary; all steps
+    write into the same preallocated KV cache, and each step's input token is a view of the
+    output buffer, not a new tensor."""
+    model = build("mqa")
+    head_rows: list[tuple[int, ...]] = []
+    calls: list[tuple[int, int, int]] = []
+    h1 = model.lm_head.register_forward_pre_hook(lambda m, args: head_rows.append(tuple(args[0].shape[:-1])))
+
+    def pre(mod, args, kwargs):
+        cache = kwargs["kv_cache"]
+        calls.append((id(cache), cache.k[0].data_ptr(), args[0].untyped_storage().data_ptr()))
+
+    h2 = model.register_forward_pre_hook(pre, with_kwargs=True)
+    try:
+        ids = torch.randint(0, 320, (3, 10))
+        mask = torch.ones_like(ids)
+        mask[0, :4] = 0  # left padding exercises the mask and position buffers too
+        out = generate(model, ids, 6, attention_mask=mask)
+    finally:
+        h1.remove()
+        h2.remove()
+    assert out.shape == (3, 16)
+    assert head_rows == [(3, 1)] * 6  # prefill + 5 decode steps, one position each
+    assert len({c[:2] for c in calls}) == 1  # one cache, never reallocated
+    decode_storages = {c[2] for c in calls[1:]}
+    assert len(decode_storages) == 1 and out.untyped_storage().data_ptr() in decode_storages
