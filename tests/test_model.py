@@ -111,7 +111,8 @@ def test_forward_shapes_and_loss(attention, groups):
     assert logits.shape == (2, 12, 320) and loss is None
     targets = ids.roll(-1, dims=1)
     targets[:, -1] = -100
-    logits, loss = model(ids, targets)
+    none, loss = model(ids, targets)
+    assert none is None  # the chunked loss never materializes the logits
     assert loss.dtype == torch.float32 and loss.ndim == 0
     ref = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 320), targets[:, :-1].reshape(-1))
     torch.testing.assert_close(loss, ref)
@@ -329,3 +330,57 @@ def test_packed_decoding_matches_plain_and_restores_modules():
     with pytest.raises(RuntimeError, match="stop failed"):
         generate(model, ids, 3, stop=boom, pad_token_id=0)
     assert not any("forward" in m.__dict__ for m in linears)  # restored on error too
+
+
+def _sdpa_kernels(fn) -> set[str]:
+    from torch.profiler import profile
+
+    with profile() as prof:
+        fn()
+    return {e.key for e in prof.key_averages() if "scaled_dot_product" in e.key and e.key != "aten::scaled_dot_product_attention"}
+
+
+@pytest.mark.parametrize("attention", ["mqa", "mha"])
+def test_attention_takes_the_fused_kernel_whenever_dropout_allows(attention):
+    """Attention dropout > 0 forces SDPA's math kernel on CPU (it materializes the [T, S] weights
+    for the dropout mask); without it — dropout 0, or eval mode — the fused flash kernel runs, in
+    the backward pass too, for MQA (enable_gqa) as for MHA."""
+    ids = torch.randint(0, 320, (2, 16))
+    targets = ids.roll(-1, dims=1)
+    flash = "aten::_scaled_dot_product_flash_attention_for_cpu"
+    no_dropout = build(attention, dropout=0.0).train()
+    kernels = _sdpa_kernels(lambda: no_dropout(ids, targets)[1].backward())
+    assert flash in kernels and f"{flash}_backward" in kernels and not any("math" in k for k in kernels)
+    with_dropout = build(attention, dropout=0.1)
+    with torch.no_grad():
+        assert _sdpa_kernels(lambda: with_dropout.eval()(ids)) == {flash}
+    assert any("math" in k for k in _sdpa_kernels(lambda: with_dropout.train()(ids)))
+
+
+def test_generate_projects_only_sampled_positions_and_reuses_its_buffers():
+    """Prefill and every decode step project one position per row onto the vocabulary; all steps
+    write into the same preallocated KV cache, and each step's input token is a view of the
+    output buffer, not a new tensor."""
+    model = build("mqa")
+    head_rows: list[tuple[int, ...]] = []
+    calls: list[tuple[int, int, int]] = []
+    h1 = model.lm_head.register_forward_pre_hook(lambda m, args: head_rows.append(tuple(args[0].shape[:-1])))
+
+    def pre(mod, args, kwargs):
+        cache = kwargs["kv_cache"]
+        calls.append((id(cache), cache.k[0].data_ptr(), args[0].untyped_storage().data_ptr()))
+
+    h2 = model.register_forward_pre_hook(pre, with_kwargs=True)
+    try:
+        ids = torch.randint(0, 320, (3, 10))
+        mask = torch.ones_like(ids)
+        mask[0, :4] = 0  # left padding exercises the mask and position buffers too
+        out = generate(model, ids, 6, attention_mask=mask)
+    finally:
+        h1.remove()
+        h2.remove()
+    assert out.shape == (3, 16)
+    assert head_rows == [(3, 1)] * 6  # prefill + 5 decode steps, one position each
+    assert len({c[:2] for c in calls}) == 1  # one cache, never reallocated
+    decode_storages = {c[2] for c in calls[1:]}
+    assert len(decode_storages) == 1 and out.untyped_storage().data_ptr() in decode_storages

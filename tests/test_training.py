@@ -227,3 +227,33 @@ def test_wandb_logs_offline_without_an_account(tiny_cfg, tmp_path: Path, monkeyp
     files = run_files(run / "wandb")
     assert len(files) == 2, files
     assert {finished(f)["id"] for f in files} == {rec["id"]}
+
+
+def test_precision_auto_follows_the_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
+    from santa.training import cpu_has_bf16, resolve_precision
+
+    assert resolve_precision("16-mixed", "cpu") == "16-mixed"  # anything else is Lightning's
+    assert resolve_precision("auto", "cpu") == ("bf16-mixed" if cpu_has_bf16() else "32-true")
+    # The CPU answer depends on the instruction set torch reports: both branches.
+    for bf16, want in ((True, "bf16-mixed"), (False, "32-true")):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: bf16)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+        assert resolve_precision("auto", "cpu") == want
+    cfg = compose_train([])
+    assert cfg.trainer.precision == "auto"
+
+
+@pytest.mark.slow
+def test_bf16_mixed_trains_on_cpu_close_to_fp32(tiny_cfg, tmp_path: Path) -> None:
+    """trainer.precision=bf16-mixed (Lightning's CPU autocast) trains, and its loss curve stays
+    within 0.02 nats of fp32's at every one of the first 10 steps (same seed, same batches;
+    measured: 3e-4)."""
+    steps = "trainer.max_steps=10"
+    train(tiny_cfg(steps, "trainer.precision=32-true", run_dir=tmp_path / "fp32"))
+    train(tiny_cfg(steps, "trainer.precision=bf16-mixed", run_dir=tmp_path / "bf16"))
+    fp32, bf16 = losses_by_step(tmp_path / "fp32"), losses_by_step(tmp_path / "bf16")
+    assert len(fp32) == len(bf16) == 10
+    diffs = [abs(fp32[s] - bf16[s]) for s in fp32]
+    assert max(diffs) < 0.02, (fp32, bf16)
+    assert fp32 != bf16  # bf16 really ran: it rounds differently
+    assert bf16[max(bf16)] < bf16[min(bf16)] - 0.1  # and it learns

@@ -86,6 +86,9 @@ class CausalSelfAttention(nn.Module):
             v_cache[:, :, start : start + T] = v
             k = k_cache[:, :, : start + T]
             v = v_cache[:, :, : start + T]
+        # Any dropout_p > 0 sends CPU SDPA to its math kernel (explicit [T, S] weights, bernoulli
+        # mask, bmm); at 0 — eval, generation, or a config with dropout 0 — the fused flash kernel
+        # runs (tests/test_model.py checks which kernel each case takes).
         dropout_p = self.attn_dropout if self.training else 0.0
 
         if T == 1 and (mask is None or mask.size(1) == 1):

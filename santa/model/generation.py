@@ -198,6 +198,9 @@ def generate(
         return input_ids.clone()
 
     device = input_ids.device
+    # Everything the decode loop writes or reads per step is allocated here once: the output ids,
+    # the positions and the key mask (the loop passes views of them), the KV cache, and the
+    # per-row flags. A step allocates only the model's own activations and [B]-sized scratch.
     out = torch.empty(B, total, dtype=torch.long, device=device)
     out[:, :T] = input_ids
 
@@ -212,34 +215,35 @@ def generate(
         if bool((attention_mask[:, 1:] < attention_mask[:, :-1]).any()):
             raise ValueError("attention_mask must be left padding (0s then 1s in every row)")
         # Keys of generated tokens are always valid: the mask grows by ones.
-        mask = torch.ones(B, total, dtype=torch.long, device=device)
-        mask[:, :T] = attention_mask
-        prompt_pos = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
-        next_pos = prompt_pos[:, -1:] + 1  # [B, 1]
+        mask = torch.ones(B, total, dtype=torch.bool, device=device)
+        mask[:, :T] = attention_mask.bool()
+        # Positions count real tokens only; generated token i sits at (last prompt position) + 1 + i.
+        positions = (mask.long().cumsum(-1) - 1).clamp_min(0)
     else:
         mask = None
-        prompt_pos = None
-        next_pos = None
+        positions = torch.arange(total, device=device).expand(B, total)
 
     eos = torch.tensor(eos_ids, device=device) if eos_ids else None
     finished = torch.zeros(B, dtype=torch.bool, device=device)
+    token = torch.empty(B, dtype=torch.long, device=device)
     n = 0
     was_training = model.training
     model.eval()
     try:
         with _packed_linears(model, B):
             cache = KVCache.for_model(model, B, total)
+            # Prefill: the vocabulary projection only for the last position, the one sampled from.
             logits, _ = model(
                 input_ids,
                 kv_cache=cache,
                 attention_mask=mask[:, :T] if mask is not None else None,
-                position_ids=prompt_pos,
+                position_ids=positions[:, :T],
                 logits_to_keep=1,
             )
             for step in range(max_new_tokens):
-                token = _next_token(logits[:, -1], temperature, top_k, top_p, generator)
+                token.copy_(_next_token(logits[:, -1], temperature, top_k, top_p, generator))
                 if pad_token_id is not None:
-                    token = token.masked_fill(finished, pad_token_id)
+                    token.masked_fill_(finished, pad_token_id)
                 out[:, T + step] = token
                 n = step + 1
                 if eos is not None:
@@ -249,10 +253,10 @@ def generate(
                 if n == max_new_tokens or ((eos is not None or stop is not None) and bool(finished.all())):
                     break
                 logits, _ = model(
-                    token[:, None],
+                    out[:, T + step : T + n],
                     kv_cache=cache,
                     attention_mask=mask[:, : T + n] if mask is not None else None,
-                    position_ids=next_pos + step if next_pos is not None else None,
+                    position_ids=positions[:, T + step : T + n],
                     logits_to_keep=1,
                 )
     finally:

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from santa.model.config import GPTConfig, ModelConfigError
+from santa.model.loss import chunked_lm_head_cross_entropy
 from santa.registry import get
 
 if TYPE_CHECKING:
@@ -111,11 +112,14 @@ class GPT(nn.Module):
         position_ids: Tensor | None = None,
         attention_mask: Tensor | None = None,
         logits_to_keep: int = 0,
-    ) -> tuple[Tensor, Tensor | None]:
-        """input_ids [B, T] -> (logits [B, T, vocab], loss or None).
+    ) -> tuple[Tensor | None, Tensor | None]:
+        """input_ids [B, T] -> (logits [B, T, vocab], None), or (None, loss) with ``targets``.
 
         targets: [B, T], already shifted (targets[:, t] is the token after input_ids[:, t]);
-            -100 is ignored. The loss is computed in fp32 whatever the model's dtype.
+            -100 is ignored. The loss (mean over counted tokens, fp32 whatever the model's dtype)
+            comes from a chunked, fused LM-head + cross-entropy that never holds the logits of
+            more than a few hundred tokens, so no logits are returned with it; call again
+            without targets (or use ``F.cross_entropy`` on those logits) when both are needed.
         kv_cache: keys/values of earlier calls; this call appends T positions to it.
         attention_mask: [B, S] with 1 for real tokens and 0 for (left) padding, covering the
             cached positions too (S = cached + T). Position ids then count real tokens only.
@@ -146,18 +150,15 @@ class GPT(nn.Module):
             x = block(x, mask, cache)
         if kv_cache is not None:
             kv_cache.length = S
-        if logits_to_keep:
-            x = x[:, -logits_to_keep:]
-        logits = self.lm_head(self.transformer.ln_f(x))
-
-        loss = None
         if targets is not None:
             if logits_to_keep:
-                raise ValueError("targets need the logits of every position; leave logits_to_keep at 0")
-            loss = F.cross_entropy(
-                logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100
-            )
-        return logits, loss
+                raise ValueError("targets need every position's hidden state; leave logits_to_keep at 0")
+            # The [B*T, vocab] logits are never materialized (santa.model.loss).
+            loss = chunked_lm_head_cross_entropy(self.transformer.ln_f(x), self.lm_head.weight, targets)
+            return None, loss
+        if logits_to_keep:
+            x = x[:, -logits_to_keep:]
+        return self.lm_head(self.transformer.ln_f(x)), None
 
     @staticmethod
     def _attention_mask(T: int, start: int, attention_mask: Tensor | None, device: torch.device) -> Tensor | None:
