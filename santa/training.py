@@ -403,7 +403,7 @@ def export(lit: SantaLM, tokenizer: Any, out: Path, console: Console) -> str | N
 
 def show_samples(lit: SantaLM, tokenizer: Any, sample: DictConfig, console: Console) -> dict[str, str]:
     from santa.model.generation import generate
-    from santa.objectives.fim import infill_prompt
+    from santa.data.fim_format import infill_prompt
 
     model = lit.model.eval()
     eot = special_ids(tokenizer).eot

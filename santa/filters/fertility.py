@@ -14,6 +14,8 @@ PAPER_THRESHOLDS = {"Python": 2.5, "Java": 2.9, "JavaScript": 2.6}
 
 
 class Fertility(RecordStep):
+    stat_label = "characters / token"
+
     def __init__(self, thresholds: Mapping[str, float] | None = None, default: float | None = None) -> None:
         self.thresholds = {str(k): float(v) for k, v in (thresholds if thresholds is not None else PAPER_THRESHOLDS).items()}
         # Threshold for languages not listed; None keeps them unmeasured.
