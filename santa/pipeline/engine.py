@@ -38,6 +38,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from santa import registry
+from santa.cache_key import config_key
 from santa.errors import SantaError
 from santa.filters.base import CorpusStep, Decision, Record, RecordStep, Step, StepContext
 from santa.pipeline import report as reporting
@@ -758,12 +759,6 @@ class SpilledRecords:
 
 # --------------------------------------------------------------------------------------------
 # The run
-
-
-def config_key(obj: Any) -> str:
-    import hashlib
-
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _input_identity(units: list[Unit]) -> list[tuple[str, str, int, int]]:
