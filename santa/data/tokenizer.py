@@ -163,9 +163,10 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
     return _wrap(tok, spelling)
 
 
-def fingerprint(tokenizer: PreTrainedTokenizerFast) -> str:
-    """A short stable hash of the tokenizer's full definition (keys caches of token shards)."""
-    return hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode()).hexdigest()[:16]
+def fingerprint(tokenizer: PreTrainedTokenizerFast | Tokenizer) -> str:
+    """A short stable hash of the tokenizer's full definition (keys caches of token shards); a
+    bare ``tokenizers.Tokenizer`` gets the same as the fast tokenizer wrapping it."""
+    return hashlib.sha256(rust_tokenizer(tokenizer).to_str().encode()).hexdigest()[:16]
 
 
 def padded_vocab_size(n: int, multiple: int = 128) -> int:
