@@ -29,7 +29,8 @@ from santa.data.datamodule import DataFiles, SantaDataModule
 from santa.data.tokenizer import load_tokenizer, padded_vocab_size, special_ids
 from santa.callbacks import GracefulStop, StepsRichProgressBar, StepsTQDMProgressBar
 from santa.errors import RunInterrupted, RunRefused, SantaError
-from santa.lit import SantaLM, checkpoint_mismatch, saved_model_config
+from santa.checkpoint import checkpoint_mismatch, saved_model_config
+from santa.lit import SantaLM
 from santa.model.config import GPTConfig
 from santa.sweep.evaluation import EVAL_DIR, evaluate_run, planned_benchmarks, scores_for_logger
 from santa.sweep.job import JobRecord, sweep_group

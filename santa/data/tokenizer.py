@@ -163,6 +163,13 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
     return _wrap(tok, spelling)
 
 
+def tokenizer_from_json(text: str) -> PreTrainedTokenizerFast:
+    """A tokenizer from its full definition (tokenizers JSON, as a checkpoint carries it), with
+    santa's special tokens in whichever spelling it has."""
+    tok = Tokenizer.from_str(text)
+    return _wrap(tok, detect_spelling(_wrap(tok, "santacoder")))
+
+
 def fingerprint(tokenizer: PreTrainedTokenizerFast | Tokenizer) -> str:
     """A short stable hash of the tokenizer's full definition (keys caches of token shards); a
     bare ``tokenizers.Tokenizer`` gets the same as the fast tokenizer wrapping it."""
