@@ -33,7 +33,7 @@ from santa.checkpoint import checkpoint_mismatch, saved_model_config
 from santa.lit import SantaLM
 from santa.model.config import GPTConfig
 from santa.sweep.evaluation import EVAL_DIR, evaluate_run, planned_benchmarks, scores_for_logger
-from santa.sweep.job import JobRecord, sweep_group
+from santa.runs import JobRecord, sweep_group
 
 # Lightning 2.6 calls a torch API that torch 2.13 deprecated, once per fit: not the user's to act on.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
