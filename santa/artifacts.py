@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer
 from transformers import PreTrainedTokenizerFast
 
-from santa.data.tokenizer import _wrap, detect_spelling, load_tokenizer
+from santa.checkpoint import model_state_dict, saved_model_config, saved_tokenizer_json
+from santa.data.tokenizer import load_tokenizer, tokenizer_from_json
 from santa.errors import SantaError
 from santa.model.config import GPTConfig
 from santa.model.gpt import GPT
@@ -29,27 +29,21 @@ class Loaded:
     source: Path
 
 
-def tokenizer_from_json(text: str) -> PreTrainedTokenizerFast:
-    tok = Tokenizer.from_str(text)
-    wrapped = _wrap(tok, "santacoder")
-    return _wrap(tok, detect_spelling(wrapped))
-
-
 def load_checkpoint(path: Path, device: str = "cpu") -> Loaded:
+    """A model and its tokenizer from a santa training checkpoint (format: ``santa.checkpoint``)."""
     try:
         ckpt = torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:  # pickle/zip errors name no file; say which and what it should be
         raise ArtifactError(f"{path} is not a readable santa/Lightning checkpoint: {exc}") from exc
-    santa = ckpt.get("santa") or {}
-    cfg = santa.get("model_config") or ckpt.get("hyper_parameters", {}).get("model_config")
+    cfg = saved_model_config(ckpt)
     if cfg is None:
         raise ArtifactError(f"{path} has no santa model configuration: was it written by santa's trainer?")
-    if not santa.get("tokenizer_json"):
+    tokenizer_json = saved_tokenizer_json(ckpt)
+    if tokenizer_json is None:
         raise ArtifactError(f"{path} carries no tokenizer; export the run with hf/ or pass a newer checkpoint")
     model = GPT(GPTConfig.from_dict(dict(cfg)))
-    state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
-    model.load_state_dict(state)
-    return Loaded(model.eval(), tokenizer_from_json(santa["tokenizer_json"]), path)
+    model.load_state_dict(model_state_dict(ckpt))
+    return Loaded(model.eval(), tokenizer_from_json(tokenizer_json), path)
 
 
 def load_hf_dir(path: Path, device: str = "cpu") -> Loaded:

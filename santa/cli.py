@@ -94,7 +94,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_infill(args: argparse.Namespace) -> int:
-    from santa.objectives.fim import infill_prompt
+    from santa.data.fim_format import infill_prompt
 
     loaded = load_model(args.model)
     middle = _complete(args, loaded, list(infill_prompt(loaded.tokenizer, args.prefix, args.suffix, spm=args.spm)))

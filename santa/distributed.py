@@ -24,7 +24,7 @@ from lightning.pytorch.strategies import DDPStrategy as _LightningDDP
 from lightning.pytorch.strategies import DeepSpeedStrategy as _LightningDeepSpeed
 from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 
-from santa.sweep.job import multirun_job
+from santa.runs import multirun_job
 
 # What Lightning's launcher writes into the launching process's environment.
 _LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
 from santa.errors import RunInterrupted, RunRefused, SantaError, print_error
-from santa.sweep.job import multirun_job
+from santa.runs import multirun_job
 
 
 # The user errors of this process's Hydra multirun jobs, as (job, first line of the error). In a

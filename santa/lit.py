@@ -15,37 +15,16 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
-from santa.errors import SantaError
+from santa.checkpoint import (
+    SECTION,
+    checkpoint_mismatch,
+    restore_rng,
+    santa_section,
+    saved_skipped_steps,
+    saved_tokenizer_json,
+)
 from santa.model.config import GPTConfig
 from santa.model.gpt import GPT
-
-
-class CheckpointMismatchError(SantaError, ValueError):
-    """A checkpoint made by another model configuration than the one being trained."""
-
-
-def saved_model_config(checkpoint: dict[str, Any]) -> dict[str, Any] | None:
-    """The model configuration a santa checkpoint was made with (None: not recorded)."""
-    saved = (checkpoint.get("santa") or {}).get("model_config")
-    if saved is None:
-        saved = (checkpoint.get("hyper_parameters") or {}).get("model_config")
-    return saved
-
-
-def checkpoint_mismatch(checkpoint: dict[str, Any], ours: dict[str, Any]) -> CheckpointMismatchError | None:
-    """The error to raise when ``checkpoint`` was made by another model configuration than ``ours``."""
-    saved = saved_model_config(checkpoint)
-    if saved is None:
-        return None
-    diff = {k: (saved.get(k), ours.get(k)) for k in sorted(set(saved) | set(ours)) if saved.get(k) != ours.get(k)}
-    if not diff:
-        return None
-    detail = ", ".join(f"{k}: checkpoint={a!r} vs config={b!r}" for k, (a, b) in diff.items())
-    return CheckpointMismatchError(
-        f"the checkpoint was made by another model configuration ({detail}). "
-        "Resume with the same model overrides it was trained with (see the run's "
-        ".hydra/config.yaml), or start a new run without ckpt_path."
-    )
 
 
 def warmup_cosine(step: int, *, total_steps: int, warmup_steps: int, min_ratio: float) -> float:
@@ -171,28 +150,16 @@ class SantaLM(pl.LightningModule):
 
     # ----------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["santa"] = {
-            "model_config": self.config.to_dict(),
-            "tokenizer_json": self.tokenizer_json,
-            "skipped_steps": self.skipped_steps,
-            # Dropout draws from the global RNGs; restoring them makes a resumed run
-            # bit-for-bit the continuation of the interrupted one.
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            },
-        }
+        # The format is santa.checkpoint's (also read by santa.artifacts and check_resume).
+        checkpoint[SECTION] = santa_section(
+            model_config=self.config.to_dict(), tokenizer_json=self.tokenizer_json, skipped_steps=self.skipped_steps
+        )
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         mismatch = checkpoint_mismatch(checkpoint, self.config.to_dict())
         if mismatch is not None:
             raise mismatch
-        santa = checkpoint.get("santa", {})
-        self.skipped_steps = int(santa.get("skipped_steps", 0))
+        self.skipped_steps = saved_skipped_steps(checkpoint)
         if self.tokenizer_json is None:
-            self.tokenizer_json = santa.get("tokenizer_json")
-        rng = santa.get("rng")
-        if rng is not None:
-            torch.set_rng_state(rng["torch"])
-            if rng.get("cuda") is not None and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(rng["cuda"])
+            self.tokenizer_json = saved_tokenizer_json(checkpoint)
+        restore_rng(checkpoint)

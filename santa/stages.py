@@ -14,7 +14,6 @@ stage once and wait for it.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 import shutil
@@ -28,6 +27,7 @@ from filelock import FileLock
 from omegaconf import ListConfig, OmegaConf
 from rich.console import Console
 
+from santa.cache_key import config_key
 from santa.data.corpus import build_demo_corpus, print_manifest, read_records, stable_unit
 from santa.data.datamodule import DataFiles
 from santa.data.shards import TokenShard, tokenize_corpus
@@ -37,10 +37,6 @@ from santa.errors import SantaError
 
 class DataStageError(SantaError, ValueError):
     """The data the user pointed at cannot make a training set."""
-
-
-def config_key(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 @contextmanager

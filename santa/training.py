@@ -29,10 +29,11 @@ from santa.data.datamodule import DataFiles, SantaDataModule
 from santa.data.tokenizer import load_tokenizer, padded_vocab_size, special_ids
 from santa.callbacks import GracefulStop, StepsRichProgressBar, StepsTQDMProgressBar
 from santa.errors import RunInterrupted, RunRefused, SantaError
-from santa.lit import SantaLM, checkpoint_mismatch, saved_model_config
+from santa.checkpoint import checkpoint_mismatch, saved_model_config
+from santa.lit import SantaLM
 from santa.model.config import GPTConfig
 from santa.sweep.evaluation import EVAL_DIR, evaluate_run, planned_benchmarks, scores_for_logger
-from santa.sweep.job import JobRecord, sweep_group
+from santa.runs import JobRecord, sweep_group
 
 # Lightning 2.6 calls a torch API that torch 2.13 deprecated, once per fit: not the user's to act on.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
@@ -424,7 +425,7 @@ def export(lit: SantaLM, tokenizer: Any, out: Path, console: Console) -> str | N
 
 def show_samples(lit: SantaLM, tokenizer: Any, sample: DictConfig, console: Console) -> dict[str, str]:
     from santa.model.generation import generate
-    from santa.objectives.fim import infill_prompt
+    from santa.data.fim_format import infill_prompt
 
     model = lit.model.eval()
     eot = special_ids(tokenizer).eot

@@ -11,7 +11,8 @@ import torch
 from conftest import compose_train
 
 import santa.model.gpt as gpt_module
-from santa.lit import CheckpointMismatchError, SantaLM
+from santa.checkpoint import CheckpointMismatchError
+from santa.lit import SantaLM
 from santa.model import GPT, GPTConfig, KVCache, generate
 from santa.model.attention import CausalSelfAttention
 

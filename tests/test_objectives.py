@@ -14,15 +14,8 @@ from santa import registry
 from santa.data.tokenizer import EOT, SpecialIds, TokenizerError, special_ids, train_tokenizer
 from santa.objectives import IGNORE_INDEX, Objective, to_sample
 from santa.objectives.ar import AutoRegressive
-from santa.objectives.fim import (
-    FillInTheMiddle,
-    apply_fim,
-    fim_format,
-    infill_prompt,
-    permute_piece,
-    undo_fim,
-    undo_fim_window,
-)
+from santa.data.fim_format import fim_format, infill_prompt, undo_fim, undo_fim_window
+from santa.objectives.fim import FillInTheMiddle, apply_fim, permute_piece
 
 DOCS = [
     "def add(a, b):\n    return a + b\n",

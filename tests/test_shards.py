@@ -146,6 +146,21 @@ def test_shard_matches_its_tokenizer(tmp_path, tok, other_tok):
     assert TokenShard(tmp_path / "s.bin").n_docs == len(DOCS)
 
 
+def test_one_way_to_the_rust_tokenizer(tmp_path, tok):
+    from santa.data.tokenizer import fingerprint, rust_tokenizer
+
+    bare = tok.backend_tokenizer
+    assert rust_tokenizer(tok) is bare and rust_tokenizer(bare) is bare
+    assert fingerprint(bare) == fingerprint(tok)
+    # A shard made with the bare tokenizer matches the fast one wrapping it, and vice versa.
+    tokenize_corpus(DOCS, bare, tmp_path / "bare", batch_size=4)
+    assert shard_matches(tmp_path / "bare", tok)
+    with pytest.raises(TypeError, match="fast \\(Rust-backed\\) tokenizer, got object"):
+        rust_tokenizer(object())
+    with pytest.raises(TypeError, match="fast \\(Rust-backed\\) tokenizer"):
+        tokenize_corpus(DOCS, object(), tmp_path / "nope")
+
+
 def test_shard_pickles_as_its_prefix(tmp_path, tok):
     shard = make_shard(tmp_path, tok, docs=DOCS * 50)
     blob = pickle.dumps(shard)

@@ -163,7 +163,7 @@ def test_a_multirun_trains_and_evaluates_each_variant_on_shared_data(tiny_sweep:
 
 @pytest.mark.slow
 def test_each_multirun_job_is_its_own_wandb_run_in_one_group(tiny_sweep: Path) -> None:
-    from santa.wandb_records import read_run, run_files
+    from wandb_records import read_run, run_files
 
     runs = {}
     for name, d in _jobs(tiny_sweep).items():

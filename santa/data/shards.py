@@ -20,15 +20,13 @@ from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from tokenizers import Tokenizer
 
-from santa.data.tokenizer import EOT, fingerprint
+from santa.data.tokenizer import EOT, fingerprint, rust_tokenizer
 from santa.errors import SantaError
 
 __all__ = ["ShardInfo", "ShardError", "TokenShard", "PackedDataset", "tokenize_corpus", "shard_matches"]
@@ -97,23 +95,6 @@ def _batches(texts: Iterator[str], size: int) -> Iterator[list[str]]:
         yield batch
 
 
-def _backend(tokenizer: Any) -> tuple[Tokenizer, int, dict[str, int]]:
-    """The Rust tokenizer, the number of ids and the vocabulary (added tokens included), from a
-    transformers fast tokenizer or a bare ``tokenizers.Tokenizer``."""
-    backend = tokenizer if isinstance(tokenizer, Tokenizer) else getattr(tokenizer, "backend_tokenizer", None)
-    if not isinstance(backend, Tokenizer):
-        raise TypeError(f"expected a fast (Rust-backed) tokenizer, got {type(tokenizer).__name__}")
-    vocab = backend.get_vocab(with_added_tokens=True)
-    return backend, max(vocab.values()) + 1, vocab
-
-
-def _fingerprint(tokenizer: Any) -> str:
-    # A bare tokenizers.Tokenizer gets the same fingerprint as the fast tokenizer wrapping it.
-    if isinstance(tokenizer, Tokenizer):
-        tokenizer = SimpleNamespace(backend_tokenizer=tokenizer)
-    return fingerprint(tokenizer)
-
-
 def _tmp(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
 
@@ -135,7 +116,9 @@ def tokenize_corpus(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    backend, vocab_size, vocab = _backend(tokenizer)
+    backend = rust_tokenizer(tokenizer)  # a fast tokenizer or a bare one; hot loop: no HF wrapper
+    vocab = backend.get_vocab(with_added_tokens=True)
+    vocab_size = max(vocab.values()) + 1
     if vocab_size - 1 > _MAX_ID:
         raise ValueError(
             f"the tokenizer has {vocab_size:,} ids but token shards store uint16 (ids up to {_MAX_ID:,}); "
@@ -194,7 +177,7 @@ def tokenize_corpus(
             n_tokens=n_tokens,
             vocab_size=vocab_size,
             eot_id=int(eot),
-            tokenizer_fingerprint=_fingerprint(tokenizer),
+            tokenizer_fingerprint=fingerprint(tokenizer),
             seconds=round(time.perf_counter() - start, 3),
         )
         meta = {"format": _FORMAT, **asdict(info)}
@@ -306,7 +289,7 @@ def shard_matches(prefix: str | Path, tokenizer: Any) -> bool:
         shard = TokenShard(prefix)
     except (FileNotFoundError, ShardError):
         return False
-    return shard.info.tokenizer_fingerprint == _fingerprint(tokenizer)
+    return shard.info.tokenizer_fingerprint == fingerprint(tokenizer)
 
 
 class PackedDataset:

@@ -9,6 +9,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
@@ -37,6 +38,18 @@ class SpecialIds:
     fim_middle: int
     fim_suffix: int
     fim_pad: int
+
+
+def rust_tokenizer(tokenizer: Any) -> Tokenizer:
+    """The Rust ``tokenizers.Tokenizer`` behind a transformers fast tokenizer (a bare one as is).
+
+    Hot loops (tokenizing shards, FIM's ~3 calls per piece, fertility) call it directly: the HF
+    wrapper's per-call overhead would dominate, and it may add special tokens or clean up spaces.
+    """
+    backend = tokenizer if isinstance(tokenizer, Tokenizer) else getattr(tokenizer, "backend_tokenizer", None)
+    if not isinstance(backend, Tokenizer):
+        raise TypeError(f"expected a fast (Rust-backed) tokenizer, got {type(tokenizer).__name__}")
+    return backend
 
 
 def special_tokens(spelling: str = "santacoder") -> tuple[str, ...]:
@@ -150,9 +163,17 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
     return _wrap(tok, spelling)
 
 
-def fingerprint(tokenizer: PreTrainedTokenizerFast) -> str:
-    """A short stable hash of the tokenizer's full definition (keys caches of token shards)."""
-    return hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode()).hexdigest()[:16]
+def tokenizer_from_json(text: str) -> PreTrainedTokenizerFast:
+    """A tokenizer from its full definition (tokenizers JSON, as a checkpoint carries it), with
+    santa's special tokens in whichever spelling it has."""
+    tok = Tokenizer.from_str(text)
+    return _wrap(tok, detect_spelling(_wrap(tok, "santacoder")))
+
+
+def fingerprint(tokenizer: PreTrainedTokenizerFast | Tokenizer) -> str:
+    """A short stable hash of the tokenizer's full definition (keys caches of token shards); a
+    bare ``tokenizers.Tokenizer`` gets the same as the fast tokenizer wrapping it."""
+    return hashlib.sha256(rust_tokenizer(tokenizer).to_str().encode()).hexdigest()[:16]
 
 
 def padded_vocab_size(n: int, multiple: int = 128) -> int:

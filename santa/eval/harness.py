@@ -30,7 +30,7 @@ from santa.eval.models import load_generator
 from santa.eval.sampling import generate_completions
 from santa.eval.scoring import check_ks, check_samples, read_samples, score, toolchain_problem
 from santa.eval.settings import EvaluationError, ExecutionSettings, GenerationSettings
-from santa.sweep.job import sweep_group
+from santa.runs import sweep_group
 
 SCHEMA = "santa.eval.results/1"
 GENERATIONS_FILE = "generations.jsonl"

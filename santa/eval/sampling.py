@@ -49,7 +49,7 @@ def encode_prompt(
     """Token ids of ``problem``'s prompt within ``budget`` tokens, and whether it had to be cut.
 
     Completion: the prompt's last ``budget`` tokens. Infilling: SantaCoder's FIM prompt (the
-    training layout with an empty middle, ``santa.objectives.fim.infill_prompt``); when too long,
+    training layout with an empty middle, ``santa.data.fim_format.infill_prompt``); when too long,
     the prefix loses its start and the suffix its end, each keeping at least half the room.
     """
     if budget < 1:
@@ -59,8 +59,8 @@ def encode_prompt(
         ids = list(tokenizer.encode(text, add_special_tokens=False))
         return (ids[-budget:], True) if len(ids) > budget else (ids, False)
 
+    from santa.data.fim_format import fim_format, infill_prompt
     from santa.data.tokenizer import TokenizerError, special_ids
-    from santa.objectives.fim import fim_format, infill_prompt
 
     spm = fim_mode == "spm"
     try:

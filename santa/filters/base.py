@@ -69,6 +69,9 @@ class Step(ABC):
     its name in the pipeline (the same, unless the pipeline runs the plugin twice)."""
 
     kind: ClassVar[str]
+    # What ``Decision.stat`` measures, as the x axis of the report's histogram of it
+    # ("characters / token"); empty: "<step name> statistic".
+    stat_label: ClassVar[str] = ""
     name: str = ""
     plugin: str = ""
 

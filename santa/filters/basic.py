@@ -39,6 +39,8 @@ def alnum_fraction(content: str) -> float:
 
 
 class BasicQuality(RecordStep):
+    stat_label = "alphanumeric fraction (rejects: the failing statistic)"
+
     def __init__(
         self, max_line_length: int = 1000, max_mean_line_length: float = 100, min_alnum_fraction: float = 0.25
     ) -> None:

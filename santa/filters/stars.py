@@ -31,6 +31,8 @@ class StarsMetadataError(SantaError, ValueError):
 
 
 class Stars(RecordStep):
+    stat_label = "stars"
+
     def __init__(self, min_stars: int = 5, op: str = ">=", missing: str = "error", pseudo_below: float = 0.6) -> None:
         if op not in _OPS:
             raise SantaError(f"stars: op must be one of {sorted(_OPS)}, got {op!r} (pipeline.params.stars.op)")

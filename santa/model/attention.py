@@ -48,6 +48,9 @@ class CausalSelfAttention(nn.Module):
 
     # The keys of ``GPTConfig.attention_params`` this variant reads; the model refuses others.
     attention_params: ClassVar[tuple[str, ...]] = ()
+    # The optional ``GPTConfig`` fields this variant reads (``n_query_groups``); a config that sets
+    # one for a variant that does not list it is refused.
+    config_fields: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: GPTConfig, n_kv_head: int) -> None:
         super().__init__()
@@ -135,6 +138,8 @@ class MultiQueryAttention(CausalSelfAttention):
 
 class GroupedQueryAttention(CausalSelfAttention):
     """``config.n_query_groups`` key/value heads, each shared by ``n_head // n_query_groups`` queries."""
+
+    config_fields: ClassVar[tuple[str, ...]] = ("n_query_groups",)
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__(config, self.kv_heads(config))

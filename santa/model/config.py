@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from santa import registry
 from santa.errors import SantaError
 
 
@@ -23,6 +24,25 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def attention_reading(field_name: str) -> list[str]:
+    """The registered attention variants that read the optional ``GPTConfig`` field
+    ``field_name``: each plugin lists the fields it reads beyond the common ones in its
+    ``config_fields`` class attribute, so the config names no variant itself."""
+    return [
+        name
+        for name in registry.names("santa.attention")
+        if field_name in getattr(registry.get("santa.attention", name), "config_fields", ())
+    ]
+
+
+def _reads_field(attention: str, field_name: str) -> bool:
+    try:
+        cls = registry.get("santa.attention", attention)
+    except registry.UnknownPluginError:
+        return False  # building the model names the valid variants
+    return field_name in getattr(cls, "config_fields", ())
+
+
 @dataclass
 class GPTConfig:
     """A GPT-2-style decoder. Defaults follow SantaCoder where the paper fixes a value.
@@ -30,8 +50,10 @@ class GPTConfig:
     ``vocab_size`` is the number of embedding rows, already padded (SantaCoder: 49,152 BPE tokens +
     special tokens, padded to a multiple of 128 = 49,280); the tokenizer may use fewer ids.
     ``attention`` names a plugin of the ``santa.attention`` entry-point group; ``n_query_groups``
-    is the number of key/value heads for ``gqa`` and must stay ``None`` for the others, so a config
-    never carries a setting that its attention silently ignores.
+    is the number of key/value heads for the variants that read it (a plugin says so in its
+    ``config_fields`` class attribute; among the built-ins, grouped-query attention) and must stay
+    ``None`` for the others, so a config never carries a setting that its attention silently
+    ignores.
 
     ``attention_params`` holds the parameters of an attention plugin beyond the built-ins' fields
     (a sliding window's width, ...), passed through untouched to the plugin, which reads them from
@@ -68,10 +90,12 @@ class GPTConfig:
         if not isinstance(self.attention, str) or not self.attention:
             raise ModelConfigError(f"GPTConfig.attention must name an attention plugin, got {self.attention!r}")
         if self.n_query_groups is not None:
-            if self.attention != "gqa":
+            if not _reads_field(self.attention, "n_query_groups"):
+                readers = attention_reading("n_query_groups")
+                choices = " or ".join(repr(name) for name in readers) or "(no installed variant)"
                 raise ModelConfigError(
                     f"GPTConfig.n_query_groups={self.n_query_groups} is only meaningful with "
-                    f"attention='gqa' (got attention={self.attention!r}); set it to None"
+                    f"attention={choices} (got attention={self.attention!r}); set it to None"
                 )
             if not isinstance(self.n_query_groups, int) or self.n_query_groups <= 0:
                 raise ModelConfigError(f"GPTConfig.n_query_groups must be a positive int, got {self.n_query_groups!r}")

@@ -7,13 +7,8 @@ Per training window of ``seq_len + 1`` token ids:
 2. for each piece independently, with probability ``fim_rate``: decode it to text, draw two cut
    points uniformly in ``[0, len(text)]`` (characters, both ends included), sort them, tokenize
    prefix / middle / suffix separately, and lay them out -- with probability ``fim_spm_rate`` as
-   SPM, otherwise as PSM::
-
-       PSM: <fim-prefix> prefix <fim-suffix> suffix <fim-middle> middle
-       SPM: <fim-prefix> <fim-suffix> suffix <fim-middle> prefix middle
-
-   (SPM is the FIM paper's "variant 2", the one SantaCoder used: prefix and middle are adjacent,
-   so at inference the model simply continues the prefix);
+   SPM, otherwise as PSM (the layouts, their inference prompt and their undoing are the core's,
+   :mod:`santa.data.fim_format`, shared with generation and evaluation);
 3. re-join the pieces with the separators where they were, then cut the result back to the
    window's length or right-pad it with ``<fim-pad>``.
 
@@ -40,13 +35,13 @@ three bare sentinels). Santa keeps every separator in place and leaves empty pie
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Union, overload
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
 from tokenizers import Tokenizer
 
-from santa.data.tokenizer import SpecialIds, TokenizerError, special_ids
+from santa.data.fim_format import encode_text, fim_format
+from santa.data.tokenizer import SpecialIds, TokenizerError, rust_tokenizer, special_ids
 from santa.objectives.base import to_sample
 
 if TYPE_CHECKING:
@@ -54,25 +49,7 @@ if TYPE_CHECKING:
 
 Rng = Union[np.random.Generator, np.random.RandomState]
 
-__all__ = [
-    "FillInTheMiddle",
-    "apply_fim",
-    "fim_format",
-    "infill_prompt",
-    "permute_piece",
-    "undo_fim",
-    "undo_fim_window",
-]
-
-
-def _backend(tokenizer: Any) -> Any:
-    # The Rust tokenizer directly: the HF wrapper's per-call overhead would dominate at ~3 calls
-    # per piece, and it may add special tokens or clean up spaces, which FIM must never do.
-    return getattr(tokenizer, "backend_tokenizer", tokenizer)
-
-
-def _encode(backend: Any, text: str) -> list[int]:
-    return backend.encode(text, add_special_tokens=False).ids
+__all__ = ["FillInTheMiddle", "apply_fim", "permute_piece"]
 
 
 def _bernoulli(rng: Rng, p: float) -> bool:
@@ -95,31 +72,6 @@ def _check_rate(name: str, value: float) -> float:
     return value
 
 
-def fim_format(
-    prefix_ids: Sequence[int],
-    middle_ids: Sequence[int],
-    suffix_ids: Sequence[int],
-    ids: SpecialIds,
-    spm: bool,
-) -> list[int]:
-    """Lay out one document's three parts in PSM or SPM order (no randomness)."""
-    if spm:
-        return [ids.fim_prefix, ids.fim_suffix, *suffix_ids, ids.fim_middle, *prefix_ids, *middle_ids]
-    return [ids.fim_prefix, *prefix_ids, ids.fim_suffix, *suffix_ids, ids.fim_middle, *middle_ids]
-
-
-def infill_prompt(tokenizer: PreTrainedTokenizerFast, prefix: str, suffix: str, spm: bool = False) -> list[int]:
-    """The inference prompt: a training layout with an empty middle, which the model then writes.
-
-    PSM: ``<fim-prefix> prefix <fim-suffix> suffix <fim-middle>``;
-    SPM: ``<fim-prefix> <fim-suffix> suffix <fim-middle> prefix``.
-    Built with :func:`fim_format` and the same separate tokenization as training, so the two
-    layouts cannot drift apart.
-    """
-    backend = _backend(tokenizer)
-    return fim_format(_encode(backend, prefix), [], _encode(backend, suffix), special_ids(tokenizer), spm)
-
-
 def permute_piece(
     piece: np.ndarray,
     rng: Rng,
@@ -135,12 +87,12 @@ def permute_piece(
     """
     if not _bernoulli(rng, fim_rate):
         return piece
-    backend = _backend(tokenizer)
+    backend = rust_tokenizer(tokenizer)
     text = backend.decode(np.asarray(piece).tolist(), skip_special_tokens=False)
     lo, hi = _cut_points(rng, len(text))
-    prefix = _encode(backend, text[:lo])
-    middle = _encode(backend, text[lo:hi])
-    suffix = _encode(backend, text[hi:])
+    prefix = encode_text(backend, text[:lo])
+    middle = encode_text(backend, text[lo:hi])
+    suffix = encode_text(backend, text[hi:])
     spm = _bernoulli(rng, fim_spm_rate)
     return np.asarray(fim_format(prefix, middle, suffix, ids, spm), dtype=np.int64)
 
@@ -216,7 +168,7 @@ class FillInTheMiddle:
         # A private copy of the Rust tokenizer that reads special-token text literally, as the
         # token shards were made: a literal "<|endoftext|>" inside source code must stay text when
         # a FIM piece is re-tokenized, not become a document separator.
-        backend = Tokenizer.from_str(_backend(tokenizer).to_str())
+        backend = Tokenizer.from_str(rust_tokenizer(tokenizer).to_str())
         backend.encode_special_tokens = True
         self.tokenizer = backend
         self.fim_rate = _check_rate("fim_rate", fim_rate)
@@ -245,58 +197,3 @@ class FillInTheMiddle:
             f"FillInTheMiddle(fim_rate={self.fim_rate}, fim_spm_rate={self.fim_spm_rate}, "
             f"mask_pad={self.mask_pad}, megatron_quirks={self.megatron_quirks})"
         )
-
-
-@overload
-def undo_fim(token_ids: Sequence[int] | np.ndarray, ids: SpecialIds, tokenizer: None = None) -> list[int]: ...
-@overload
-def undo_fim(token_ids: Sequence[int] | np.ndarray, ids: SpecialIds, tokenizer: Any) -> str: ...
-def undo_fim(token_ids: Sequence[int] | np.ndarray, ids: SpecialIds, tokenizer: Any = None) -> list[int] | str:
-    """One FIM-formatted document (PSM or SPM, no separator) back in prefix-middle-suffix order.
-
-    Trailing ``<fim-pad>`` is dropped (it can only be the window's right padding); a document that
-    does not start with ``<fim-prefix>`` was not transformed and comes back as is. The ids are the
-    separately tokenized parts, so they may differ from tokenizing the whole text; pass
-    ``tokenizer`` to get the decoded text, which is exact for ASCII. A document whose sentinels
-    were cut off by the window's end raises ValueError.
-    """
-    toks = [int(t) for t in token_ids]
-    while toks and toks[-1] == ids.fim_pad:
-        toks.pop()
-    if toks and toks[0] == ids.fim_prefix:
-        try:
-            s = toks.index(ids.fim_suffix, 1)
-            m = toks.index(ids.fim_middle, s + 1)
-        except ValueError:
-            raise ValueError(
-                "truncated FIM document: it starts with <fim-prefix> but lacks <fim-suffix> or "
-                "<fim-middle> after it (the window probably cut it off)"
-            ) from None
-        # PSM: P p S s M m -> p m s.  SPM: P S s M p m -> (p m) s; its "prefix" slot is empty.
-        toks = toks[1:s] + toks[m + 1 :] + toks[s + 1 : m]
-    if tokenizer is None:
-        return toks
-    return _backend(tokenizer).decode(toks, skip_special_tokens=False)
-
-
-def undo_fim_window(window: Sequence[int] | np.ndarray, ids: SpecialIds, tokenizer: Any = None) -> list[int] | str:
-    """Undo FIM in every document of a transformed window, separators kept; for inspecting batches.
-
-    A document whose sentinels the window cut off is left as it is.
-    """
-    toks = [int(t) for t in window]
-    out: list[int] = []
-    start = 0
-    ends = [i for i, t in enumerate(toks) if t == ids.eot] + [len(toks)]
-    for end in ends:
-        piece = toks[start:end]
-        try:
-            out += undo_fim(piece, ids)
-        except ValueError:
-            out += piece
-        if end < len(toks):
-            out.append(ids.eot)
-        start = end + 1
-    if tokenizer is None:
-        return out
-    return _backend(tokenizer).decode(out, skip_special_tokens=False)

@@ -38,15 +38,17 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from santa import registry
+from santa.cache_key import config_key
 from santa.errors import SantaError
 from santa.filters.base import CorpusStep, Decision, Record, RecordStep, Step, StepContext
+from santa.pipeline import report as reporting
 from santa.pipeline.inputs import Item, Unit, denormalise, iter_unit, normalise, resolve_units
 from santa.pipeline.inputs import _spill as _spill_records
 from santa.pipeline.parquet import rows_table, tmp_name, write_json, write_table
+from santa.pipeline.plan import (
+    FORMAT, INPUT_STEP, SUCCESS, AccountingError, Segment, plan_segments, renamed_plugin, step_identity,
+)
 
-FORMAT = "santa-pipeline/1"
-INPUT_STEP = "input"
-SUCCESS = "_SUCCESS"
 WORK = ".santa-work"
 GROUP = "santa.filters"
 # Rows of clean data / rejects per Parquet file: bounds the memory one input unit needs.
@@ -85,10 +87,6 @@ _TYPES = {
 
 class PipelineError(SantaError, ValueError):
     """A pipeline that cannot run as configured, or input that strict mode refuses."""
-
-
-class AccountingError(AssertionError):
-    """kept + rejected != read somewhere: a bug in the engine or a step, never the user's."""
 
 
 @dataclass
@@ -163,39 +161,6 @@ def build_step(spec: StepSpec) -> Step:
     step.name = spec.name
     step.plugin = plugin
     return step
-
-
-def renamed_plugin(step: Step) -> str | None:
-    """The plugin a step runs when the pipeline names the step otherwise, else None."""
-    return None if step.plugin in ("", step.name) else step.plugin
-
-
-def step_identity(step: Step) -> list[Any]:
-    """What keys a step's output: its name and parameters, and its plugin where the name is not it."""
-    plugin = renamed_plugin(step)
-    return [step.name, step.params()] if plugin is None else [step.name, plugin, step.params()]
-
-
-@dataclass
-class Segment:
-    index: int
-    after: str | None  # corpus step whose decisions apply on the way in
-    steps: list[str]  # record steps, in order
-    prepare_for: str | None  # corpus step prepared at the end (None: the last segment)
-
-
-def plan_segments(steps: list[Step]) -> list[Segment]:
-    segments: list[Segment] = []
-    current = Segment(0, None, [], None)
-    for step in steps:
-        if isinstance(step, CorpusStep):
-            current.prepare_for = step.name
-            segments.append(current)
-            current = Segment(len(segments), step.name, [], None)
-        else:
-            current.steps.append(step.name)
-    segments.append(current)
-    return segments
 
 
 # --------------------------------------------------------------------------------------------
@@ -796,12 +761,6 @@ class SpilledRecords:
 # The run
 
 
-def config_key(obj: Any) -> str:
-    import hashlib
-
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 def _input_identity(units: list[Unit]) -> list[tuple[str, str, int, int]]:
     out = []
     for u in units:
@@ -848,8 +807,6 @@ def _reusable(out: Path, key: str) -> dict[str, Any] | None:
 
 def run_pipeline(cfg: PipelineConfig, console: Console | None = None) -> PipelineResult:
     """Run (or reuse, or resume) the pipeline of ``cfg``; see the module docstring."""
-    from santa.pipeline import report as reporting
-
     console = console or Console(stderr=True, soft_wrap=True)
     if cfg.engine not in ("local", "ray"):
         raise PipelineError(f"unknown engine {cfg.engine!r}: use engine=local or engine=ray")

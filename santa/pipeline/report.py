@@ -18,7 +18,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -27,10 +27,12 @@ from rich.console import Console
 from rich.table import Table
 
 from santa.filters.base import CorpusStep, Decision, Step
-from santa.pipeline.engine import (
-    FORMAT, INPUT_STEP, SUCCESS, AccountingError, PipelineConfig, Segment, Unit, renamed_plugin,
-)
+from santa.pipeline.inputs import Unit
 from santa.pipeline.parquet import count_rows, json_rows_table, write_json, write_table
+from santa.pipeline.plan import FORMAT, INPUT_STEP, SUCCESS, AccountingError, Segment, renamed_plugin
+
+if TYPE_CHECKING:
+    from santa.pipeline.engine import PipelineConfig
 
 _OUTPUTS = ("data", "rejects", "annotations", "plots", "duplicates.parquet", "report.json")
 
@@ -114,6 +116,8 @@ def build(*, key: str, cfg: PipelineConfig, steps: list[Step], segments: list[Se
         "input_errors": {"count": len(errors), "examples": errors[:50]},
         "inputs": [{"unit": u.index, "path": u.path, "kind": u.kind, "data": []} for u in units],
         "_stats": stats,  # for the plots; not written
+        # Each plugin names its own statistic (``Step.stat_label``); for the plots, not written.
+        "_stat_labels": {s.name: getattr(s, "stat_label", "") for s in steps},
     }
 
 
@@ -171,12 +175,11 @@ def _duplicates(work: Path, segments: list[Segment], decisions: dict[str, dict[i
     return rows
 
 
-def _plots(stats: dict[str, dict[str, list[float]]], steps: list[dict[str, Any]], out: Path) -> list[str]:
+def _plots(stats: dict[str, dict[str, list[float]]], steps: list[dict[str, Any]], labels: dict[str, str],
+           out: Path) -> list[str]:
     from santa.pipeline.plots import histogram
 
     written = []
-    labels = {"comments": "comment characters / characters", "fertility": "characters / token",
-              "basic": "alphanumeric fraction (rejects: the failing statistic)", "stars": "stars"}
     for step in steps:
         name = step["name"]
         per_lang = {k: np.asarray(v, dtype=float) for k, v in stats.get(name, {}).items() if v}
@@ -185,7 +188,7 @@ def _plots(stats: dict[str, dict[str, list[float]]], steps: list[dict[str, Any]]
         params = step.get("params", {})
         path = out / f"{name}.png"
         histogram(path, per_lang, title=f"{name}: removed {step['removed_pct']['files']:.1f} % of files",
-                  xlabel=labels.get(step.get("plugin", name), f"{name} statistic"),
+                  xlabel=labels.get(name) or f"{name} statistic",
                   lines=tuple(float(params[k]) for k in ("min_ratio", "max_ratio") if k in params))
         written.append(path.name)
     return written
@@ -219,7 +222,7 @@ def publish(out: Path, work: Path, report: dict[str, Any], segments: list[Segmen
     if dup_rows:
         write_table(stage / "duplicates.parquet", json_rows_table(dup_rows, _DUPLICATES_SCHEMA))
     stats = report.pop("_stats")
-    plots = _plots(stats, report["steps"], stage / "plots")
+    plots = _plots(stats, report["steps"], report.pop("_stat_labels"), stage / "plots")
     # Nothing disappeared: the files on disk hold exactly what the counts say.
     data_files = sorted((stage / "data").glob("*.parquet"))
     reject_files = sorted((stage / "rejects").glob("*.parquet"))

@@ -1,1 +1,1 @@
-"""The ablation sweep: per-job state (job.json), evaluation after training, and the report."""
+"""The ablation sweep: evaluation after training and the report (per-run state: ``santa.runs``)."""

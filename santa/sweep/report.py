@@ -42,6 +42,7 @@ from typing import Any
 import yaml
 
 from santa.errors import SantaError
+from santa.runs import JOB_FILE
 
 REPORT_DIR = "report"
 FORMATS = ("md", "csv", "png")
@@ -265,7 +266,7 @@ def _variant_key(overrides: Iterable[str]) -> tuple[str, ...]:
 
 
 def _is_run_dir(path: Path) -> bool:
-    return (path / "job.json").is_file() or (path / ".hydra").is_dir() or (path / "results.json").is_file()
+    return (path / JOB_FILE).is_file() or (path / ".hydra").is_dir() or (path / "results.json").is_file()
 
 
 def _sort_key(path: Path) -> tuple[int, int, str]:
@@ -304,7 +305,7 @@ def _results_of(run: Path, job: dict[str, Any] | None) -> tuple[dict[str, dict[s
 def read_run(path: Path) -> RunDir:
     overrides = _read_yaml(path / ".hydra" / "overrides.yaml")
     config = _read_yaml(path / ".hydra" / "config.yaml")
-    job = _read_json(path / "job.json")
+    job = _read_json(path / JOB_FILE)
     results, where = _results_of(path, job)
     return RunDir(
         path=path,
@@ -413,7 +414,7 @@ def _experiment_of(run: RunDir) -> str | None:
         (_override_value(o) for o in run.overrides if _override_key(o) == "model.path"), None)
     if model:
         for parent in [Path(str(model)), *Path(str(model)).parents][:3]:
-            job = _read_json(parent / "job.json")
+            job = _read_json(parent / JOB_FILE)
             if job and job.get("experiment"):
                 return str(job["experiment"])
     return None
@@ -472,7 +473,7 @@ def load_sweep(path: str | Path) -> Sweep:
     multirun_path = path / "multirun.yaml"
     multirun = _read_yaml(multirun_path) if multirun_path.is_file() else None
     single = multirun is None and (
-        (path / "job.json").is_file() or (path / "results.json").is_file()
+        (path / JOB_FILE).is_file() or (path / "results.json").is_file()
         or ((path / ".hydra").is_dir() and (path / "summary.json").is_file())
     )
     run_paths = [path] if single else discover(path)

@@ -12,7 +12,9 @@ samples, caches, executes and writes:
   running a program in the sandbox, and which program;
 - :meth:`Benchmark.judge`: whether one sample is right (given the sandbox's result when it ran);
 - :meth:`Benchmark.aggregate` and :meth:`Benchmark.samples_needed`: the scores of all samples
-  (``{"pass@1": ...}``), and how many samples per problem they need.
+  (``{"pass@1": ...}``), and how many samples per problem they need;
+- :meth:`Benchmark.contamination`: the texts that training data must not contain for the
+  benchmark to stay unseen (the ``decontaminate`` pipeline step asks every installed benchmark).
 
 :class:`Benchmark`'s defaults are pass@k of programs run in the sandbox;
 :class:`ExactMatchBenchmark`'s are the fraction of completions equal to the problem's ``answer``.
@@ -22,7 +24,7 @@ metric overrides ``judge``/``aggregate`` (example: ``tests/test_benchmark_plugin
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -188,6 +190,17 @@ class Benchmark:
                 "pass@k with k > n is not estimable (raise generation.n_samples or lower generation.ks)"
             )
         return {f"pass@{k}": pass_at_k(n, c, k) for k in ks}
+
+    # -- decontamination -------------------------------------------------------------------------
+    def contamination(self) -> Iterator[tuple[str, str]]:
+        """The texts no training file may contain if this benchmark is to stay unseen, as
+        ``(label, text)`` pairs. The ``decontaminate`` pipeline step drops every file holding one
+        of them (case-insensitively, after ``strip()``; texts shorter than its ``min_chars`` are
+        too common to mean anything and are skipped); the reject reason quotes the label, whose
+        first word (up to a "/") names the source in the step's counts. Default: every
+        problem's prompt, the dataset's own text."""
+        for problem in self.problems():
+            yield f"{self.name} {problem.task_id} prompt", problem.prompt
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,11 @@ class SantaCoderFim(ExactMatchBenchmark):
         path = self._file(f"{FIM_DIR}/prompts/fim-humaneval-{self.language}.json")
         return {"name": "MultiPL-E fim-humaneval", "version": "9b61dc6", "files": self._files_info(path)}
 
+    def contamination(self) -> Iterator[tuple[str, str]]:
+        # HumanEval's solutions (in MultiPL-E's translations) with one line taken out: the
+        # strings of humaneval_py and multiple_humaneval_* already keep them out of training data.
+        return iter(())
+
 
 class FimPy(SantaCoderFim):
     name, language = "fim_py", "py"
@@ -120,6 +126,11 @@ class HumanEvalInfillPy(Benchmark):
                     )
                 )
         return out
+
+    def contamination(self) -> Iterator[tuple[str, str]]:
+        # HumanEval's problems with one line of the canonical solution taken out: humaneval_py's
+        # strings (its docstrings and canonical solutions) already keep them out of training data.
+        return iter(())
 
     def dataset(self) -> dict[str, Any]:
         return {

@@ -7,7 +7,9 @@ its continuation is cut at the task's stop sequences, and the program is
 
 from __future__ import annotations
 
+import ast
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -23,6 +25,11 @@ DEFAULT_VERSION = "8b88bd5"  # the 2022-12 snapshot the SantaCoder paper used
 HUMANEVAL_STOP = ("\nclass", "\ndef", "\n#", "\n@", "\nprint", "\nif", "\n```", "<file_sep>")
 # The harness's MultiPL-E task stops at the dataset's stop_tokens plus this (multiple.py at 8fc5bae).
 MULTIPLE_EXTRA_STOP = ("<file_sep>",)
+
+# MBPP's test split (task ids 11-510), which MultiPL-E's MBPP suite translates; the sanitized
+# file MultiPL-E ships holds 257 of those 500 ids.
+MBPP_FILE = "multipl-e_8b88bd5/datasets/sanitized-mbpp.json"
+MBPP_TEST_IDS = (11, 510)
 
 _MODEL_CARD = "SantaCoder 1.1B, arXiv 2301.03988 / bigcode/santacoder model card"
 
@@ -76,6 +83,22 @@ class HumanEvalPy(Benchmark):
                 )
             )
         return out
+
+    def contamination(self) -> Iterator[tuple[str, str]]:
+        # As BigCode decontaminated SantaCoder's data: each canonical solution and the docstring of
+        # every function of each prompt (the prompt's signatures alone would match ordinary code).
+        for problem in self.problems():
+            tid = problem.task_id
+            yield f"{tid} canonical solution", problem.meta["canonical_solution"]
+            try:
+                tree = ast.parse(problem.prompt)
+            except SyntaxError:
+                continue
+            for node in ast.walk(tree):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    doc = ast.get_docstring(node, clean=False)
+                    if doc:
+                        yield f"{tid} docstring of {node.name}", doc
 
     def dataset(self) -> dict[str, Any]:
         path = self._path()
@@ -138,6 +161,14 @@ class MultiplE(Benchmark):
             )
         return out
 
+    def contamination(self) -> Iterator[tuple[str, str]]:
+        """Every prompt; the MBPP suite adds the original MBPP test problems it translates (their
+        text and reference code), as BigCode decontaminated SantaCoder's data."""
+        for problem in self.problems():
+            yield f"MultiPL-E {problem.task_id} prompt", problem.prompt
+        if self.suite == "mbpp":
+            yield from mbpp_test_problems(self._file(MBPP_FILE))
+
     def dataset(self) -> dict[str, Any]:
         return {
             "name": "MultiPL-E",
@@ -180,3 +211,17 @@ class MultiplEMbppJava(MultiplE):
     name, suite, language = "multiple_mbpp_java", "mbpp", "java"
     paper = {"pass@1": 0.28, "pass@10": 0.44, "pass@100": 0.59}
     paper_source = _MODEL_CARD
+
+
+def mbpp_test_problems(path: Path) -> Iterator[tuple[str, str]]:
+    """The text and the reference code of each MBPP test problem in ``path`` (sanitized MBPP)."""
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise BenchmarkDataError(f"{path} is not valid JSON ({exc})") from exc
+    first, last = MBPP_TEST_IDS
+    for row in rows:
+        tid = int(row["task_id"])
+        if first <= tid <= last:
+            yield f"MBPP/{tid} text", row.get("prompt") or row.get("text") or ""
+            yield f"MBPP/{tid} code", row.get("code", "")

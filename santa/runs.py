@@ -1,5 +1,9 @@
-"""One sweep job's state on disk, ``<run_dir>/job.json``, rewritten atomically at each change, so
-``santa report`` can tell finished, running, crashed and failed jobs apart while a sweep runs."""
+"""Run bookkeeping: the state of one training or evaluation run on disk, ``<run_dir>/job.json``,
+rewritten atomically at each change, so ``santa report`` can tell finished, running, crashed and
+failed jobs apart while a sweep runs; and where a run sits in a Hydra multirun (its W&B group).
+
+Training, evaluation after training and the launcher all use it, inside a sweep or not, so it
+lives beside them rather than in ``santa.sweep`` (the report of a whole sweep)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Read a W&B run file (`run-<id>.wandb`) without a server: offline runs keep everything there as
 protobuf records framed like a LevelDB log (32 KiB blocks, 7-byte record headers). W&B's own
-Python reader went away with its Go core, and `wandb sync` needs an account; santa's reports and
-tests read offline runs with this."""
+Python reader went away with its Go core, and `wandb sync` needs an account; santa's tests read
+offline runs with this (test-only: it lives beside them, not in the package)."""
 
 from __future__ import annotations
 
