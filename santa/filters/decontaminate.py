@@ -3,7 +3,7 @@ benchmark, so no model is trained on the tests it is scored on.
 
 The strings come from the evaluation benchmarks themselves: the step asks every installed
 ``santa.benchmarks`` plugin (or those named in ``benchmarks``) for its
-:meth:`~santa.eval.benchmarks.base.Benchmark.contamination`, so a new benchmark is decontaminated
+:meth:`~santa.eval.tasks.base.Benchmark.contamination`, so a new benchmark is decontaminated
 against with no edit here. The built-ins give what BigCode's decontamination used for SantaCoder:
 
 * ``humaneval_py``: every function docstring of each HumanEval prompt and each canonical solution
@@ -42,7 +42,7 @@ import numpy as np
 
 from santa import registry
 from santa.errors import SantaError
-from santa.eval.benchmarks.base import BenchmarkDataError
+from santa.eval.tasks.base import BenchmarkDataError
 from santa.filters.base import Decision, Record, RecordStep, StepContext
 
 GROUP = "santa.benchmarks"
