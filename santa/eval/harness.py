@@ -41,13 +41,12 @@ SAMPLES_FILE = "samples.jsonl"
 # ------------------------------------------------------------------------------ the run
 def build_benchmark(name: str, params: dict[str, Any] | None = None, data_dir: str | Path | None = None) -> Benchmark:
     try:
-        cls = registry.get("santa.benchmarks", name)
-    except registry.UnknownPluginError as exc:
+        benchmark: Benchmark = registry.build("santa.benchmarks", name, params, data_dir=data_dir)
+    except (registry.UnknownPluginError, registry.PluginParamsError) as exc:
         raise EvaluationError(str(exc)) from exc
-    try:
-        return cls(data_dir=data_dir, **(params or {}))
     except TypeError as exc:
         raise EvaluationError(f"benchmark {name}: bad parameters {params}: {exc}") from exc
+    return benchmark
 
 
 def fit_to_context(settings: GenerationSettings, context: int, console: Console) -> GenerationSettings:

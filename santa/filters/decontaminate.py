@@ -108,12 +108,11 @@ class Decontaminate(RecordStep):
     def _contamination(self, name: str, context: StepContext) -> list[tuple[str, str]]:
         """One benchmark's strings, its data read from the first data folder that has it (the
         user's ``benchmark_data``, then the copy shipped in santa), as the old file lookup did."""
-        cls = registry.get(GROUP, name)
         dirs: list[Path | None] = list(context.data_dirs) or [None]
         errors: list[str] = []
         for data_dir in dirs:
             try:
-                return list(cls(data_dir=data_dir).contamination())
+                return list(registry.build(GROUP, name, data_dir=data_dir).contamination())
             except BenchmarkDataError as exc:
                 errors.append(str(exc))
         where = ", ".join(str(d) for d in dirs if d is not None) or "the default data folder"
