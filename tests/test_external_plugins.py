@@ -561,3 +561,24 @@ def test_train_py_uses_both_plugins_by_name(
         capture_output=True, text=True, timeout=300, env=_env(plugin_site), cwd=ROOT,
     )
     assert gen.returncode == 0, gen.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_a_third_party_filters_parameters_are_set_like_a_builtins(
+    plugin_site: Path, corpus_with_generated_files: Path, tmp_path: Path
+) -> None:
+    """No `+` for an installed plugin's parameters, whatever the preset; a misspelt key is one
+    error naming the plugin, the key and the valid ones, before any record is read."""
+    santa = [sys.executable, "-m", "santa.cli", "prepare"]
+    overrides = [f"input={corpus_with_generated_files}", f"output={tmp_path / 'clean'}",
+                 "pipeline.steps=[pii,basic,generated]", "engine.workers=1", "progress=false"]
+    res = subprocess.run([*santa, "--cfg", *overrides, "pipeline.params.generated.header_lines=5"],
+                         capture_output=True, text=True, timeout=120, env=_env(plugin_site), cwd=ROOT)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert OmegaConf.create(res.stdout).pipeline.params.generated == {"header_lines": 5}
+    bad = subprocess.run([*santa, *overrides, "pipeline.params.generated.headr_lines=5"],
+                         capture_output=True, text=True, timeout=300, env=_env(plugin_site), cwd=ROOT)
+    assert bad.returncode == 2, bad.stderr[-3000:]
+    assert ("filter 'generated' has no parameter(s) headr_lines (set in pipeline.params.generated); it takes: "
+            "markers, header_lines, minified_line_length, minified_max_whitespace") in " ".join(bad.stderr.split())
+    assert not (tmp_path / "clean" / "report.json").exists()
