@@ -44,8 +44,9 @@ class GroupContract:
     ``params_in``: the context argument that carries the parameters instead of keyword
     arguments (attention: they are part of the architecture, ``GPTConfig.attention_params``,
     saved in every checkpoint and read by ``kv_heads(config)`` without building a layer).
-    ``declared``: the class attribute listing the parameter names, for plugins whose constructor
-    does not take them as keywords; every group also honours ``plugin_params``.
+    ``declared``: the class attribute a plugin lists its parameter names in (attention:
+    ``attention_params``; every group also honours ``plugin_params``), which wins over its
+    constructor's signature.
     """
 
     group: str
@@ -178,9 +179,11 @@ def check_params(group: str, name: str, obj: Any, params: Mapping[str, Any], whe
     _check_group(group)
     contract = CONTRACTS[group]
     accepted: tuple[str, ...] | None
+    required: tuple[str, ...]
     if contract.params_in is not None:
         # The constructor takes only the context; the declared names are all there is to check.
-        accepted, required = _unique(getattr(obj, contract.declared, ())), ()
+        names = getattr(obj, contract.declared, None)
+        accepted, required = _unique(getattr(obj, "plugin_params", ()) if names is None else names), ()
     else:
         accepted, required = declared_params(obj, contract.declared, contract.context)
     where = where or contract.params_at.format(name=name)
