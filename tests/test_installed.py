@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -25,9 +26,14 @@ TINY = ["model.n_layer=2", "model.n_embd=64", "model.n_head=4", "data.seq_len=64
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("installed")
+    # Built from a copy: setuptools writes santa.egg-info (old entry points, once stale) and build/
+    # into the tree it builds, and the checkout's copy would shadow the venv's metadata.
+    src = root / "src"
+    shutil.copytree(ROOT, src, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "cache", "outputs", "multirun", "wandb", "build", "*.egg-info", "__pycache__"))
     wheels = root / "wheels"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels),
-                    str(ROOT)], check=True, timeout=600, capture_output=True)
+                    str(src)], check=True, timeout=600, capture_output=True)
     (wheel,) = wheels.glob("santa-*.whl")
     venv = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
