@@ -4,7 +4,7 @@ hashlib hashes one message per call: for the ~20-byte shingles of near-dedup the
 slice and the digest object cost ~0.7 us per message, far more than the hash. Here the messages of
 a batch are laid out as the columns of (words x messages) uint32 arrays and every step of the
 compression function is one numpy operation over all of them (~1,500 operations per 64-byte
-block, each over 8,192 messages), which costs a fraction of that per message (~0.3 us).
+block, each over 16,384 messages), which costs a fraction of that per message (~0.3 us).
 
 Only what near-dedup needs is returned: datasketch's ``sha1_hash32``, the first 4 bytes of the
 digest read as a little-endian uint32 (the first word of the final state, byte-swapped).
@@ -21,9 +21,9 @@ _H0 = np.array([0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0], dty
 _K = [np.array(k, dtype=_U32) for k in (0x5A827999, 0x6ED9EBA1, 0x8F1BBCDC, 0xCA62C1D6)]
 _SHIFT = {r: np.array(r, dtype=_U32) for r in (1, 2, 5, 27, 30, 31)}
 # Messages per numpy operation: large enough that the ~0.5 us a call costs is small beside the
-# work, small enough that the state, the 16-word schedule and the scratch rows (23 rows of 32 KB)
-# stay in a core's L2 cache. Measured fastest here.
-CHUNK = 8192
+# work, small enough that the state, the 16-word schedule and the scratch rows (23 rows of 64 KB)
+# stay near a core's L2 cache. Measured fastest here (8,192: ~4 % slower).
+CHUNK = 16384
 
 
 def _tables() -> tuple[np.ndarray, np.ndarray]:
@@ -61,20 +61,26 @@ def sha1_hash32(buf: bytes, start: np.ndarray, end: np.ndarray, chunk: int = CHU
     padded = bytes(buf) + bytes(72)
     blocks = np.ndarray((len(padded) - 63,), dtype="V64", buffer=padded, strides=(1,))
     n_blocks = (length + 8) // 64 + 1  # the message, the 0x80 byte, the 8-byte bit length
-    # Shortest first, so that the few messages of several blocks come together at the end.
-    # (Lengths clipped to 16 bits sort by radix; the clip changes no block count that matters.)
-    order = np.argsort(np.minimum(length, 32767).astype(np.int16), kind="stable")
+    # The messages of one block (up to 55 bytes: nearly all shingles) in their own order, so that
+    # their slices are read in order; then the others, shortest first, so that those of several
+    # blocks come together at the end. (Lengths clipped to 16 bits sort by radix; the clip
+    # changes no block count that matters.)
+    single = np.flatnonzero(n_blocks == 1)
+    several = np.flatnonzero(n_blocks > 1)
+    several = several[np.argsort(np.minimum(length[several], 32767).astype(np.int16), kind="stable")]
+    order = np.concatenate([single, several])
+    start, length, n_blocks = start[order], length[order], n_blocks[order]
     for i in range(0, n, chunk):
-        sel = order[i : i + chunk]
-        s, ln, nb = start[sel], length[sel], n_blocks[sel]
-        state = np.repeat(_H0[:, None], len(sel), axis=1)
+        j = min(i + chunk, n)
+        s, ln, nb = start[i:j], length[i:j], n_blocks[i:j]
+        state = np.repeat(_H0[:, None], j - i, axis=1)
         _compress(state, _block(blocks, s, ln, nb, 0))
-        for b in range(1, int(nb[-1])):
+        for b in range(1, int(nb.max())):
             more = np.flatnonzero(nb > b)
             sub = state[:, more]
             _compress(sub, _block(blocks, s[more], ln[more], nb[more], b))
             state[:, more] = sub
-        out[sel] = state[0]
+        out[order[i:j]] = state[0]
     return out.byteswap()  # the digest's first 4 bytes are the word big-endian; datasketch reads them little-endian
 
 

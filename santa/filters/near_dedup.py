@@ -442,7 +442,7 @@ def minhash_many_legacy(values: np.ndarray, offsets: np.ndarray, perms: tuple[np
 
 # Permutations with more trailing zeros in a's low 32 bits have too many preimages per value to
 # look up (2**k): they are computed the plain way.
-_MAX_TRAILING_ZEROS = 10
+_MAX_TRAILING_ZEROS = 4
 
 
 class _LegacyPlan:
@@ -577,12 +577,18 @@ def _distinct_sha1(text: bytes, key: np.ndarray, text_of: np.ndarray, start: np.
     np.not_equal(sorted_key[1:], sorted_key[:-1], out=first[1:])
     keep = first.copy()  # a new key, or a new text for the same key: a member of a set
     keep[1:] |= sorted_text[1:] != sorted_text[:-1]
-    hashed = index[first]
+    # The shingles to hash in text order (a scatter, not a sort): SHA-1 then reads the text in
+    # order, and a distinct key's value is found by its rank among them.
+    first_at = np.zeros(n, dtype=bool)
+    first_at[index[first]] = True
+    hashed = np.flatnonzero(first_at)
+    rank = np.cumsum(first_at) - 1
     digest = sha1_hash32_many(text, start[hashed], end[hashed])
+    by_key = digest[rank[index[first]]]  # the value of the k-th distinct key
     kept = index[keep]
     # Back to text order: the kept shingles' values at their own positions, read in order.
     at = np.empty(n, dtype=np.uint32)
-    at[kept] = digest[(np.cumsum(first) - 1)[keep]]
+    at[kept] = by_key[(np.cumsum(first) - 1)[keep]]
     member = np.zeros(n, dtype=bool)
     member[kept] = True
     return at[member], text_of[member]
