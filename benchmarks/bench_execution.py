@@ -118,13 +118,13 @@ def build_multiple(language: str, n_problems: int) -> list[str]:
     """Programs of MultiPL-E HumanEval (the paper's 8b88bd5 prompts) for ``language``: for the
     first ``n_problems`` problems fim-humaneval has a working solution for, that solution (cut at
     the stop sequences as a model's completion is) and the three broken completions."""
-    from santa.eval.benchmarks import (
+    from santa.eval.tasks import (
         MultiplEHumanEvalJava,
         MultiplEHumanEvalJs,
         MultiplEHumanEvalPy,
         resolve_data_dir,
     )
-    from santa.eval.benchmarks.fim import reference_solutions
+    from santa.eval.tasks.fim import reference_solutions
 
     cls = {"python": MultiplEHumanEvalPy, "javascript": MultiplEHumanEvalJs, "java": MultiplEHumanEvalJava}[language]
     data = resolve_data_dir(None)

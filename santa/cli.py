@@ -127,8 +127,8 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
 EXTERNAL: dict[str, tuple[str, str]] = {
     "prepare": ("santa.pipeline.cli", "run the data pipeline alone: redact, filter, dedup, decontaminate"),
     "pii-eval": ("santa.filters.pii_eval", "score PII detection against an annotated JSONL file"),
-    "eval-report": ("santa.eval.report", "one table of every results.json under the given directories"),
-    "report": ("santa.sweep.report", "a sweep's tables beside the paper's: report.md, report.csv, plots"),
+    "eval-report": ("santa.eval.tables", "one table of every results.json under the given directories"),
+    "report": ("santa.sweep.paper_report", "a sweep's tables beside the paper's: report.md, report.csv, plots"),
 }
 
 

@@ -111,14 +111,19 @@ def _current_run_dir() -> Path | None:
 
 
 def _tidy_run_dir(exc: BaseException) -> None:
-    """After a user error: a run directory this invocation created and that holds no checkpoint is
-    removed (a typo leaves no folder behind); one that existed before is restored to what it was
-    when the error came before the run touched it (:class:`RunRefused`)."""
+    """After a user error: the timestamped run directory Hydra made for this invocation, holding no
+    checkpoint, is removed (a typo leaves no outputs/<date>/<time>/ behind); a directory that
+    existed before is restored to what it was when the error came before the run touched it
+    (:class:`RunRefused`)."""
     run_dir = _current_run_dir()
     if run_dir is None or run_dir not in _BEFORE:
         return
     before = _BEFORE[run_dir]
     if before is None:
+        # Only Hydra's own timestamped folder of a single run: a folder the user named, and a
+        # sweep's job folders, keep the job.json that records the failure (santa report reads it).
+        if multirun_job() is not None or _run_dir_was_chosen():
+            return
         if run_dir.is_dir() and not (run_dir / "checkpoints").exists():
             shutil.rmtree(run_dir, ignore_errors=True)
             # And the empty date folder above it (outputs/<date>/), up to the working directory.
@@ -144,6 +149,12 @@ def _tidy_run_dir(exc: BaseException) -> None:
         elif p.stat().st_size != before["logs"][p.name]:
             with open(p, "r+b") as fh:
                 fh.truncate(before["logs"][p.name])
+
+
+def _run_dir_was_chosen() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+
+    return any(o.split("=", 1)[0].lstrip("+~") == "hydra.run.dir" for o in HydraConfig.get().overrides.hydra)
 
 
 class RunDirGuard(Callback):

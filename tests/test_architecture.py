@@ -25,7 +25,7 @@ SANTA = Path(__file__).resolve().parents[1] / "santa"
 PLUGIN_PACKAGES: dict[str, frozenset[str]] = {
     "santa.filters": frozenset({"santa.filters", "santa.filters.base"}),
     "santa.objectives": frozenset({"santa.objectives", "santa.objectives.base"}),
-    "santa.eval.benchmarks": frozenset({"santa.eval.benchmarks.base"}),
+    "santa.eval.tasks": frozenset({"santa.eval.tasks.base"}),
     "santa.model.attention": frozenset(),
 }
 
@@ -135,7 +135,7 @@ def test_the_core_imports_no_concrete_plugin() -> None:
     modules, found = imports(SANTA)
     for allowed in PLUGIN_PACKAGES.values():
         assert allowed <= modules, f"a contract module moved: {sorted(allowed - modules)}"
-    assert {"santa.objectives.fim", "santa.filters.stars", "santa.eval.benchmarks.fim"} <= modules
+    assert {"santa.objectives.fim", "santa.filters.stars", "santa.eval.tasks.fim"} <= modules
     assert plugin_violations(found) == []
 
 

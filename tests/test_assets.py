@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from santa import assets
-from santa.eval.benchmarks import BenchmarkDataError, resolve_data_dir
+from santa.eval.tasks import BenchmarkDataError, resolve_data_dir
 from santa.pipeline.config import benchmark_dirs
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import compose_train
 
-import santa.model.gpt as gpt_module
+from santa import registry
 from santa.checkpoint import CheckpointMismatchError
 from santa.lit import SantaLM
 from santa.model import GPT, GPTConfig, KVCache, generate
@@ -38,12 +38,12 @@ class ScaledMQA(CausalSelfAttention):
 
 @pytest.fixture
 def scaled_registered(monkeypatch: pytest.MonkeyPatch) -> None:
-    real_get = gpt_module.get
+    real_get = registry.get
 
     def get(group: str, name: str) -> object:
         return ScaledMQA if (group, name) == ("santa.attention", "scaled") else real_get(group, name)
 
-    monkeypatch.setattr(gpt_module, "get", get)
+    monkeypatch.setattr(registry, "get", get)
 
 
 def test_default_is_empty_and_left_out_of_the_dict() -> None:

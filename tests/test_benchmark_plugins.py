@@ -19,7 +19,7 @@ from santa.eval.harness import evaluate
 # its own postprocessing (the first line only), its own judge and metric (the fraction of
 # problems with at least one right sample); nothing is executed.
 PLUGIN = '''
-from santa.eval.benchmarks import Benchmark, Problem
+from santa.eval.tasks import Benchmark, Problem
 
 FUNCTIONS = [
     ("def add(a, b):\\n", "    return a + b"),
@@ -128,7 +128,7 @@ def test_the_orchestration_never_switches_on_a_benchmark_s_scoring(module: str) 
 
 
 def test_a_benchmark_that_only_says_exact_match_is_told_what_to_subclass() -> None:
-    from santa.eval.benchmarks import Benchmark
+    from santa.eval.tasks import Benchmark
 
-    with pytest.raises(TypeError, match="subclass santa.eval.benchmarks.ExactMatchBenchmark"):
+    with pytest.raises(TypeError, match="subclass santa.eval.tasks.ExactMatchBenchmark"):
         type("Old", (Benchmark,), {"scoring": "exact_match"})

@@ -11,7 +11,7 @@ import pytest
 
 from santa import registry
 from santa.errors import SantaError
-from santa.eval.benchmarks import (
+from santa.eval.tasks import (
     Benchmark,
     BenchmarkDataError,
     FimJava,
@@ -26,7 +26,7 @@ from santa.eval.benchmarks import (
     resolve_data_dir,
     truncate_at_stop,
 )
-from santa.eval.benchmarks.fim import read_fim_humaneval, single_line_tasks
+from santa.eval.tasks.fim import read_fim_humaneval, single_line_tasks
 
 try:
     DATA = resolve_data_dir(None)

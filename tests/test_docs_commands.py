@@ -123,7 +123,7 @@ def place(tmp_path_factory: pytest.TempPathFactory, tiny_corpus: Path, cache_dir
                         "trainer.max_steps=2", "export_hf=true"])
     assert res.returncode == 0, res.stderr[-3000:]
     # An evaluation's results.json, for the commands that tabulate results.
-    from santa.eval.benchmarks import FimPy
+    from santa.eval.tasks import FimPy
 
     samples = root / "samples.jsonl"
     samples.write_text("".join(json.dumps({"task_id": p.task_id, "completion": p.answer}) + "\n"
@@ -207,7 +207,7 @@ def check(words: list[str], place: dict[str, str], tmp: Path) -> None:
         res = _run(words, tmp)
         assert res.returncode == 0, (words, res.stderr[-3000:])
         return
-    if words[:3] == ["python", "-m", "santa.eval.report"]:
+    if words[:3] == ["python", "-m", "santa.eval.tables"]:
         res = _run([*words[:3], place["evals"], *words[4:]], tmp)
         assert res.returncode == 0, (words, res.stderr[-3000:])
         return

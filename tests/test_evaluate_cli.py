@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, TINY, compose_eval, compose_train
 
-from santa.eval.benchmarks import (
+from santa.eval.tasks import (
     BenchmarkDataError,
     FimPy,
     HumanEvalInfillPy,
@@ -24,7 +24,7 @@ from santa.eval.benchmarks import (
     MultiplEHumanEvalPy,
     resolve_data_dir,
 )
-from santa.eval.benchmarks.fim import reference_solutions
+from santa.eval.tasks.fim import reference_solutions
 from santa.eval.harness import evaluate
 from santa.eval.scoring import aggregate, score, toolchain_problem
 from santa.eval.settings import ExecutionSettings

@@ -26,7 +26,7 @@ import torch
 from omegaconf import OmegaConf
 from conftest import ROOT, TINY, compose_conf, compose_train, losses_by_step, stdlib_records, write_jsonl_gz
 
-import santa.model.gpt as gpt_module
+from santa import registry
 from santa.errors import SantaError
 from santa.filters.base import Decision, RecordStep
 from santa.model import GPT, GPTConfig, KVCache, generate
@@ -227,12 +227,12 @@ def test_filter_parameter_errors_name_the_setting(kw: dict, match: str) -> None:
 def swa_registered(monkeypatch: pytest.MonkeyPatch) -> None:
     """`attention="swa"` resolves in this process without installing anything: the real lookup
     through entry points is the slow tests' job."""
-    real_get = gpt_module.get
+    real_get = registry.get
 
     def get(group: str, name: str) -> object:
         return SlidingWindowAttention if (group, name) == ("santa.attention", "swa") else real_get(group, name)
 
-    monkeypatch.setattr(gpt_module, "get", get)
+    monkeypatch.setattr(registry, "get", get)
 
 
 def swa_config(window: int, groups: int = 1, **kw) -> GPTConfig:
@@ -441,7 +441,9 @@ def test_shipped_configs_compose_with_santas_own(swa_registered) -> None:
 
 # ------------------------------------------------------------- installed, used by name (slow)
 def _env(site: Path) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(site), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "COLUMNS": "240"}
+    # The caller's PYTHONPATH stays behind the plugins' folder (a worktree's santa, say).
+    path = os.pathsep.join([str(site), *filter(None, [os.environ.get("PYTHONPATH")])])
+    return {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "COLUMNS": "240"}
 
 
 @pytest.fixture(scope="module")
@@ -559,3 +561,24 @@ def test_train_py_uses_both_plugins_by_name(
         capture_output=True, text=True, timeout=300, env=_env(plugin_site), cwd=ROOT,
     )
     assert gen.returncode == 0, gen.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_a_third_party_filters_parameters_are_set_like_a_builtins(
+    plugin_site: Path, corpus_with_generated_files: Path, tmp_path: Path
+) -> None:
+    """No `+` for an installed plugin's parameters, whatever the preset; a misspelt key is one
+    error naming the plugin, the key and the valid ones, before any record is read."""
+    santa = [sys.executable, "-m", "santa.cli", "prepare"]
+    overrides = [f"input={corpus_with_generated_files}", f"output={tmp_path / 'clean'}",
+                 "pipeline.steps=[pii,basic,generated]", "engine.workers=1", "progress=false"]
+    res = subprocess.run([*santa, "--cfg", *overrides, "pipeline.params.generated.header_lines=5"],
+                         capture_output=True, text=True, timeout=120, env=_env(plugin_site), cwd=ROOT)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert OmegaConf.create(res.stdout).pipeline.params.generated == {"header_lines": 5}
+    bad = subprocess.run([*santa, *overrides, "pipeline.params.generated.headr_lines=5"],
+                         capture_output=True, text=True, timeout=300, env=_env(plugin_site), cwd=ROOT)
+    assert bad.returncode == 2, bad.stderr[-3000:]
+    assert ("filter 'generated' has no parameter(s) headr_lines (set in pipeline.params.generated); it takes: "
+            "markers, header_lines, minified_line_length, minified_max_whitespace") in " ".join(bad.stderr.split())
+    assert not (tmp_path / "clean" / "report.json").exists()

@@ -539,7 +539,7 @@ def test_decontamination_asks_the_benchmarks_and_gets_the_same_strings(decon) ->
 
 
 NEW_BENCHMARK = """
-from santa.eval.benchmarks import ExactMatchBenchmark, Problem
+from santa.eval.tasks import ExactMatchBenchmark, Problem
 
 
 class Riddles(ExactMatchBenchmark):

@@ -17,7 +17,7 @@ from hydra import compose, initialize_config_dir
 import santa.entry  # noqa: F401  (registers santa's OmegaConf resolvers)
 from santa.data.tokenizer import padded_vocab_size, special_ids, train_tokenizer
 from santa.errors import SantaError
-from santa.eval.benchmarks import (
+from santa.eval.tasks import (
     BenchmarkDataError,
     FimJava,
     FimJs,
@@ -379,8 +379,8 @@ def test_new_tokens_beyond_the_context_are_capped_with_a_note(hf_model: Path, tm
 
 
 def test_copy_of_results_dir_is_self_contained(hf_model: Path, tmp_path: Path) -> None:
-    """results.json alone re-renders the table (python -m santa.eval.report)."""
-    from santa.eval import report
+    """results.json alone re-renders the table (python -m santa.eval.tables)."""
+    from santa.eval import tables as report
 
     run_eval(tmp_path / "a", f"model.path={hf_model}", "benchmark=fim_py", "limit=2", "generation=fim_greedy")
     shutil.copy(tmp_path / "a" / "results.json", tmp_path / "copy.json")

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from santa.eval.benchmarks import FimPy, resolve_data_dir
+from santa.eval.tasks import FimPy, resolve_data_dir
 
 REPO_ID = "santa-tests/tiny-gpt_bigcode"
 

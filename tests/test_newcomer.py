@@ -57,7 +57,7 @@ def test_a_lock_file_left_by_a_failed_setup_is_taken_over(corpus: Path, tmp_path
 
 
 def test_evaluate_without_output_writes_under_outputs(tmp_path: Path) -> None:
-    from santa.eval.benchmarks import FimPy
+    from santa.eval.tasks import FimPy
 
     problems = FimPy().problems()[:2]
     samples = tmp_path / "s.jsonl"

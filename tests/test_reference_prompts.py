@@ -22,7 +22,7 @@ import json
 import pytest
 
 from santa import registry
-from santa.eval.benchmarks import BenchmarkDataError, resolve_data_dir
+from santa.eval.tasks import BenchmarkDataError, resolve_data_dir
 
 try:
     DATA = resolve_data_dir(None)

@@ -18,10 +18,10 @@ import yaml
 
 from santa.cli import main as santa_main
 from santa.errors import SantaError
-from santa.eval import report as eval_report
+from santa.eval import tables as eval_report
 from santa.pipeline.engine import FORMAT as PIPELINE_FORMAT
 from santa.pipeline.report import check_accounting
-from santa.sweep import report as sweep_report
+from santa.sweep import paper_report as sweep_report
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER_ORDER = ["mha", "no_fim", "fim", "stars", "fertility", "comments", "dedup_alt", "final"]

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from santa.errors import SantaError
@@ -446,6 +446,7 @@ def _progress(console: Console | None = None, *, transient: bool = True) -> Prog
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
+        TimeRemainingColumn(),
         console=console,
         transient=transient,
         # Progress bars in a log file are noise; a TTY gets them.

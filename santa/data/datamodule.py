@@ -111,6 +111,8 @@ class SantaDataModule(pl.LightningDataModule):
         super().__init__()
         self.files = files
         self.objective_name, self.objective_params = objective, dict(objective_params)
+        # A misspelt objective.params key fails here, before the trainer starts, not at setup().
+        registry.resolve("santa.objectives", objective, self.objective_params)
         self.seq_len, self.micro, self.global_batch = seq_len, micro_batch_size, global_batch_size
         self.val_windows, self.num_workers, self.seed = val_windows, num_workers, seed
         self.train_windows: PackedDataset | None = None
@@ -129,9 +131,7 @@ class SantaDataModule(pl.LightningDataModule):
         if self.train_windows is not None:
             return
         tokenizer = load_tokenizer(self.files.tokenizer_dir)
-        self.objective = registry.get("santa.objectives", self.objective_name)(
-            tokenizer=tokenizer, **self.objective_params
-        )
+        self.objective = registry.build("santa.objectives", self.objective_name, self.objective_params, tokenizer=tokenizer)
         self.train_windows = PackedDataset([TokenShard(p) for p in self.files.train], self.seq_len)
         self.val_set = PackedDataset([TokenShard(p) for p in self.files.val], self.seq_len)
 

@@ -1,8 +1,8 @@
 """What `python evaluate.py` does, as functions of the composed config: the orchestration of one
-evaluation. The benchmark (santa.eval.benchmarks) owns its prompts, postprocessing, programs and
+evaluation. The benchmark (santa.eval.tasks) owns its prompts, postprocessing, programs and
 scores; this module builds it, reads the settings (santa.eval.settings), loads the model
 (santa.eval.models), samples (santa.eval.sampling), executes and records (santa.eval.scoring),
-writes ``results.json`` + ``results.md`` (santa.eval.report) and logs. Kept out of evaluate.py
+writes ``results.json`` + ``results.md`` (santa.eval.tables) and logs. Kept out of evaluate.py
 so every line of it is testable.
 
 Resuming: generations are cached per work unit in ``<run_dir>/generations.jsonl`` and execution
@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
 from santa import registry
-from santa.eval.benchmarks.base import Benchmark
+from santa.eval.tasks.base import Benchmark
 from santa.eval.models import load_generator
 from santa.eval.sampling import generate_completions
 from santa.eval.scoring import check_ks, check_samples, read_samples, score, toolchain_problem
@@ -41,13 +41,12 @@ SAMPLES_FILE = "samples.jsonl"
 # ------------------------------------------------------------------------------ the run
 def build_benchmark(name: str, params: dict[str, Any] | None = None, data_dir: str | Path | None = None) -> Benchmark:
     try:
-        cls = registry.get("santa.benchmarks", name)
-    except registry.UnknownPluginError as exc:
+        benchmark: Benchmark = registry.build("santa.benchmarks", name, params, data_dir=data_dir)
+    except (registry.UnknownPluginError, registry.PluginParamsError) as exc:
         raise EvaluationError(str(exc)) from exc
-    try:
-        return cls(data_dir=data_dir, **(params or {}))
     except TypeError as exc:
         raise EvaluationError(f"benchmark {name}: bad parameters {params}: {exc}") from exc
+    return benchmark
 
 
 def fit_to_context(settings: GenerationSettings, context: int, console: Console) -> GenerationSettings:
@@ -84,7 +83,7 @@ def _settings_key(benchmark: Benchmark, dataset: dict[str, Any], model_info: dic
 
 def evaluate(cfg: DictConfig, console: Console | None = None) -> dict[str, Any]:
     """``python evaluate.py``: generate (or read ``samples=``), score, write results, log."""
-    from santa.eval import report
+    from santa.eval import tables as report
 
     console = console or Console(stderr=True, soft_wrap=True)
     run_dir = _run_dir(cfg)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
-from santa.eval.benchmarks.base import Problem
+from santa.eval.tasks.base import Problem
 from santa.eval.models import Generator
 from santa.eval.settings import EvaluationError, GenerationSettings
 

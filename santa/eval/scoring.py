@@ -1,6 +1,6 @@
 """Scoring: read completions from a samples file, run the benchmark's programs in the sandbox
 when it executes, let the benchmark judge every sample and aggregate the scores. What a program
-is, what counts as right and what the scores are is the benchmark's (santa.eval.benchmarks.base);
+is, what counts as right and what the scores are is the benchmark's (santa.eval.tasks.base);
 this module only runs and records."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 from rich.console import Console
 
-from santa.eval.benchmarks.base import Benchmark, Problem
+from santa.eval.tasks.base import Benchmark, Problem
 from santa.eval.settings import EvaluationError, ExecutionSettings, GenerationSettings
 
 STDERR_TAIL = 2000  # characters of a failure's stderr kept per sample in results.json
@@ -103,7 +103,7 @@ def score(
     progress: bool = True,
 ) -> list[dict[str, Any]]:
     """One record per sample, in problem order: task_id, sample, completion, passed (the
-    benchmark's :meth:`~santa.eval.benchmarks.Benchmark.judge`) and status; for a benchmark that
+    benchmark's :meth:`~santa.eval.tasks.Benchmark.judge`) and status; for a benchmark that
     executes, also the sandbox's returncode and duration, and stderr_tail and detail on failure."""
     console = console or Console(stderr=True)
     execution = execution or ExecutionSettings()

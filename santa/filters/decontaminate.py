@@ -3,7 +3,7 @@ benchmark, so no model is trained on the tests it is scored on.
 
 The strings come from the evaluation benchmarks themselves: the step asks every installed
 ``santa.benchmarks`` plugin (or those named in ``benchmarks``) for its
-:meth:`~santa.eval.benchmarks.base.Benchmark.contamination`, so a new benchmark is decontaminated
+:meth:`~santa.eval.tasks.base.Benchmark.contamination`, so a new benchmark is decontaminated
 against with no edit here. The built-ins give what BigCode's decontamination used for SantaCoder:
 
 * ``humaneval_py``: every function docstring of each HumanEval prompt and each canonical solution
@@ -42,7 +42,7 @@ import numpy as np
 
 from santa import registry
 from santa.errors import SantaError
-from santa.eval.benchmarks.base import BenchmarkDataError
+from santa.eval.tasks.base import BenchmarkDataError
 from santa.filters.base import Decision, Record, RecordStep, StepContext
 
 GROUP = "santa.benchmarks"
@@ -108,12 +108,11 @@ class Decontaminate(RecordStep):
     def _contamination(self, name: str, context: StepContext) -> list[tuple[str, str]]:
         """One benchmark's strings, its data read from the first data folder that has it (the
         user's ``benchmark_data``, then the copy shipped in santa), as the old file lookup did."""
-        cls = registry.get(GROUP, name)
         dirs: list[Path | None] = list(context.data_dirs) or [None]
         errors: list[str] = []
         for data_dir in dirs:
             try:
-                return list(cls(data_dir=data_dir).contamination())
+                return list(registry.build(GROUP, name, data_dir=data_dir).contamination())
             except BenchmarkDataError as exc:
                 errors.append(str(exc))
         where = ", ".join(str(d) for d in dirs if d is not None) or "the default data folder"

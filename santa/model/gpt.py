@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from santa import registry
 from santa.model.config import GPTConfig, ModelConfigError
 from santa.model.loss import chunked_lm_head_cross_entropy
-from santa.registry import get
 
 if TYPE_CHECKING:
     from santa.model.generation import KVCache
@@ -25,18 +25,31 @@ if TYPE_CHECKING:
 
 def attention_class(config: GPTConfig) -> type[nn.Module]:
     """The attention plugin class ``config.attention`` names (raises UnknownPluginError), checked
-    against ``config.attention_params``: a plugin reads only the keys its ``attention_params`` class
-    attribute lists (none for the built-ins), and any other key is refused rather than ignored."""
-    cls = get("santa.attention", config.attention)
-    accepted = tuple(getattr(cls, "attention_params", ()))
-    unknown = sorted(set(config.attention_params) - set(accepted))
-    if unknown:
-        takes = f"it takes: {', '.join(accepted)}" if accepted else "it takes none"
-        raise ModelConfigError(
-            f"attention {config.attention!r} has no parameter(s) {', '.join(unknown)} "
-            f"(GPTConfig.attention_params, model.attention_params in Hydra); {takes}"
-        )
+    by the registry against ``config.attention_params``: a plugin reads only the keys its
+    ``attention_params`` class attribute lists (none for the built-ins), and any other key is
+    refused (PluginParamsError, a ValueError) rather than ignored."""
+    cls: type[nn.Module] = registry.resolve("santa.attention", config.attention, config.attention_params)
     return cls
+
+
+def check_attention_layer(layer: object, name: str) -> None:
+    """What the GPT needs of an attention layer beyond calling it as ``layer(x, mask, cache)``
+    (docs/plugins.md): an ``nn.Module`` with a ``c_proj`` linear output projection, whose
+    initialisation the GPT scales by depth, and a ``kv_heads(config)`` classmethod that sizes the
+    KV cache for generation without building a layer. Checked once at build time, so a plugin
+    that lacks one fails naming it, not deep inside initialisation or generation."""
+    problems = []
+    if not isinstance(layer, nn.Module):
+        problems.append(f"is a {type(layer).__name__}, not a torch.nn.Module")
+    elif not isinstance(getattr(layer, "c_proj", None), nn.Linear):
+        problems.append("has no `c_proj` nn.Linear (its output projection)")
+    if not callable(getattr(type(layer), "kv_heads", None)):
+        problems.append("has no `kv_heads(config)` classmethod")
+    if problems:
+        raise ModelConfigError(
+            f"attention {name!r} ({type(layer).__module__}.{type(layer).__qualname__}) {' and '.join(problems)}; "
+            "subclass santa.model.attention.CausalSelfAttention or see docs/plugins.md for the contract"
+        )
 
 
 class MLP(nn.Module):
@@ -54,7 +67,8 @@ class Block(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon, bias=config.bias)
-        self.attn = attention_class(config)(config)
+        self.attn = registry.build("santa.attention", config.attention, config.attention_params, config=config)
+        check_attention_layer(self.attn, config.attention)
         self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon, bias=config.bias)
         self.mlp = MLP(config)
 

@@ -12,8 +12,8 @@ from santa.objectives.base import to_sample
 class AutoRegressive:
     """Identity transform; every target token counts in the loss.
 
-    Takes ``tokenizer`` and any other keyword only so that the DataModule can build every
-    objective the same way, ``cls(tokenizer=tok, **params)``.
+    Takes ``tokenizer`` (every objective's context) and ignores other keywords; it declares no
+    parameters, so the registry refuses any in ``objective.params`` (``**unused`` goes nowhere).
     """
 
     def __init__(self, tokenizer: Any = None, **unused: Any) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from santa import assets
+from santa import assets, registry
 from santa.filters.base import StepContext
 from santa.pipeline.engine import PipelineConfig, PipelineError, StepSpec
 
@@ -34,6 +34,17 @@ def step_specs(pipeline: DictConfig | dict[str, Any]) -> list[StepSpec]:
     steps = pipeline.get("steps") or []
     if isinstance(steps, str):
         raise PipelineError(f"pipeline.steps must be a list, e.g. pipeline.steps=[basic,near_dedup]; got {steps!r}")
+    # pipeline.params takes any key (santa/config_store.py), so a misspelt step name would be
+    # silently ignored: a key must name a step, an installed filter (a preset's parameters for a
+    # step it does not run) or a step of its own (with `plugin`).
+    filters, step_names = set(registry.names("santa.filters")), {str(s) for s in steps}
+    for name, p in params.items():
+        if str(name) not in step_names | filters and not (isinstance(p, dict) and "plugin" in p):
+            raise PipelineError(
+                f"pipeline.params.{name}: no step {name!r} in pipeline.steps ({', '.join(map(str, steps))}) "
+                f"and no installed filter of that name ({', '.join(sorted(filters))}); to run a filter under "
+                f"another name, set pipeline.params.{name}.plugin=<filter>"
+            )
     specs = []
     for name in steps:
         p = dict(params.get(str(name)) or {})

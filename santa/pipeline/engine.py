@@ -153,7 +153,9 @@ def build_step(spec: StepSpec) -> Step:
             f"pipeline.params.<that name>.plugin=<the step>."
         ) from exc
     try:
-        step = cls(**spec.params)
+        step = registry.build(GROUP, plugin, spec.params, where=f"pipeline.params.{spec.name}")
+    except registry.PluginParamsError as exc:
+        raise PipelineError(f"step {spec.name!r}: bad parameters: {exc}") from exc
     except TypeError as exc:
         raise PipelineError(f"step {spec.name!r}: bad parameters {spec.params} ({exc}); see pipeline.params.{spec.name}") from exc
     if not isinstance(step, (RecordStep, CorpusStep)):

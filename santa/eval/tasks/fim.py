@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from santa.eval.benchmarks.base import Benchmark, BenchmarkDataError, ExactMatchBenchmark, Problem
+from santa.eval.tasks.base import Benchmark, BenchmarkDataError, ExactMatchBenchmark, Problem
 
 FIM_DIR = "multipl-e_9b61dc6"
 INFILL_FILE = "human-eval-infilling_88062ff/data/HumanEval-SingleLineInfilling.jsonl.gz"

@@ -113,7 +113,7 @@ class Benchmark:
         if cls.scoring == "exact_match" and cls.executes and cls.judge is Benchmark.judge:
             raise TypeError(
                 f"{cls.__name__}: scoring='exact_match' needs the exact-match behaviour: subclass "
-                "santa.eval.benchmarks.ExactMatchBenchmark instead of Benchmark"
+                "santa.eval.tasks.ExactMatchBenchmark instead of Benchmark"
             )
 
     def __init__(self, data_dir: str | Path | None = None, **params: Any) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from santa.errors import SantaError
-from santa.eval.benchmarks.base import Benchmark, BenchmarkDataError, Problem, sha256_file
+from santa.eval.tasks.base import Benchmark, BenchmarkDataError, Problem, sha256_file
 
 # Where a dataset version lives under the data directory (data README: one folder per commit).
 MULTIPLE_VERSIONS: dict[str, str] = {"8b88bd5": "multipl-e_8b88bd5", "11b407b": "multipl-e_11b407b"}

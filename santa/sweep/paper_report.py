@@ -14,7 +14,7 @@ Sweep layout::
     <sweep>/multirun.yaml             Hydra, at sweep start: which jobs are expected
     <sweep>/<n>/.hydra/overrides.yaml this job's overrides (its identity)
     <sweep>/<n>/job.json              santa-job/1: state, pid, pipeline report, benchmarks, results
-    <sweep>/<n>/eval/<b>/results.json santa.eval.results/1 (santa/eval/report.py)
+    <sweep>/<n>/eval/<b>/results.json santa.eval.results/1 (santa/eval/tables.py)
 
 A plain ``python evaluate.py -m benchmark=...`` sweep (``<n>/results.json``, no job.json) and a
 single run directory work too: jobs that differ only in ``benchmark=`` are one variant.
@@ -1162,7 +1162,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m santa.sweep.report")
+    parser = argparse.ArgumentParser(prog="python -m santa.sweep.paper_report")
     add_arguments(parser)
     args = parser.parse_args(argv)
     try:

@@ -1,7 +1,7 @@
 """Evaluation outputs: ``results.json`` (scores, settings, one entry per sample) and a markdown
 table of our numbers beside the paper's, for one run or a whole sweep.
 
-``python -m santa.eval.report DIR [DIR ...] [-o table.md]`` collects every results.json under the
+``python -m santa.eval.tables DIR [DIR ...] [-o table.md]`` collects every results.json under the
 given directories (a multirun sweep, several runs) into one table.
 
 results.json (``schema: santa.eval.results/1``), the keys a reader needs:
@@ -170,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m santa.eval.report", description="results.json -> markdown table")
+    parser = argparse.ArgumentParser(prog="python -m santa.eval.tables", description="results.json -> markdown table")
     add_arguments(parser)
     return run(parser.parse_args(argv))
 

@@ -1,6 +1,6 @@
 """Built-in benchmarks (entry-point group ``santa.benchmarks``); the contract is in base.py."""
 
-from santa.eval.benchmarks.base import (
+from santa.eval.tasks.base import (
     Benchmark,
     BenchmarkDataError,
     ExactMatchBenchmark,
@@ -8,8 +8,8 @@ from santa.eval.benchmarks.base import (
     resolve_data_dir,
     truncate_at_stop,
 )
-from santa.eval.benchmarks.fim import FimJava, FimJs, FimPy, HumanEvalInfillPy, SantaCoderFim
-from santa.eval.benchmarks.multipl_e import (
+from santa.eval.tasks.fim import FimJava, FimJs, FimPy, HumanEvalInfillPy, SantaCoderFim
+from santa.eval.tasks.multipl_e import (
     HumanEvalPy,
     MultiplE,
     MultiplEHumanEvalJava,
