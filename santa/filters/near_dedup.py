@@ -558,19 +558,18 @@ def _distinct_sha1(text: bytes, key: np.ndarray, text_of: np.ndarray, start: np.
     one SHA-1 per distinct shingle of the batch. ``key``: the shingles' 64-bit keys (equal
     shingles, equal keys), ``text_of``: non-decreasing.
 
-    One sort does both: the keys' high bits with each shingle's index in the low ones, so that
-    equal keys come together, by index within them, hence by text. (Two keys that share those
-    high bits and interleave are taken for different shingles: one more SHA-1 and a value
-    repeated in a set, neither changes a signature.) The reference's set is of shingles: two
-    shingles of one text with the same 32-bit value are both kept, a minimum does not mind."""
+    One sort does both: by the keys' top 32 bits, stable, so that equal keys come together, by
+    index within them, hence by text. (Two keys that share those bits, a few per batch, may
+    interleave and are then taken for different shingles: one more SHA-1 and a value repeated in
+    a set, neither changes a signature.) The reference's set is of shingles: two shingles of
+    one text with the same 32-bit value are both kept, a minimum does not mind."""
     n = len(key)
     if n == 0:
         return np.zeros(0, dtype=np.uint32), text_of
-    bits = np.uint64(max(1, (n - 1).bit_length()))
-    packed = (key >> bits) << bits
-    packed |= np.arange(n, dtype=np.uint64)
-    packed.sort()  # numpy's SIMD sort of uint64: several times faster than an argsort
-    index = (packed & ((np.uint64(1) << bits) - np.uint64(1))).astype(np.int64)
+    # Two 16-bit digits, least significant first: numpy sorts 16-bit keys stably by radix, ~2x
+    # faster together than its sort of the 64-bit keys.
+    index = np.argsort((key >> np.uint64(32)).astype(np.uint16), kind="stable")
+    index = index[np.argsort((key[index] >> np.uint64(48)).astype(np.uint16), kind="stable")]
     sorted_key = key[index]
     sorted_text = text_of[index]
     first = np.ones(n, dtype=bool)  # a new key: its SHA-1 is computed
