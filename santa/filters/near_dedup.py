@@ -368,10 +368,12 @@ def legacy_permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarra
     return np.array([p[0] for p in pairs], dtype=np.uint64), np.array([p[1] for p in pairs], dtype=np.uint64)
 
 
-def minhash_many_legacy(values: np.ndarray, offsets: np.ndarray, perms: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+def minhash_many_legacy(values: np.ndarray, offsets: np.ndarray, perms: tuple[np.ndarray, np.ndarray],
+                        distinct: np.ndarray | None = None) -> np.ndarray:
     """:func:`minhash_many` with datasketch's legacy scheme: the hash values of
     ``MinHash(scheme="legacy").update_batch`` (with the identity as hash function) of each set of
-    32-bit ``values``, as uint32 (each set non-empty).
+    32-bit ``values``, as uint32 (each set non-empty). ``distinct``: every value of ``values``
+    (fewer, where the caller knows the distinct ones; only a filter is built of it).
 
     datasketch computes ``((a h + b) mod 2**64 mod p) & (2**32 - 1)`` (p = 2**61 - 1) per value
     and permutation in 64-bit numbers; here almost all of it is done in 32-bit ones, a third of
@@ -414,7 +416,7 @@ def minhash_many_legacy(values: np.ndarray, offsets: np.ndarray, perms: tuple[np
         t_star = v_star.astype(np.int64) + 8 - u_min.astype(np.int64)  # 0..7 where u_min >= 8
         redo = u_min < np.uint32(8)
         # Step 3: the near ties, per number of trailing zeros.
-        filt = _ValueFilter(h)
+        filt = _ValueFilter(h if distinct is None else distinct)
         for kk, r0, r1 in plan.groups:
             step = 1 << kk
             offs = np.arange(0 if kk else 1, 7, step, dtype=np.int64)
@@ -553,9 +555,10 @@ def _legacy_set_minima(h: np.ndarray, offsets: np.ndarray, sets: np.ndarray, a: 
     return np.minimum.reduceat(_legacy_values(h[index], np.repeat(a, lengths), np.repeat(b, lengths)), seg[:-1])
 
 
-def _distinct_sha1(text: bytes, key: np.ndarray, text_of: np.ndarray, start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(sha1_hash32 values, their texts) of each text's distinct shingles, in text order, with
-    one SHA-1 per distinct shingle of the batch. ``key``: the shingles' 64-bit keys (equal
+def _distinct_sha1(text: bytes, key: np.ndarray, text_of: np.ndarray, start: np.ndarray,
+                   end: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(sha1_hash32 values, their texts) of each text's distinct shingles, in text order, and the
+    values of the batch's distinct shingles, with one SHA-1 per distinct shingle of the batch. ``key``: the shingles' 64-bit keys (equal
     shingles, equal keys), ``text_of``: non-decreasing.
 
     One sort does both: by the keys' top 32 bits, stable, so that equal keys come together, by
@@ -565,7 +568,7 @@ def _distinct_sha1(text: bytes, key: np.ndarray, text_of: np.ndarray, start: np.
     one text with the same 32-bit value are both kept, a minimum does not mind."""
     n = len(key)
     if n == 0:
-        return np.zeros(0, dtype=np.uint32), text_of
+        return np.zeros(0, dtype=np.uint32), text_of, np.zeros(0, dtype=np.uint32)
     # Two 16-bit digits, least significant first: numpy sorts 16-bit keys stably by radix, ~2x
     # faster together than its sort of the 64-bit keys.
     index = np.argsort((key >> np.uint64(32)).astype(np.uint16), kind="stable")
@@ -590,7 +593,7 @@ def _distinct_sha1(text: bytes, key: np.ndarray, text_of: np.ndarray, start: np.
     at[kept] = by_key[(np.cumsum(first) - 1)[keep]]
     member = np.zeros(n, dtype=bool)
     member[kept] = True
-    return at[member], text_of[member]
+    return at[member], text_of[member], digest
 
 
 class NearDedup(CorpusStep):
@@ -687,12 +690,12 @@ class NearDedup(CorpusStep):
             if self.hashing == "sha1":
                 start, end = start[new], end[new]
         if self.hashing == "sha1":
-            values, text_of = _distinct_sha1(layout.text, key, text_of, start, end)
+            values, text_of, distinct = _distinct_sha1(layout.text, key, text_of, start, end)
         # Every kept text has at least one shingle (a short one has all its pieces as one).
         bounds = np.zeros(len(keep) + 1, dtype=np.int64)
         np.cumsum(np.bincount(text_of, minlength=len(contents))[keep], out=bounds[1:])
         if self.hashing == "sha1":
-            sigs = minhash_many_legacy(values, bounds, self.perms)
+            sigs = minhash_many_legacy(values, bounds, self.perms, distinct=distinct)
         else:
             sigs = minhash_many(_fold32(key), bounds, self.perms)
         out: list[tuple[int, np.ndarray | None]] = [(int(c), None) for c in counts]
