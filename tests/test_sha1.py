@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 
 from santa.filters import _sha1
-from santa.filters.near_dedup import _MERSENNE, PieceLayout, legacy_permutations, minhash_many_legacy, sha1_hash32_many
+from santa.filters.near_dedup import (
+    _MERSENNE,
+    PieceLayout,
+    legacy_permutations,
+    minhash_many_legacy,
+    sha1_hash32_many,
+)
 
 
 def _hashlib32(data: bytes) -> int:
