@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 
 from santa.filters import _sha1
-from santa.filters.near_dedup import _MERSENNE, PieceLayout, minhash_many_legacy, sha1_hash32_many
+from santa.filters.near_dedup import (
+    _MERSENNE,
+    PieceLayout,
+    legacy_permutations,
+    minhash_many_legacy,
+    sha1_hash32_many,
+)
 
 
 def _hashlib32(data: bytes) -> int:
@@ -89,3 +95,110 @@ def test_legacy_permutations_rare_cases_match_datasketch() -> None:
         m.permutations = (a.copy(), b.copy())
         m.update_batch(values.tolist())
         assert sig.tolist() == m.hashvalues.tolist()
+
+
+def _datasketch_legacy(values: np.ndarray, a: int, b: int) -> int:
+    # datasketch < 2.0 (scheme="legacy"): np.bitwise_and((a * hv + b) % _mersenne_prime, _max_hash)
+    # with uint64 arithmetic, which wraps mod 2**64; the set's minimum.
+    hv = values.astype(np.uint64)
+    return int((((np.uint64(a) * hv + np.uint64(b)) % _MERSENNE) & np.uint64(0xFFFFFFFF)).min())
+
+
+def _preimage(a: int, b: int, target: int, top: int) -> int:
+    """An h < 2**32 whose (a h + b + 8) mod 2**32 is ``target`` (which must be b + 8 modulo 2**k,
+    2**k the largest power of two dividing a's low 32 bits), with ``top`` in its k top bits."""
+    a32, c = a & 0xFFFFFFFF, (b + 8) & 0xFFFFFFFF
+    k = (a32 & -a32).bit_length() - 1
+    assert (target - c) % (1 << k) == 0
+    low = (((target - c) % 2**32) >> k) * pow(a32 >> k, -1, 2**32) % (1 << (32 - k))
+    return low | ((top % (1 << k)) << (32 - k)) if k else low
+
+
+def _legacy_case(a: np.ndarray, b: np.ndarray, sets: list[np.ndarray]) -> None:
+    bounds = np.concatenate(([0], np.cumsum([len(s) for s in sets])))
+    values = np.concatenate(sets)
+    want = np.array([[_datasketch_legacy(s, int(ai), int(bi)) for ai, bi in zip(a.tolist(), b.tolist())] for s in sets])
+    assert np.array_equal(minhash_many_legacy(values, bounds, (a, b)), want)
+    # The filter may be given the distinct values instead, and is cleared between calls.
+    assert np.array_equal(minhash_many_legacy(values, bounds, (a, b), distinct=np.unique(values)), want)
+
+
+def test_legacy_minhash_near_ties_preimages_and_rare_cases_match_datasketchs_formula() -> None:
+    # minhash_many_legacy finds each set's minimum of (a_lo h + b_lo + 8) mod 2**32 and recovers
+    # its shingle from it; another value within 7 of that minimum, another preimage of it (a_lo
+    # even), or a minimum below 8 (the rare cases) must send it to the exact formula. Sets built
+    # to land there for one permutation each, among random values, against the formula itself.
+    # (The filter of near ties is over the whole batch: each set's crafted values are kept apart
+    # from the others' windows, so that each case is caught by its own check.)
+    rng = np.random.default_rng(3)
+    a, b = legacy_permutations(256, 42)
+    # Multipliers with 0..12 trailing zeros in their low 32 bits (above 4: the plain path), and
+    # one whose low 32 bits are all zero.
+    extra_a = [int(rng.integers(1, 2**29)) * 2**32 + (int(rng.integers(0, 2**20)) * 2 + 1) * 2**k for k in range(13)]
+    extra_a.append(12345 * 2**32)
+    a = np.concatenate([a, np.array(extra_a, dtype=np.uint64)])
+    b = np.concatenate([b, rng.integers(0, 2**61 - 1, len(extra_a), dtype=np.uint64)])
+    rows = list(range(0, 256, 5)) + list(range(256, len(a)))
+
+    def filler() -> np.ndarray:
+        return rng.integers(0, 2**32, int(rng.integers(0, 40)), dtype=np.uint64).astype(np.uint32)
+
+    near, rare = [], []
+    for row in rows:
+        ai, bi = int(a[row]), int(b[row])
+        a32 = ai & 0xFFFFFFFF
+        k = (a32 & -a32).bit_length() - 1 if a32 else 32
+        if k > 12:
+            near.append(rng.integers(0, 2**32, 50, dtype=np.uint64).astype(np.uint32))
+            continue
+        step = 1 << k
+        base = ((bi + 8) & 0xFFFFFFFF) % step
+        # Near ties: a value d above the minimum (d = 0: another preimage), each set at its own
+        # small minimum, 16 steps from the next one's.
+        j = 0
+        for d in range(0, 8, step):
+            for top in range(min(step, 4)):
+                if d == 0 and step == 1:
+                    continue  # an odd multiplier has one preimage
+                target = (100 + 16 * j) * step + base
+                j += 1
+                h0 = _preimage(ai, bi, target, top)
+                h1 = _preimage(ai, bi, target + d, top + 1)
+                near.append(np.concatenate([filler(), np.array([h0, h1], dtype=np.uint32)]))
+        # The rare cases: a minimum below 8 (a value of 2**32 - 8 or more before the + 8), alone
+        # and with another value out of the near-tie window.
+        h0 = _preimage(ai, bi, base, 0)
+        rare.append(np.concatenate([filler(), np.array([h0], dtype=np.uint32)]))
+        if step == 1:
+            rare.append(np.concatenate([filler(), np.array([h0, _preimage(ai, bi, base + 7, 0)], dtype=np.uint32)]))
+    near.append(np.array([0, 2**32 - 1], dtype=np.uint32))
+    near.append(rng.integers(0, 2**32, 20000, dtype=np.uint64).astype(np.uint32))  # large: the filter's false positives
+    _legacy_case(a, b, near)
+    _legacy_case(a, b, rare)
+
+
+def test_distinct_sha1_keeps_each_texts_set_when_keys_share_their_top_bits() -> None:
+    # The distinct shingles of a batch are grouped by their keys' top 32 bits; two keys that share
+    # those bits and interleave must still give each text its set of SHA-1 values.
+    from santa.filters.near_dedup import _distinct_sha1
+
+    words = [b"alpha", b"beta", b"gamma", b"delta", b"eps"]
+    text = b" ".join(words) + bytes(8)
+    starts = np.cumsum([0] + [len(w) + 1 for w in words[:-1]])
+    span = {w: (int(s), int(s) + len(w)) for w, s in zip(words, starts)}
+    # Keys: alpha, beta and delta share their top 32 bits; their shingles interleave.
+    top = np.uint64(0xDEADBEEF) << np.uint64(32)
+    key_of = {b"alpha": top | np.uint64(1), b"beta": top | np.uint64(2), b"gamma": np.uint64(7), b"delta": top | np.uint64(3),
+              b"eps": np.uint64(9)}
+    shingles = [(0, b"alpha"), (0, b"beta"), (0, b"alpha"), (0, b"delta"), (1, b"beta"), (1, b"alpha"), (1, b"eps"),
+                (1, b"beta"), (2, b"gamma"), (2, b"alpha"), (2, b"gamma")]
+    key = np.array([key_of[w] for _, w in shingles], dtype=np.uint64)
+    text_of = np.array([t for t, _ in shingles], dtype=np.int64)
+    start = np.array([span[w][0] for _, w in shingles], dtype=np.int64)
+    end = np.array([span[w][1] for _, w in shingles], dtype=np.int64)
+    values, owner, distinct = _distinct_sha1(text, key, text_of, start, end)
+    assert np.all(np.diff(owner) >= 0)
+    for t in range(3):
+        want = {_hashlib32(w) for u, w in shingles if u == t}
+        assert set(values[owner == t].tolist()) == want
+    assert set(distinct.tolist()) == {_hashlib32(w) for w in words}
