@@ -50,6 +50,7 @@ import struct
 import sys
 import time
 import types
+from typing import Any
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
@@ -86,6 +87,7 @@ PRELOAD = ("typing", "collections", "copy", "functools", "hashlib", "heapq", "bi
            "math", "operator", "random", "re", "string")
 PATH_ENV = "/usr/local/bin:/usr/bin:/bin"
 
+_libc: ctypes.CDLL | None
 try:
     _libc = ctypes.CDLL(None, use_errno=True)
     _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
@@ -94,6 +96,13 @@ try:
     _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 except (OSError, AttributeError):  # not Linux: every namespace feature reads as unavailable
     _libc = None
+
+
+def _lib(what: str) -> ctypes.CDLL:
+    """libc for a call made only where a probe found the feature (so never off Linux)."""
+    if _libc is None:
+        raise OSError(errno.ENOSYS, what)
+    return _libc
 
 
 def _err(what: str) -> OSError:
@@ -422,7 +431,7 @@ def _drop_capabilities() -> None:
     # remount the read-only file system nor undo anything else, and (no_new_privs) never regain them.
     hdr = ctypes.create_string_buffer(struct.pack("II", 0x20080522, 0))  # _LINUX_CAPABILITY_VERSION_3
     data = ctypes.create_string_buffer(24)
-    if _libc.syscall(126, hdr, data) != 0:  # capset
+    if _lib("capset").syscall(126, hdr, data) != 0:  # capset
         raise _err("capset")
 
 
@@ -552,8 +561,8 @@ def _run_python(job: dict, workdir: str, env: dict, ctl_w: int) -> None:
     sys.argv = [path]
     main = types.ModuleType("__main__")
     main.__file__ = path
-    main.__builtins__ = builtins
-    main.__cached__ = None
+    # Through the module's dict: typeshed's ModuleType declares neither attribute.
+    vars(main).update(__builtins__=builtins, __cached__=None)
     sys.modules["__main__"] = main
     job.clear()
     rc, finished = 0, False
@@ -564,15 +573,15 @@ def _run_python(job: dict, workdir: str, env: dict, ctl_w: int) -> None:
         finished = True
     except SystemExit as e:
         rc = _exit_code(e)
-    except BaseException:  # noqa: BLE001  (the program's own exception: report it as python does)
-        etype, value, tb = sys.exc_info()
+    except BaseException as exc:  # noqa: BLE001  (the program's own exception: report it as python does)
+        value, tb = exc, exc.__traceback__
         try:
-            if tb is not None and value is not None:
+            if tb is not None:
                 value = value.with_traceback(tb.tb_next)  # the program's frames, not ours
-            sys.excepthook(etype, value, value.__traceback__ if value is not None else None)
+            sys.excepthook(type(value), value, value.__traceback__)
         except BaseException:  # noqa: BLE001
             pass
-        del etype, value, tb
+        del value, tb
         rc = 1
     _flush_std()
     if finished:
@@ -584,7 +593,7 @@ def _run_python(job: dict, workdir: str, env: dict, ctl_w: int) -> None:
     try:
         threading = sys.modules.get("threading")
         if threading is not None:
-            threading._shutdown()  # type: ignore[attr-defined]  (what interpreter exit does)
+            threading._shutdown()  # private: what interpreter exit does
         atexit._run_exitfuncs()
     except SystemExit as e:
         rc = rc or _exit_code(e)
@@ -727,8 +736,27 @@ def _count_tasks_of(uid: int) -> int:
 
 
 class Run:
+    """One program's run as the supervisor tracks it (every field is set by ``Zygote.start``)."""
+
     __slots__ = ("id", "pid", "pidfd", "ctl", "msgs", "buf", "deadline", "start", "out", "err", "uid",
                  "nonce", "timed_out", "tail", "max_output", "output_killed", "java")
+    id: int  # the evaluator's job id
+    pid: int
+    pidfd: int  # -1 without pidfd_open
+    ctl: int  # the control pipe's read end; -1 once drained
+    msgs: list[dict[str, Any]]
+    buf: bytes
+    deadline: float
+    start: float
+    out: str  # paths of the stdout / stderr files
+    err: str
+    uid: int | None
+    nonce: str
+    timed_out: bool
+    tail: int
+    max_output: int
+    output_killed: bool
+    java: str | None  # how a Java program was compiled ("warm" / "per-program"), None otherwise
 
 
 def _tail(path: str, n: int) -> tuple[bytes, int]:
@@ -1197,14 +1225,15 @@ class Zygote:
         self.pidns = bool(feats.run_flags & CLONE_NEWPID)
         self.own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY) if self.pidns else -1
         self.runs: dict[int, Run] = {}  # by pid
-        self.by_fd: dict[int, tuple[str, Run]] = {}
+        # What a polled fd belongs to: a run ("ctl", "pid") or a warm compiler ("javac-in", "javac-out").
+        self.by_fd: dict[int, tuple[str, Run | JavaServer]] = {}
         self.inbuf = b""
         self.stdin_open = True
         self.poll = select.poll()
         self.poll.register(0, select.POLLIN)
         self.uids_in_use: set[int] = set()
         self.use_pidfd = hasattr(os, "pidfd_open")
-        self._late: list = []  # runs reaped by a sweep, finished by the main loop
+        self._late: list[tuple[Run, int, resource.struct_rusage]] = []  # reaped by a sweep, finished by the main loop
         self.nproc_extra = 0
         if not feats.uid_drop and os.geteuid() != 0:
             self.nproc_extra = _count_tasks_of(os.getuid())
@@ -1339,7 +1368,7 @@ class Zygote:
                 except ValueError:
                     pass
 
-    def finish(self, run: Run, status: int, ru: object) -> None:
+    def finish(self, run: Run, status: int, ru: resource.struct_rusage) -> None:
         del self.runs[run.pid]
         if run.pidfd >= 0:
             self.poll.unregister(run.pidfd)
@@ -1385,8 +1414,8 @@ class Zygote:
             "stdout_bytes": out_size,
             "stderr_bytes": err_size,
             "duration": time.monotonic() - run.start,
-            "cpu_seconds": ru.ru_utime + ru.ru_stime,  # type: ignore[attr-defined]
-            "max_rss_kb": ru.ru_maxrss,  # type: ignore[attr-defined]
+            "cpu_seconds": ru.ru_utime + ru.ru_stime,
+            "max_rss_kb": ru.ru_maxrss,
             "uid": run.uid,
             "java": run.java,
         })
@@ -1498,15 +1527,17 @@ class Zygote:
             for fd, _ev in events:
                 # A finished run's fds are closed and may be reused by a run started from stdin
                 # in this same batch: stdin comes last, and nothing here blocks on a guess.
-                kind, run = self.by_fd.get(fd, (None, None))
-                if kind == "ctl":
-                    self.drain_ctl(run, block=False)
-                elif kind == "pid" and run.pid in self.runs:
-                    self.reap(run.pid)
-                elif kind == "javac-out" and fd == run.rfd:
-                    run.on_readable()  # here ``run`` is one of the warm compilers
-                elif kind == "javac-in" and fd == run.wfd:
-                    run.flush()
+                kind, owner = self.by_fd.get(fd, (None, None))
+                if isinstance(owner, Run):
+                    if kind == "ctl":
+                        self.drain_ctl(owner, block=False)
+                    elif kind == "pid" and owner.pid in self.runs:
+                        self.reap(owner.pid)
+                elif isinstance(owner, JavaServer):
+                    if kind == "javac-out" and fd == owner.rfd:
+                        owner.on_readable()
+                    elif kind == "javac-in" and fd == owner.wfd:
+                        owner.flush()
             self.reap()
             if any(fd == 0 for fd, _ev in events):
                 self.on_stdin()
@@ -1543,7 +1574,7 @@ class Zygote:
 
 
 def _setns(fd: int, nstype: int) -> None:
-    if _libc.setns(fd, nstype) != 0:
+    if _lib("setns").setns(fd, nstype) != 0:
         raise _err("setns")
 
 
