@@ -47,7 +47,7 @@ def _addmm_fp32(acc: Tensor, a: Tensor, b: Tensor) -> None:
 
 class _ChunkedLMHeadCE(torch.autograd.Function):
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any,
         hidden: Tensor,
         weight: Tensor,
