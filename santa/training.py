@@ -104,7 +104,7 @@ def build_trainer(
     cfg: DictConfig,
     accumulate: int,
     run_dir: Path,
-    extra_callbacks: list | None = None,
+    extra_callbacks: list[pl.Callback] | None = None,
     overrides: dict[str, Any] | None = None,
     resuming: bool = False,
 ) -> pl.Trainer:
@@ -248,7 +248,7 @@ def resume_command(run_dir: Path) -> str:
 
 
 def train(
-    cfg: DictConfig, extra_callbacks: list | None = None, trainer_overrides: dict[str, Any] | None = None
+    cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None, trainer_overrides: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """Prepare data, fit, export; then, when ``evaluation.runs`` is configured, evaluate the model.
     Rank zero keeps ``<run_dir>/job.json`` current (state, pipeline report, results) for the report."""
@@ -289,7 +289,7 @@ def _train(
     cfg: DictConfig,
     run_dir: Path,
     job: JobRecord | None,
-    extra_callbacks: list | None,
+    extra_callbacks: list[pl.Callback] | None,
     trainer_overrides: dict[str, Any] | None,
     ckpt_path: str | None = None,
 ) -> dict[str, Any]:
