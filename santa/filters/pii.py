@@ -182,6 +182,7 @@ def redact(
     if not detections:
         return text, []
     orders: dict[str, list[int]] = {}
+    pools: dict[str, tuple[str, ...]] = {}  # (both used in "santacoder" mode only)
     if mode == "santacoder":
         # The file's own permutation of each pool, from the seed and the original content.
         digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16, key=str(seed).encode()[:64])
