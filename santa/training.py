@@ -259,7 +259,8 @@ def train(
         check_resume(ckpt_path, cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     job = None
-    if rank_zero_only.rank == 0:  # type: ignore[attr-defined]  # Lightning sets .rank at start-up; its stub types only the decorator
+    # Lightning sets rank_zero_only.rank at start-up; its stubs type only the decorator.
+    if rank_zero_only.rank == 0:  # type: ignore[attr-defined]
         job = JobRecord(
             run_dir,
             experiment=cfg.get("experiment_name"),

@@ -147,8 +147,9 @@ def _packed_linears(model: nn.Module, batch_size: int) -> Iterator[None]:
                     w = module.weight.detach()
                     bias = module.bias.detach() if module.bias is not None else None
                     packed = torch.ops.mkl._mkl_reorder_linear_weight(w, batch_size)
-                    # An instance attribute shadows Linear.forward for this module only.
-                    module.forward = partial(_packed_linear, w, packed, bias, batch_size)  # type: ignore[method-assign]  # deliberate, undone below
+                    # An instance attribute shadows Linear.forward for this module only (mypy
+                    # refuses assigning to a method; deliberate here, undone below).
+                    module.forward = partial(_packed_linear, w, packed, bias, batch_size)  # type: ignore[method-assign]
                     patched.append(module)
         yield
     finally:
