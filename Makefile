@@ -9,7 +9,7 @@ PIPC := $(PIP) install -q -c constraints.txt
 # Extra Hydra overrides for `make demo` (e.g. DEMO_ARGS='trainer.max_steps=50').
 DEMO_ARGS ?=
 
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup demo test test-fast typecheck bench clean
 
 setup: $(STAMP)
 
@@ -34,6 +34,10 @@ test: setup
 
 test-fast: setup
 	$(PY) -m pytest -q -p no:cacheprovider -m "not slow"
+
+# Static types of santa/ ([tool.mypy] in pyproject.toml).
+typecheck: setup
+	$(PY) -m mypy
 
 bench: setup
 	$(PY) benchmarks/run_all.py $(BENCH_ARGS)

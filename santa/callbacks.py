@@ -7,10 +7,11 @@ from __future__ import annotations
 import signal
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
+from rich.progress import TaskID
 
 
 class GracefulStop(pl.Callback):
@@ -123,4 +124,5 @@ class StepsRichProgressBar(RichProgressBar):
         done = trainer.global_step * trainer.accumulate_grad_batches
         if done and self.train_progress_bar_id is None and self.progress is not None:
             self.on_train_epoch_start(trainer, pl_module)
-            self.progress.update(self.train_progress_bar_id, completed=done)
+            # on_train_epoch_start just added the bar (mypy keeps the `is None` narrowing above).
+            self.progress.update(cast(TaskID, self.train_progress_bar_id), completed=done)

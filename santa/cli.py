@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from rich.console import Console
 from rich.table import Table
@@ -79,7 +79,8 @@ def _complete(args: argparse.Namespace, loaded: Loaded, prompt_ids: list[int]) -
     new = out[0, len(prompt_ids) :].tolist()
     if eot in new:
         new = new[: new.index(eot)]
-    return loaded.tokenizer.decode(new)
+    # One sequence of ids decodes to one str (transformers types decode for batches too).
+    return cast(str, loaded.tokenizer.decode(new))
 
 
 def cmd_generate(args: argparse.Namespace) -> int:

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 import torch.distributed as dist
 from lightning.pytorch.strategies import DDPStrategy as _LightningDDP
 from lightning.pytorch.strategies import DeepSpeedStrategy as _LightningDeepSpeed
+from lightning.pytorch.strategies.launchers.launcher import _Launcher
 from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 
 from santa.runs import multirun_job
@@ -69,9 +70,11 @@ class _JobLauncher(_SubprocessScriptLauncher):
 class _OneProcessGroupPerJob:
     """Mixin for Lightning's DDP-family strategies (see the module docstring)."""
 
+    _launcher: _Launcher | None  # Lightning's Strategy attribute, which the mixin replaces
+
     def _configure_launcher(self) -> None:
         super()._configure_launcher()  # type: ignore[misc]
-        if type(self._launcher) is _SubprocessScriptLauncher:  # type: ignore[attr-defined]
+        if type(self._launcher) is _SubprocessScriptLauncher:
             self._launcher = _JobLauncher(self.cluster_environment, self.num_processes, self.num_nodes)  # type: ignore[attr-defined]
 
     def teardown(self) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 
 from santa.checkpoint import (
     SECTION,
@@ -103,7 +104,7 @@ class SantaLM(pl.LightningModule):
             return
         if self._step_started is not None:
             elapsed = max(time.perf_counter() - self._step_started, 1e-9)
-            self.log("train/tokens_per_s", self.hparams.tokens_per_step / elapsed)
+            self.log("train/tokens_per_s", self.hparams["tokens_per_step"] / elapsed)
         self._step_started = None
         # The rate the step just used (the scheduler has already moved on to the next one).
         self.log("train/lr", self._last_lr)
@@ -111,15 +112,15 @@ class SantaLM(pl.LightningModule):
             self.log("train/skipped_steps", float(self.skipped_steps))
 
     # ------------------------------------------------------------- optimiser
-    def configure_optimizers(self) -> dict[str, Any]:
-        o = self.hparams.optim
+    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
+        o = self.hparams["optim"]
         groups = self.model.configure_param_groups(
             weight_decay=float(o["weight_decay"]), decay_embeddings=bool(o.get("decay_embeddings", False))
         )
         optimizer = torch.optim.AdamW(
             groups, lr=float(o["lr"]), betas=tuple(o["betas"]), eps=float(o["eps"])
         )
-        total = int(self.hparams.max_steps)
+        total = int(self.hparams["max_steps"])
         warmup = int(round(float(o["warmup_fraction"]) * total))
         min_ratio = float(o["min_lr_ratio"])
         scheduler = torch.optim.lr_scheduler.LambdaLR(

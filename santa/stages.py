@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from filelock import FileLock
-from omegaconf import ListConfig, OmegaConf
+from omegaconf import ListConfig
 from rich.console import Console
 
 from santa.cache_key import config_key
+from santa.confdict import plain_dict
 from santa.data.corpus import build_demo_corpus, print_manifest, read_records, stable_unit
 from santa.data.datamodule import DataFiles
 from santa.data.shards import TokenShard, tokenize_corpus
@@ -98,10 +99,10 @@ def pipeline_stage(cfg: Any, raw: Corpus, cache_dir: Path, console: Console) -> 
     from santa.pipeline.config import build_config, step_specs, tokenizer_loader
     from santa.pipeline.engine import run_pipeline
 
-    pipeline = OmegaConf.to_container(cfg["pipeline"], resolve=True) if OmegaConf.is_config(cfg["pipeline"]) else cfg["pipeline"]
+    pipeline = plain_dict(cfg["pipeline"])
     if not step_specs(pipeline):
         return raw
-    tok = OmegaConf.to_container(cfg["tokenizer"], resolve=True) if OmegaConf.is_config(cfg["tokenizer"]) else dict(cfg["tokenizer"])
+    tok = plain_dict(cfg["tokenizer"])
     if tok.get("path"):
         loader = tokenizer_loader(tok["path"])
         tok_id: Any = fingerprint(load_tokenizer(tok["path"]))

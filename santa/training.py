@@ -30,6 +30,7 @@ from santa.data.tokenizer import load_tokenizer, padded_vocab_size, special_ids
 from santa.callbacks import GracefulStop, StepsRichProgressBar, StepsTQDMProgressBar
 from santa.errors import RunInterrupted, RunRefused, SantaError
 from santa.checkpoint import checkpoint_mismatch, saved_model_config
+from santa.confdict import plain_dict
 from santa.lit import SantaLM
 from santa.model.config import GPTConfig
 from santa.sweep.evaluation import EVAL_DIR, evaluate_run, planned_benchmarks, scores_for_logger
@@ -55,8 +56,7 @@ def world_size(trainer_cfg: dict[str, Any]) -> int:
 
 
 def model_config(cfg: DictConfig, vocab_size: int) -> dict[str, Any]:
-    model = OmegaConf.to_container(cfg.model, resolve=True)
-    assert isinstance(model, dict)
+    model = plain_dict(cfg.model)
     if model.get("vocab_size") is None:
         model["vocab_size"] = vocab_size
     elif model["vocab_size"] < vocab_size:
@@ -73,7 +73,7 @@ def build_datamodule(cfg: DictConfig, files: DataFiles) -> SantaDataModule:
     return SantaDataModule(
         files,
         objective=cfg.objective.name,
-        objective_params=OmegaConf.to_container(cfg.objective.params, resolve=True),
+        objective_params=plain_dict(cfg.objective.params),
         seq_len=cfg.data.seq_len,
         micro_batch_size=cfg.data.micro_batch_size,
         global_batch_size=cfg.data.global_batch_size,
@@ -104,7 +104,7 @@ def build_trainer(
     cfg: DictConfig,
     accumulate: int,
     run_dir: Path,
-    extra_callbacks: list | None = None,
+    extra_callbacks: list[pl.Callback] | None = None,
     overrides: dict[str, Any] | None = None,
     resuming: bool = False,
 ) -> pl.Trainer:
@@ -112,7 +112,7 @@ def build_trainer(
     (e.g. a precision plugin object, which a YAML file cannot hold); ``resuming``: the fit will
     restore a checkpoint of this run."""
     kwargs = {k: v for k, v in cfg.trainer.items() if k not in _SANTA_TRAINER_KEYS and k != "strategy"}
-    kwargs = OmegaConf.to_container(OmegaConf.create(kwargs), resolve=True)
+    kwargs = plain_dict(OmegaConf.create(kwargs))
     kwargs["precision"] = resolve_precision(kwargs.get("precision"), kwargs.get("accelerator", "auto"))
     kwargs.update(overrides or {})
     strategy = cfg.trainer.strategy
@@ -189,11 +189,9 @@ def last_wandb_run_id(wandb_dir: Path) -> str | None:
 
 def resolved_config(cfg: DictConfig) -> dict[str, Any]:
     try:
-        out = OmegaConf.to_container(cfg, resolve=True)
+        return plain_dict(cfg)
     except Exception:  # an interpolation only Hydra's app can resolve (tests compose without it)
-        out = OmegaConf.to_container(cfg, resolve=False)
-    assert isinstance(out, dict)
-    return out
+        return plain_dict(cfg, resolve=False)
 
 
 def _resolve_ckpt(ckpt: str | None, run_dir: Path) -> str | None:
@@ -250,7 +248,7 @@ def resume_command(run_dir: Path) -> str:
 
 
 def train(
-    cfg: DictConfig, extra_callbacks: list | None = None, trainer_overrides: dict[str, Any] | None = None
+    cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None, trainer_overrides: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """Prepare data, fit, export; then, when ``evaluation.runs`` is configured, evaluate the model.
     Rank zero keeps ``<run_dir>/job.json`` current (state, pipeline report, results) for the report."""
@@ -261,7 +259,8 @@ def train(
         check_resume(ckpt_path, cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     job = None
-    if rank_zero_only.rank == 0:
+    # Lightning sets rank_zero_only.rank at start-up; its stubs type only the decorator.
+    if rank_zero_only.rank == 0:  # type: ignore[attr-defined]
         job = JobRecord(
             run_dir,
             experiment=cfg.get("experiment_name"),
@@ -291,7 +290,7 @@ def _train(
     cfg: DictConfig,
     run_dir: Path,
     job: JobRecord | None,
-    extra_callbacks: list | None,
+    extra_callbacks: list[pl.Callback] | None,
     trainer_overrides: dict[str, Any] | None,
     ckpt_path: str | None = None,
 ) -> dict[str, Any]:
@@ -313,7 +312,7 @@ def _train(
     tokens_per_step = cfg.data.global_batch_size * cfg.data.seq_len
     lit = SantaLM(
         mcfg,
-        OmegaConf.to_container(cfg.optim, resolve=True),
+        plain_dict(cfg.optim),
         max_steps=int(cfg.trainer.max_steps),
         tokens_per_step=tokens_per_step,
         activation_checkpointing=bool(cfg.trainer.get("activation_checkpointing", False)),

@@ -459,7 +459,7 @@ def _write_jsonl_gz(path: Path, records: Iterable[dict[str, Any]]) -> None:
     with (
         open(path, "wb") as raw,
         gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as gz,
-        io.BufferedWriter(gz, buffer_size=1 << 20) as out,  # type: ignore[arg-type]
+        io.BufferedWriter(gz, buffer_size=1 << 20) as out,
     ):
         for rec in records:
             out.write(json.dumps(rec, ensure_ascii=False).encode("utf-8"))

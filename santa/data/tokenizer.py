@@ -112,7 +112,7 @@ def train_tokenizer(
     return _wrap(tok, spelling)
 
 
-def detect_spelling(tokenizer: PreTrainedTokenizerFast) -> str:
+def detect_spelling(tokenizer: PreTrainedTokenizerFast | Tokenizer) -> str:
     vocab = tokenizer.get_vocab()
     for spelling, tokens in FIM_SPELLINGS.items():
         if all(t in vocab for t in tokens):
@@ -124,7 +124,7 @@ def detect_spelling(tokenizer: PreTrainedTokenizerFast) -> str:
     )
 
 
-def special_ids(tokenizer: PreTrainedTokenizerFast) -> SpecialIds:
+def special_ids(tokenizer: PreTrainedTokenizerFast | Tokenizer) -> SpecialIds:
     """The ids of `<|endoftext|>` and the four FIM sentinels, in either spelling."""
     vocab = tokenizer.get_vocab()
     if EOT not in vocab:

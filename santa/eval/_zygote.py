@@ -50,6 +50,7 @@ import struct
 import sys
 import time
 import types
+from typing import Any
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
@@ -86,6 +87,7 @@ PRELOAD = ("typing", "collections", "copy", "functools", "hashlib", "heapq", "bi
            "math", "operator", "random", "re", "string")
 PATH_ENV = "/usr/local/bin:/usr/bin:/bin"
 
+_libc: ctypes.CDLL | None
 try:
     _libc = ctypes.CDLL(None, use_errno=True)
     _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
@@ -94,6 +96,13 @@ try:
     _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 except (OSError, AttributeError):  # not Linux: every namespace feature reads as unavailable
     _libc = None
+
+
+def _lib(what: str) -> ctypes.CDLL:
+    """libc for a call made only where a probe found the feature (so never off Linux)."""
+    if _libc is None:
+        raise OSError(errno.ENOSYS, what)
+    return _libc
 
 
 def _err(what: str) -> OSError:
@@ -131,7 +140,7 @@ class Features:
         self.uid_drop = False  # each run under its own unprivileged uid
         self.notes: list[str] = []
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         f = self.run_flags
         return {
             "mode": self.mode,
@@ -258,7 +267,7 @@ def _write_file(path: str, text: str) -> None:
         fh.write(text)
 
 
-def setup(cfg: dict) -> tuple[Features, str]:
+def setup(cfg: dict[str, Any]) -> tuple[Features, str]:
     """Enter a private mount namespace and find what each run may get. Returns (features, scratch)."""
     feats = Features()
     want = cfg.get("isolation", "auto")
@@ -358,7 +367,7 @@ def _probe(flags: int, uid: int | None, check_paths: list[str]) -> str:
     return "" if st == 0 else (msg.decode(errors="replace") or f"status {st}")
 
 
-def _probe_run_flags(cfg: dict, feats: Features) -> None:
+def _probe_run_flags(cfg: dict[str, Any], feats: Features) -> None:
     checks = [p for p in cfg.get("toolchain_checks", []) if os.path.exists(p)]
     full = CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
     if feats.mount_ns:
@@ -387,7 +396,7 @@ def _probe_run_flags(cfg: dict, feats: Features) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _set_rlimits(lim: dict) -> None:
+def _set_rlimits(lim: dict[str, Any]) -> None:
     def setl(which: int, soft: int | None, hard: int | None = None) -> None:
         if soft is None:
             return
@@ -422,7 +431,7 @@ def _drop_capabilities() -> None:
     # remount the read-only file system nor undo anything else, and (no_new_privs) never regain them.
     hdr = ctypes.create_string_buffer(struct.pack("II", 0x20080522, 0))  # _LINUX_CAPABILITY_VERSION_3
     data = ctypes.create_string_buffer(24)
-    if _libc.syscall(126, hdr, data) != 0:  # capset
+    if _lib("capset").syscall(126, hdr, data) != 0:  # capset
         raise _err("capset")
 
 
@@ -433,8 +442,8 @@ def _report(ctl_w: int, **msg: object) -> None:
         pass
 
 
-def _enter_run_namespaces(feats: Features, scratch: str, uid: int | None, limits: dict, name: str,
-                          nproc_extra: int) -> tuple[str, dict, dict]:
+def _enter_run_namespaces(feats: Features, scratch: str, uid: int | None, limits: dict[str, Any], name: str,
+                          nproc_extra: int) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """In a freshly forked process: the run's namespaces, fresh /proc, /tmp and /dev/shm, and its
     working directory. Returns (working directory, environment, limits)."""
     flags = feats.run_flags
@@ -466,7 +475,7 @@ def _enter_run_namespaces(feats: Features, scratch: str, uid: int | None, limits
     return workdir, env, lim
 
 
-def _run_b(job: dict, feats: Features, scratch: str, uid: int | None, out_fd: int, err_fd: int,
+def _run_b(job: dict[str, Any], feats: Features, scratch: str, uid: int | None, out_fd: int, err_fd: int,
            ctl_w: int, nproc_extra: int) -> None:
     """The run's first process (PID 1 of its PID namespace): namespaces and mounts, then either
     the Python program itself, or a root init that forks the node / JVM process and reports its
@@ -511,7 +520,7 @@ def _run_b(job: dict, feats: Features, scratch: str, uid: int | None, out_fd: in
 
 
 def _become_the_run(feats: Features, workdir: str, uid: int | None, out_fd: int, err_fd: int, ctl_w: int,
-                    lim: dict, parent: int, in_fd: int | None = None) -> None:
+                    lim: dict[str, Any], parent: int, in_fd: int | None = None) -> None:
     """Take the run's identity: own session, stdio, limits, unprivileged uid, no way back.
     ``ctl_w`` -1: no control pipe; ``in_fd`` None: stdin is /dev/null."""
     os.setsid()
@@ -540,7 +549,7 @@ def _become_the_run(feats: Features, workdir: str, uid: int | None, out_fd: int,
         os.set_inheritable(ctl_w, False)
 
 
-def _run_python(job: dict, workdir: str, env: dict, ctl_w: int) -> None:
+def _run_python(job: dict[str, Any], workdir: str, env: dict[str, Any], ctl_w: int) -> None:
     """Run the program in this (forked) interpreter, as ``python -I program.py`` would."""
     path = os.path.join(workdir, "program.py")
     source = job["program"]
@@ -552,8 +561,8 @@ def _run_python(job: dict, workdir: str, env: dict, ctl_w: int) -> None:
     sys.argv = [path]
     main = types.ModuleType("__main__")
     main.__file__ = path
-    main.__builtins__ = builtins
-    main.__cached__ = None
+    # Through the module's dict: typeshed's ModuleType declares neither attribute.
+    vars(main).update(__builtins__=builtins, __cached__=None)
     sys.modules["__main__"] = main
     job.clear()
     rc, finished = 0, False
@@ -564,15 +573,15 @@ def _run_python(job: dict, workdir: str, env: dict, ctl_w: int) -> None:
         finished = True
     except SystemExit as e:
         rc = _exit_code(e)
-    except BaseException:  # noqa: BLE001  (the program's own exception: report it as python does)
-        etype, value, tb = sys.exc_info()
+    except BaseException as exc:  # noqa: BLE001  (the program's own exception: report it as python does)
+        value, tb = exc, exc.__traceback__
         try:
-            if tb is not None and value is not None:
+            if tb is not None:
                 value = value.with_traceback(tb.tb_next)  # the program's frames, not ours
-            sys.excepthook(etype, value, value.__traceback__ if value is not None else None)
+            sys.excepthook(type(value), value, value.__traceback__)
         except BaseException:  # noqa: BLE001
             pass
-        del etype, value, tb
+        del value, tb
         rc = 1
     _flush_std()
     if finished:
@@ -584,7 +593,7 @@ def _run_python(job: dict, workdir: str, env: dict, ctl_w: int) -> None:
     try:
         threading = sys.modules.get("threading")
         if threading is not None:
-            threading._shutdown()  # type: ignore[attr-defined]  (what interpreter exit does)
+            threading._shutdown()  # private: what interpreter exit does
         atexit._run_exitfuncs()
     except SystemExit as e:
         rc = rc or _exit_code(e)
@@ -615,7 +624,7 @@ def _flush_std() -> None:
             pass
 
 
-def _run_javascript(job: dict, workdir: str, env: dict, ctl_w: int) -> None:
+def _run_javascript(job: dict[str, Any], workdir: str, env: dict[str, Any], ctl_w: int) -> None:
     path = os.path.join(workdir, "program.js")
     # Written synchronously to fd 1 after the last test statement; process.exit() earlier, a
     # thrown assertion or an unhandled rejection all leave it out or make the exit non-zero.
@@ -637,7 +646,7 @@ def _java_main_class(program: str) -> str:
     return m.group(1) if m else "Problem"
 
 
-def java_source(job: dict) -> tuple[str, str, str]:
+def java_source(job: dict[str, Any]) -> tuple[str, str, str]:
     """(file name, runner class, source) of a Java job: the program plus a second top-level class
     that calls the program's main and prints the run's nonce after it returns (System.exit()
     inside main, an AssertionError or any exception leaves it out). The per-program path and the
@@ -655,7 +664,7 @@ def java_source(job: dict) -> tuple[str, str, str]:
     return f"{file_class}.java", runner, program + sentinel
 
 
-def _jvm_flags(job: dict) -> list[str]:
+def _jvm_flags(job: dict[str, Any]) -> list[str]:
     mem = int(job["limits"].get("memory_bytes") or (1 << 31))
     heap_mb = max(64, mem // (4 << 20))
     # Small fixed reservations keep the JVM inside RLIMIT_AS; SerialGC and, for javac only,
@@ -664,11 +673,11 @@ def _jvm_flags(job: dict) -> list[str]:
             "-XX:CompressedClassSpaceSize=64m", "-XX:ReservedCodeCacheSize=64m"]
 
 
-def _java_class_path(tc: dict) -> str:
+def _java_class_path(tc: dict[str, Any]) -> str:
     return os.pathsep.join(["."] + ([tc["javatuples"]] if tc.get("javatuples") else []))
 
 
-def _run_java(job: dict, workdir: str, env: dict, ctl_w: int) -> None:
+def _run_java(job: dict[str, Any], workdir: str, env: dict[str, Any], ctl_w: int) -> None:
     """The per-program path: ``javac`` then ``java``, both inside this run's sandbox."""
     tc = job["toolchain"]
     name, runner, source = java_source(job)
@@ -691,7 +700,7 @@ def _run_java(job: dict, workdir: str, env: dict, ctl_w: int) -> None:
     os.execve(tc["java"], [tc["java"], *jvm, "-ea", "-cp", cp, runner], env)
 
 
-def _run_java_compiled(job: dict, workdir: str, env: dict, ctl_w: int) -> None:
+def _run_java_compiled(job: dict[str, Any], workdir: str, env: dict[str, Any], ctl_w: int) -> None:
     """The batched path: the warm compiler (``JavaServer``) already turned exactly the text
     ``_run_java`` would compile into class files; write them and start ``java`` as it would."""
     tc = job["toolchain"]
@@ -727,8 +736,27 @@ def _count_tasks_of(uid: int) -> int:
 
 
 class Run:
+    """One program's run as the supervisor tracks it (every field is set by ``Zygote.start``)."""
+
     __slots__ = ("id", "pid", "pidfd", "ctl", "msgs", "buf", "deadline", "start", "out", "err", "uid",
                  "nonce", "timed_out", "tail", "max_output", "output_killed", "java")
+    id: int  # the evaluator's job id
+    pid: int
+    pidfd: int  # -1 without pidfd_open
+    ctl: int  # the control pipe's read end; -1 once drained
+    msgs: list[dict[str, Any]]
+    buf: bytes
+    deadline: float
+    start: float
+    out: str  # paths of the stdout / stderr files
+    err: str
+    uid: int | None
+    nonce: str
+    timed_out: bool
+    tail: int
+    max_output: int
+    output_killed: bool
+    java: str | None  # how a Java program was compiled ("warm" / "per-program"), None otherwise
 
 
 def _tail(path: str, n: int) -> tuple[bytes, int]:
@@ -806,15 +834,15 @@ SERVER_LIMITS = {"cpu_seconds": 1 << 20,  # the supervisor's per-compilation wal
                  "open_files": 256, "tmpfs_bytes": 16 << 20}
 
 
-def _warm_compile_fits(limits: dict) -> bool:
+def _warm_compile_fits(limits: dict[str, Any]) -> bool:
     """Whether a job's limits are at least the compiler JVM's: then javac in its own run could
     have compiled whatever the warm compiler compiles (same heap, threads, files). A job with
     tighter limits compiles in its own run, under them, as it always did."""
     return all(int(limits.get(k) or 0) >= SERVER_LIMITS[k] for k in ("memory_bytes", "processes", "open_files"))
 
 
-def _server_b(server: dict, toolchain: dict, feats: Features, scratch: str, uid: int | None, in_fd: int,
-              out_fd: int, err_fd: int, nproc_extra: int, name: str) -> None:
+def _server_b(server: dict[str, Any], toolchain: dict[str, Any], feats: Features, scratch: str, uid: int | None,
+              in_fd: int, out_fd: int, err_fd: int, nproc_extra: int, name: str) -> None:
     """First process of the compiler's sandbox: the same namespaces, mounts, uid and rlimits as a
     run's, then ``java SantaJavac.java`` with the zygote's pipes as stdin and stdout."""
     try:
@@ -851,16 +879,16 @@ class JavaCompilers:
     """The warm compilers of a zygote: ``count`` JVMs taking Java jobs from one queue (a big
     machine runs more programs per second than one sequential compiler turns out)."""
 
-    def __init__(self, z: Zygote, server: dict) -> None:
+    def __init__(self, z: Zygote, server: dict[str, Any]) -> None:
         self.z = z
-        self.queue: collections.deque = collections.deque()
+        self.queue: collections.deque[dict[str, Any]] = collections.deque()
         self.disabled = False
         self.failed_starts = 0
         self.spawned = 0
         self.stats = {"compiled": 0, "compile_errors": 0, "fallbacks": 0, "starts": 0}
         self.servers = [JavaServer(self, server) for _ in range(max(1, int(server.get("count") or 1)))]
 
-    def submit(self, job: dict) -> None:
+    def submit(self, job: dict[str, Any]) -> None:
         if self.disabled:
             self.z.pending.append(job)
         else:
@@ -911,7 +939,7 @@ class JavaServer:
     RESTART_AFTER = 4000  # compilations per JVM, bounding whatever javac's shared caches keep
     START_BUDGET = 60.0  # seconds for the JVM to compile SantaJavac.java and say it is ready
 
-    def __init__(self, pool: JavaCompilers, server: dict) -> None:
+    def __init__(self, pool: JavaCompilers, server: dict[str, Any]) -> None:
         self.pool = pool
         self.z = pool.z
         self.cfg = server
@@ -920,7 +948,7 @@ class JavaServer:
         # less than the budget asked for.
         self.first_budget = max(self.budget, 20.0 if server.get("budget") is None else self.budget)
         self.queue = pool.queue  # shared by the pool's compilers
-        self.inflight: collections.deque = collections.deque()
+        self.inflight: collections.deque[dict[str, Any]] = collections.deque()
         self.pid = -1
         self.uid: int | None = None
         self.wfd = self.rfd = -1
@@ -1066,7 +1094,8 @@ class JavaServer:
         rid, status = struct.unpack(">qb", head)
         return rid, status, diagnostics, classes
 
-    def answer(self, job: dict, status: int, diagnostics: bytes, classes: list, seconds: float) -> None:
+    def answer(self, job: dict[str, Any], status: int, diagnostics: bytes, classes: list[tuple[str, bytes]],
+               seconds: float) -> None:
         lim = job["limits"]
         if status == 0 and sum(len(d) for _, d in classes) + len(job["program"]) > int(lim.get("tmpfs_bytes") or 0) // 2:
             status = 2  # might not fit the run's /tmp where javac would write it: let javac try there
@@ -1091,7 +1120,7 @@ class JavaServer:
         else:
             self.fallback(job)
 
-    def fallback(self, job: dict) -> None:
+    def fallback(self, job: dict[str, Any]) -> None:
         self.stats["fallbacks"] += 1
         job["no_server"] = True
         self.z.pending.append(job)
@@ -1189,7 +1218,7 @@ class JavaServer:
 
 
 class Zygote:
-    def __init__(self, cfg: dict, feats: Features, scratch: str, host_pid: int) -> None:
+    def __init__(self, cfg: dict[str, Any], feats: Features, scratch: str, host_pid: int) -> None:
         self.cfg = cfg
         self.feats = feats
         self.scratch = scratch
@@ -1197,26 +1226,27 @@ class Zygote:
         self.pidns = bool(feats.run_flags & CLONE_NEWPID)
         self.own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY) if self.pidns else -1
         self.runs: dict[int, Run] = {}  # by pid
-        self.by_fd: dict[int, tuple[str, Run]] = {}
+        # What a polled fd belongs to: a run ("ctl", "pid") or a warm compiler ("javac-in", "javac-out").
+        self.by_fd: dict[int, tuple[str, Run | JavaServer]] = {}
         self.inbuf = b""
         self.stdin_open = True
         self.poll = select.poll()
         self.poll.register(0, select.POLLIN)
         self.uids_in_use: set[int] = set()
         self.use_pidfd = hasattr(os, "pidfd_open")
-        self._late: list = []  # runs reaped by a sweep, finished by the main loop
+        self._late: list[tuple[Run, int, resource.struct_rusage]] = []  # reaped by a sweep, finished by the main loop
         self.nproc_extra = 0
         if not feats.uid_drop and os.geteuid() != 0:
             self.nproc_extra = _count_tasks_of(os.getuid())
         # Jobs arrive ahead of free slots (the evaluator sends up to workers + lookahead): that is
         # what lets the warm Java compiler work ahead of the runs. 0: start every job at once.
         self.workers = int(cfg.get("workers") or 0)
-        self.pending: collections.deque = collections.deque()
+        self.pending: collections.deque[dict[str, Any]] = collections.deque()
         self.service_pids: set[int] = set()  # the compiler's sandbox: not a run, not an orphan
         server = cfg.get("java_server")
         self.javac = JavaCompilers(self, server) if server and server.get("source") else None
 
-    def send(self, obj: dict) -> None:
+    def send(self, obj: dict[str, Any]) -> None:
         data = (json.dumps(obj) + "\n").encode()
         while data:
             data = data[os.write(1, data):]
@@ -1244,7 +1274,7 @@ class Zygote:
             _setns(self.own_pidns, CLONE_NEWPID)
         return pid
 
-    def enqueue(self, job: dict) -> None:
+    def enqueue(self, job: dict[str, Any]) -> None:
         # The nonce is drawn here, not at the run's start: a Java program's sentinel class is
         # compiled (by the warm compiler) before its run begins.
         job["nonce"] = os.urandom(16).hex()
@@ -1263,13 +1293,13 @@ class Zygote:
             except OSError as e:
                 self.send_setup_error(job, f"could not start: {e}")
 
-    def send_setup_error(self, job: dict, why: str) -> None:
+    def send_setup_error(self, job: dict[str, Any], why: str) -> None:
         self.send({"id": job["id"], "setup_error": why, "timed_out": False,
                    "exit_code": None, "sentinel": False, "compile_error": False,
                    "stdout_tail": "", "stderr_tail": "", "stdout_bytes": 0, "stderr_bytes": 0,
                    "duration": 0.0, "cpu_seconds": None, "max_rss_kb": None, "uid": None})
 
-    def start(self, job: dict) -> None:
+    def start(self, job: dict[str, Any]) -> None:
         run = Run()
         run.id = job["id"]
         run.nonce = job["nonce"]
@@ -1339,7 +1369,7 @@ class Zygote:
                 except ValueError:
                     pass
 
-    def finish(self, run: Run, status: int, ru: object) -> None:
+    def finish(self, run: Run, status: int, ru: resource.struct_rusage) -> None:
         del self.runs[run.pid]
         if run.pidfd >= 0:
             self.poll.unregister(run.pidfd)
@@ -1354,7 +1384,7 @@ class Zygote:
         self.drain_ctl(run, block=True)
         if run.uid is not None:
             self.uids_in_use.discard(run.uid)
-        info: dict = {}
+        info: dict[str, Any] = {}
         for m in run.msgs:
             info.update(m)
         out, out_size = _tail(run.out, max(run.tail, SENTINEL_SCAN))
@@ -1385,8 +1415,8 @@ class Zygote:
             "stdout_bytes": out_size,
             "stderr_bytes": err_size,
             "duration": time.monotonic() - run.start,
-            "cpu_seconds": ru.ru_utime + ru.ru_stime,  # type: ignore[attr-defined]
-            "max_rss_kb": ru.ru_maxrss,  # type: ignore[attr-defined]
+            "cpu_seconds": ru.ru_utime + ru.ru_stime,
+            "max_rss_kb": ru.ru_maxrss,
             "uid": run.uid,
             "java": run.java,
         })
@@ -1498,15 +1528,17 @@ class Zygote:
             for fd, _ev in events:
                 # A finished run's fds are closed and may be reused by a run started from stdin
                 # in this same batch: stdin comes last, and nothing here blocks on a guess.
-                kind, run = self.by_fd.get(fd, (None, None))
-                if kind == "ctl":
-                    self.drain_ctl(run, block=False)
-                elif kind == "pid" and run.pid in self.runs:
-                    self.reap(run.pid)
-                elif kind == "javac-out" and fd == run.rfd:
-                    run.on_readable()  # here ``run`` is one of the warm compilers
-                elif kind == "javac-in" and fd == run.wfd:
-                    run.flush()
+                kind, owner = self.by_fd.get(fd, (None, None))
+                if isinstance(owner, Run):
+                    if kind == "ctl":
+                        self.drain_ctl(owner, block=False)
+                    elif kind == "pid" and owner.pid in self.runs:
+                        self.reap(owner.pid)
+                elif isinstance(owner, JavaServer):
+                    if kind == "javac-out" and fd == owner.rfd:
+                        owner.on_readable()
+                    elif kind == "javac-in" and fd == owner.wfd:
+                        owner.flush()
             self.reap()
             if any(fd == 0 for fd, _ev in events):
                 self.on_stdin()
@@ -1543,7 +1575,7 @@ class Zygote:
 
 
 def _setns(fd: int, nstype: int) -> None:
-    if _libc.setns(fd, nstype) != 0:
+    if _lib("setns").setns(fd, nstype) != 0:
         raise _err("setns")
 
 

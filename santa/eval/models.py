@@ -172,7 +172,9 @@ def _load_hf(path: Path, device: str, dtype: torch.dtype | None) -> Generator:
     if dtype is not None:
         kwargs["dtype"] = dtype
     try:
-        model = AutoModelForCausalLM.from_pretrained(hf_dir, **kwargs).to(device).eval()
+        model = AutoModelForCausalLM.from_pretrained(hf_dir, **kwargs)
+        # transformers' stubs see its decorated .to() as a plain function (self = the device)
+        model = model.to(device).eval()  # type: ignore[arg-type]
         tokenizer = AutoTokenizer.from_pretrained(hf_dir, local_files_only=True)
     except (OSError, ValueError) as exc:
         raise EvaluationError(f"transformers cannot load {hf_dir}: {exc}") from exc

@@ -166,9 +166,9 @@ def _open_for_append(path: Path) -> Any:
     # glued to it (and lost with it).
     torn = False
     if path.is_file() and path.stat().st_size:
-        with open(path, "rb") as fh:
-            fh.seek(-1, os.SEEK_END)
-            torn = fh.read(1) != b"\n"
+        with open(path, "rb") as end:
+            end.seek(-1, os.SEEK_END)
+            torn = end.read(1) != b"\n"
     fh = open(path, "a", encoding="utf-8")
     if torn:
         fh.write("\n")

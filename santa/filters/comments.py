@@ -453,22 +453,22 @@ def c_like_comment_chars_fast(content: str, lang: str) -> int:
     total = 0
     pos = 0
     while True:
-        pos = skip(content, pos).end()  # type: ignore[union-attr]
+        pos = skip(content, pos).end()  # type: ignore[union-attr]  # a `[^...]*` pattern always matches
         if pos >= n:
             return total
-        m = token(content, pos)
-        if m is None:  # a division sign in Java
+        hit = token(content, pos)
+        if hit is None:  # a division sign in Java
             pos += 1
             continue
-        kind = m.lastgroup
+        kind = hit.lastgroup
         if kind == "c":
-            total += m.end() - m.start()
+            total += hit.end() - hit.start()
         elif kind == "slash" and _js_regex_allowed(content, pos):
             literal = _JS_REGEX.match(content, pos)
             if literal is not None:
                 pos = literal.end()
                 continue
-        pos = m.end()
+        pos = hit.end()
 
 
 _PYGMENTS_NAMES = {"Java": "java", "JavaScript": "javascript"}

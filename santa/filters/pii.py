@@ -182,6 +182,7 @@ def redact(
     if not detections:
         return text, []
     orders: dict[str, list[int]] = {}
+    pools: dict[str, tuple[str, ...]] = {}  # (both used in "santacoder" mode only)
     if mode == "santacoder":
         # The file's own permutation of each pool, from the seed and the original content.
         digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16, key=str(seed).encode()[:64])
@@ -285,7 +286,7 @@ class PIIRedaction(RecordStep):
             # BigCode's spans may overlap (its redaction then pasted both replacements): one
             # replacement per region here, by the same total order as santa's rules.
             detections = _resolve_overlaps(detections)
-        if not detections:
+        if not detections or not isinstance(text, str):  # (content that is no str has none)
             # No details for a clean file: the engine stores one annotation row per details dict.
             return Decision(keep=True, stat=0.0)
         new_text, records = redact(text, detections, mode=self.mode, seed=self.seed)

@@ -313,7 +313,7 @@ def raw_secrets(text: str) -> set[tuple[str, str]]:
     # section), else the file's own lines.
     lines = get_transformed_file(fh)  # type: ignore[arg-type]
     lines_from_file = not lines
-    if lines_from_file:
+    if not lines:
         fh.seek(0)
         lines = fh.readlines()
     found = _scan(lines)

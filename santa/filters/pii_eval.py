@@ -81,7 +81,7 @@ class TypeScore:
         p, r = self.precision or 0.0, self.recall or 0.0
         return 0.0 if p + r == 0 else 2 * p * r / (p + r)
 
-    def as_dict(self) -> dict[str, float | int]:
+    def as_dict(self) -> dict[str, float | int | None]:
         return {
             "precision": None if self.precision is None else round(self.precision, 4),
             "recall": None if self.recall is None else round(self.recall, 4),

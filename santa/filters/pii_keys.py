@@ -312,7 +312,8 @@ def plugins() -> tuple[Any, ...]:
     # Imported lazily: detect-secrets pulls in requests (~0.3 s) and only this step needs it.
     from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
 
-    by_name = {cls.__name__: cls for cls in get_mapping_from_secret_type_to_class().values()}
+    classes: list[Any] = list(get_mapping_from_secret_type_to_class().values())
+    by_name = {cls.__name__: cls for cls in classes}
     missing = [n for n in PLUGIN_NAMES if n not in by_name]
     if missing:
         raise RuntimeError(f"detect-secrets lacks the plugins {missing}; santa pins detect-secrets==1.5.0")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -20,6 +20,12 @@ from santa.model.gpt import GPT, attention_class
 
 StopFn = Callable[[Tensor], Tensor]
 """Per-row "finished" test: generated ids so far [B, n] (the prompt excluded) -> bool [B]."""
+
+
+class _SizesKVCache(Protocol):
+    """An attention plugin class, as the KV cache sees it."""
+
+    def kv_heads(self, config: GPTConfig) -> int: ...
 
 
 class KVCache:
@@ -42,7 +48,9 @@ class KVCache:
         dtype: torch.dtype = torch.float32,
     ) -> KVCache:
         # The plugin class says how many key/value heads it keeps: no layer is built for sizing.
-        n_kv = attention_class(config).kv_heads(config)
+        # (Its ``kv_heads`` classmethod is part of the attention contract, docs/plugins.md, which
+        # ``attention_class``'s return type, any nn.Module class, does not spell out.)
+        n_kv = cast(_SizesKVCache, attention_class(config)).kv_heads(config)
         shape = (batch_size, n_kv, max_len, config.head_dim)
         k = [torch.empty(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
         v = [torch.empty(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
@@ -139,8 +147,9 @@ def _packed_linears(model: nn.Module, batch_size: int) -> Iterator[None]:
                     w = module.weight.detach()
                     bias = module.bias.detach() if module.bias is not None else None
                     packed = torch.ops.mkl._mkl_reorder_linear_weight(w, batch_size)
-                    # An instance attribute shadows Linear.forward for this module only.
-                    module.forward = partial(_packed_linear, w, packed, bias, batch_size)
+                    # An instance attribute shadows Linear.forward for this module only (mypy
+                    # refuses assigning to a method; deliberate here, undone below).
+                    module.forward = partial(_packed_linear, w, packed, bias, batch_size)  # type: ignore[method-assign]
                     patched.append(module)
         yield
     finally:

@@ -9,7 +9,8 @@ so conversion is a rename-free copy (plus a row permutation of ``c_attn`` for MH
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +22,19 @@ from santa.model.loss import chunked_lm_head_cross_entropy
 
 if TYPE_CHECKING:
     from santa.model.generation import KVCache
+
+    # What GPT.transformer holds, for the type checker only: at run time it stays a plain
+    # nn.ModuleDict / nn.ModuleList (the state dict's names are HF's), whose item access torch
+    # types as ``Tensor | Module``.
+    class _Blocks(nn.ModuleList):
+        def __iter__(self) -> Iterator[Block]: ...
+
+    class _Trunk(nn.ModuleDict):
+        wte: nn.Embedding
+        wpe: nn.Embedding
+        drop: nn.Dropout
+        h: _Blocks
+        ln_f: nn.LayerNorm
 
 
 def attention_class(config: GPTConfig) -> type[nn.Module]:
@@ -81,7 +95,7 @@ class GPT(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.config = config
-        self.transformer = nn.ModuleDict(
+        self.transformer = cast("_Trunk", nn.ModuleDict(
             dict(
                 wte=nn.Embedding(config.vocab_size, config.n_embd),
                 wpe=nn.Embedding(config.n_positions, config.n_embd),
@@ -89,7 +103,7 @@ class GPT(nn.Module):
                 h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
                 ln_f=nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon, bias=config.bias),
             )
-        )
+        ))
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.lm_head.weight = self.transformer.wte.weight  # tied, as SantaCoder
         self.reset_parameters()
@@ -105,15 +119,19 @@ class GPT(nn.Module):
         for module in self.modules():
             if isinstance(module, (nn.Linear, nn.Embedding)):
                 nn.init.normal_(module.weight, mean=0.0, std=std)
-                if getattr(module, "bias", None) is not None:
-                    nn.init.zeros_(module.bias)
+                bias = getattr(module, "bias", None)  # nn.Embedding has none
+                if bias is not None:
+                    nn.init.zeros_(bias)
             elif isinstance(module, nn.LayerNorm):
                 nn.init.ones_(module.weight)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
         scaled = std / math.sqrt(2 * self.config.n_layer)
         for block in self.transformer.h:
-            nn.init.normal_(block.attn.c_proj.weight, mean=0.0, std=scaled)
+            # An nn.Linear by the attention layer's contract (docs/plugins.md); torch types a
+            # submodule found by name as ``Tensor | Module``.
+            c_proj = cast(nn.Linear, block.attn.c_proj)
+            nn.init.normal_(c_proj.weight, mean=0.0, std=scaled)
             nn.init.normal_(block.mlp.c_proj.weight, mean=0.0, std=scaled)
 
     # --------------------------------------------------------------- forward
@@ -183,13 +201,13 @@ class GPT(nn.Module):
         padded = attention_mask is not None and not bool(attention_mask.all())
         if not padded and (start == 0 or T == 1):
             return None
-        if T == 1:
+        if T == 1 and attention_mask is not None:  # (the mask is there: padded, see above)
             # One query (decoding): it sees every non-padding key.
             return attention_mask.bool()[:, None, None, :]
         q_pos = torch.arange(start, S, device=device)[:, None]
         k_pos = torch.arange(S, device=device)[None, :]
         mask = (k_pos <= q_pos)[None, None]  # [1, 1, T, S]
-        if padded:
+        if padded and attention_mask is not None:
             # A padding query would see no key at all (softmax of nothing = NaN, which then leaks
             # through V into later rows); let it see itself. Its output is never read by real tokens.
             valid = attention_mask.bool()[:, None, None, :] | (k_pos == q_pos)[None, None]

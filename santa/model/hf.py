@@ -333,8 +333,11 @@ class HFGenerationModel:
             pad_token_id = eos_list[0] if eos_list else self.model.generation_config.pad_token_id
 
         class _Stop(StoppingCriteria):
+            def __init__(self, fn: StopFn) -> None:
+                self.fn = fn
+
             def __call__(self, ids: Tensor, scores: Tensor, **kwargs: Any) -> Tensor:
-                return stop(ids[:, prompt_len:]).to(device=ids.device, dtype=torch.bool)
+                return self.fn(ids[:, prompt_len:]).to(device=ids.device, dtype=torch.bool)
 
         kwargs: dict[str, Any] = dict(
             max_new_tokens=max_new_tokens,
@@ -342,7 +345,7 @@ class HFGenerationModel:
             eos_token_id=eos_list or None,
             pad_token_id=pad_token_id,
             use_cache=True,
-            stopping_criteria=StoppingCriteriaList([_Stop()]) if stop is not None else None,
+            stopping_criteria=StoppingCriteriaList([_Stop(stop)]) if stop is not None else None,
         )
         if temperature == 0.0:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)

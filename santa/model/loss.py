@@ -17,7 +17,8 @@ values (softmax / n) that would underflow it.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 import torch
 from torch import Tensor
@@ -45,9 +46,17 @@ def _addmm_fp32(acc: Tensor, a: Tensor, b: Tensor) -> None:
         acc.add_(torch.mm(a, b))
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _eager(fn: _F) -> _F:
+    """``torch.compiler.disable(fn)`` with ``fn``'s type kept (torch leaves the decorator untyped)."""
+    return cast(_F, torch.compiler.disable(fn))
+
+
 class _ChunkedLMHeadCE(torch.autograd.Function):
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any,
         hidden: Tensor,
         weight: Tensor,
@@ -122,7 +131,7 @@ class _ChunkedLMHeadCE(torch.autograd.Function):
         return grad_h, grad_w, None, None, None, None
 
 
-@torch.compiler.disable  # data-dependent row selection; compiled models call it eagerly
+@_eager  # data-dependent row selection; compiled models call it eagerly
 def chunked_lm_head_cross_entropy(
     hidden: Tensor,
     weight: Tensor,

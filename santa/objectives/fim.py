@@ -48,6 +48,8 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
 
 Rng = Union[np.random.Generator, np.random.RandomState]
+# The transformers wrapper or the Rust tokenizer behind it (FillInTheMiddle keeps the latter).
+AnyTokenizer = Union["PreTrainedTokenizerFast", Tokenizer]
 
 __all__ = ["FillInTheMiddle", "apply_fim", "permute_piece"]
 
@@ -75,7 +77,7 @@ def _check_rate(name: str, value: float) -> float:
 def permute_piece(
     piece: np.ndarray,
     rng: Rng,
-    tokenizer: PreTrainedTokenizerFast,
+    tokenizer: AnyTokenizer,
     ids: SpecialIds,
     fim_rate: float = 0.5,
     fim_spm_rate: float = 0.5,
@@ -106,7 +108,7 @@ def _fit(seq: np.ndarray, length: int, pad_id: int) -> np.ndarray:
 def apply_fim(
     window: np.ndarray,
     rng: Rng,
-    tokenizer: PreTrainedTokenizerFast,
+    tokenizer: AnyTokenizer,
     *,
     fim_rate: float = 0.5,
     fim_spm_rate: float = 0.5,

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
 from santa.errors import SantaError
+
+if TYPE_CHECKING:  # imported lazily at run time: `santa prepare --help` stays fast
+    from omegaconf import DictConfig
 
 
 # Before numpy loads (santa.pipeline imports it lazily): its OpenBLAS would start a pool of
@@ -30,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cfg", action="store_true", help="print the composed configuration and exit")
 
 
-def compose(overrides: list[str]):  # noqa: ANN201  (DictConfig)
+def compose(overrides: list[str]) -> DictConfig:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
     from hydra.errors import HydraException
@@ -84,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     return check_produced(result.report, source, console)
 
 
-def check_produced(report: dict, source: object, console: Console) -> int:
+def check_produced(report: dict[str, Any], source: object, console: Console) -> int:
     """Success with nothing produced is not silent: no record read is an error (exit 2), every
     record dropped a warning that names the step that dropped the most."""
     totals = report["totals"]
