@@ -60,7 +60,7 @@ class StepBatchSampler(Sampler[list[tuple[int, int]]]):
             step += 1
 
 
-class ObjectiveDataset(torch.utils.data.Dataset):
+class ObjectiveDataset(torch.utils.data.Dataset[dict[str, np.ndarray]]):
     """Window ``index`` transformed by the objective with an RNG keyed by the sample number, so
     FIM's draws do not depend on worker count, world size or resumption."""
 
@@ -139,7 +139,7 @@ class SantaDataModule(pl.LightningDataModule):
         trainer = self.trainer
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> DataLoader[dict[str, np.ndarray]]:
         assert self.train_windows is not None, "setup() first"
         rank, world = self._world()
         start = self.trainer.global_step if self.trainer is not None else 0
@@ -149,7 +149,7 @@ class SantaDataModule(pl.LightningDataModule):
         )
         return self._loader(ObjectiveDataset(self.train_windows, self.objective, self.seed, 0), sampler)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> DataLoader[dict[str, np.ndarray]]:
         assert self.val_set is not None, "setup() first"
         rank, world = self._world()
         n = min(self.val_windows, len(self.val_set))
@@ -159,7 +159,7 @@ class SantaDataModule(pl.LightningDataModule):
         batches = [mine[i : i + self.micro] for i in range(0, len(mine), self.micro)]
         return self._loader(ObjectiveDataset(self.val_set, self.objective, self.seed, 1), batches)
 
-    def _loader(self, dataset: torch.utils.data.Dataset, batch_sampler: Any) -> DataLoader:
+    def _loader(self, dataset: torch.utils.data.Dataset[dict[str, np.ndarray]], batch_sampler: Any) -> DataLoader[dict[str, np.ndarray]]:
         return DataLoader(
             dataset,
             batch_sampler=batch_sampler,

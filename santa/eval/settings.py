@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from santa.confdict import plain_dict
+from omegaconf import DictConfig
 
 from santa.errors import SantaError
 
@@ -47,7 +48,7 @@ class GenerationSettings:
 
     @classmethod
     def from_config(cls, cfg: DictConfig | dict[str, Any] | None, seed: int | None = None) -> GenerationSettings:
-        d = dict(OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else (cfg or {}))
+        d: dict[str, Any] = plain_dict(cfg) if isinstance(cfg, DictConfig) else dict(cfg or {})
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(d) - known)
         if unknown:

@@ -849,15 +849,15 @@ def data_tables(rep: Report) -> None:
                     _csv_row(rep, "data_removed", dv.name, LANG_NAME.get(lang, lang), f"{_step_label(step)}:{unit}_pct",
                              pct.get(unit), None, "ok")
         for lang in langs:
-            vb = vs_base.get(lang)
+            removed = vs_base.get(lang)
             paper = rep.paper.removed_pct(short, lang)
-            if vb is not None:
-                _csv_row(rep, "data_removed", dv.name, LANG_NAME.get(lang, lang), "vs_base:files_pct", vb.get("files"), None, "ok")
-            if vb is not None or paper.value is not None:
+            if removed is not None:
+                _csv_row(rep, "data_removed", dv.name, LANG_NAME.get(lang, lang), "vs_base:files_pct", removed.get("files"), None, "ok")
+            if removed is not None or paper.value is not None:
                 _csv_row(rep, "data_removed", dv.name, LANG_NAME.get(lang, lang), "vs_base:bytes_pct",
-                         vb.get("bytes") if vb else None, paper, "ok" if vb else "no base data")
+                         removed.get("bytes") if removed else None, paper, "ok" if removed else "no base data")
             if lang != "all":
-                plot.setdefault(lang, []).append((dv.name, vb.get("bytes") if vb else None, paper))
+                plot.setdefault(lang, []).append((dv.name, removed.get("bytes") if removed else None, paper))
     # Data variants of jobs with no pipeline report yet: listed, with why, and the paper's number.
     reported = {label for d in dvs for label in d.used_by}
     for v in rep.sweep.variants:
