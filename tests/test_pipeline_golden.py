@@ -111,6 +111,9 @@ def run_preset(corpus: Path, out: Path, preset: str, workers: int = 1) -> dict[s
     return {
         "kept": sorted(key(r) for r in read_records(res.data_files)),
         "rejected": dict(sorted((key(r), r["reject_step"]) for r in rejects)),
+        # What each corpus step said about the files it dropped (the rejects' reason, statistic, details).
+        "reasons": dict(sorted((key(r), [r["reject_reason"], r["reject_stat"], r["reject_details"]]) for r in rejects
+                               if r["reject_step"] in ("exact_dedup", "near_dedup", "near_dedup_alt"))),
         "duplicates": sorted([d["step"], f"{d['repo']}/{d['path']}", f"{d['duplicate_of_repo']}/{d['duplicate_of_path']}"]
                              for d in dups),
     }
@@ -140,6 +143,7 @@ def test_each_preset_keeps_and_rejects_the_same_files_as_before(corpus: Path, tm
     assert got["kept"] == want["kept"]
     assert got["rejected"] == want["rejected"]
     assert got["duplicates"] == want["duplicates"]
+    assert got["reasons"] == want["reasons"]
 
 
 if __name__ == "__main__" and "--write" in sys.argv:
