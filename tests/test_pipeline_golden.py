@@ -45,7 +45,7 @@ def synthetic_records(n: int, seed: int = 14) -> list[dict[str, Any]]:
     of their lines changed), and a few files for each record filter to reject."""
     rng = random.Random(seed)
     vocab = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 9))) for _ in range(1500)]
-    words = lambda: {k: rng.choice(vocab) for k in "abcd"} | {k: rng.choice(vocab).title() for k in "AB"}  # noqa: E731
+    words = lambda: {k: rng.choice(vocab) for k in "abcd"} | {k: rng.choice(vocab).title() for k in "AB"}
     out: list[dict[str, Any]] = []
 
     def line(templates: list[str], comment: str, density: float) -> str:
@@ -105,7 +105,7 @@ def run_preset(corpus: Path, out: Path, preset: str, workers: int = 1) -> dict[s
     pcfg = build_config(pipeline=cfg.pipeline, engine={"name": "local", "workers": workers, "batch_size": 64},
                         input=str(corpus), output=out, progress=False)
     res = run_pipeline(pcfg)
-    key = lambda r: f"{r['max_stars_repo_name']}/{r['max_stars_repo_path']}"  # noqa: E731
+    key = lambda r: f"{r['max_stars_repo_name']}/{r['max_stars_repo_path']}"
     rejects = read_dataset(sorted((out / "rejects").glob("*.parquet"))).to_pylist()
     dups = pq.read_table(out / "duplicates.parquet").to_pylist() if (out / "duplicates.parquet").exists() else []
     return {

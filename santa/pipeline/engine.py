@@ -39,9 +39,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from santa import registry
 from santa.errors import SantaError
-from santa.filters.base import CorpusStep, Decision, Record, RecordStep, Step, StepContext
-from santa.pipeline.inputs import Item, Unit, denormalise, iter_unit, normalise, resolve_units
-from santa.pipeline.inputs import _spill as _spill_records
+from santa.filters.base import CorpusStep, Decision, DecisionTable, Record, RecordStep, Step, StepContext
+from santa.pipeline.inputs import Item, Unit, denormalise, iter_unit, normalise, pack_record, resolve_units, unpack_record
 from santa.pipeline.parquet import rows_table, tmp_name, write_json, write_table
 
 FORMAT = "santa-pipeline/1"
@@ -55,22 +54,28 @@ _FLUSH_BYTES = 256 << 20
 # With workers=null the local engine starts one worker per this much input (up to every core).
 _BYTES_PER_WORKER = 4 << 20
 _SPILL_SCHEMA = pa.schema([("id", pa.int64()), ("where", pa.string()), ("lang", pa.string()), ("repo", pa.string()),
-                           ("path", pa.string()), ("record", pa.large_binary())])
+                           ("path", pa.string()), ("prepared", pa.large_binary()), ("record", pa.large_binary())])
+# The spill's small columns are compressed by Parquet; the records are compressed already.
+_SPILL_COMPRESSION = {"id": "zstd", "where": "zstd", "lang": "zstd", "repo": "zstd", "path": "zstd",
+                      "prepared": "none", "record": "none"}
 
 
 def spill_table(records: list[Record]) -> pa.Table:
-    """Survivors of a segment, pickled whole (santa's fields, the source's, ``_prepared``), with
-    the few fields the driver reads without unpickling."""
+    """Survivors of a segment, each packed whole (santa's fields and the source's: see
+    :func:`~santa.pipeline.inputs.pack_record`), with the fields a corpus step reads without
+    unpacking them: the id, location, language, and ``_prepared`` (pickled on its own)."""
     def text(v: Any) -> str | None:
         return None if v is None else str(v)
 
+    prepared = [r.pop("_prepared", None) for r in records]
     return pa.table({
         "id": pa.array([r["id"] for r in records], pa.int64()),
         "where": pa.array([text(r.get("_where")) for r in records], pa.string()),
         "lang": pa.array([text(r.get("lang")) for r in records], pa.string()),
         "repo": pa.array([text(r.get("repo")) for r in records], pa.string()),
         "path": pa.array([text(r.get("path")) for r in records], pa.string()),
-        "record": pa.array([pickle.dumps(r, protocol=5) for r in records], pa.large_binary()),
+        "prepared": pa.array([None if p is None else pickle.dumps(p, protocol=5) for p in prepared], pa.large_binary()),
+        "record": pa.array([pack_record(r) for r in records], pa.large_binary()),
     }, schema=_SPILL_SCHEMA)
 
 
@@ -281,13 +286,12 @@ class SegmentWorker:
     """Runs one segment over batches of items; built once per process (or Ray actor)."""
 
     def __init__(self, specs: list[StepSpec], segment: Segment, context: StepContext, options: dict[str, Any],
-                 dropped: dict[int, Decision] | str | None) -> None:
+                 dropped: DecisionTable | str | None) -> None:
         self.segment = segment
         self.options = options
-        if isinstance(dropped, str):  # the previous corpus step's decisions, saved by the driver
-            with open(dropped, "rb") as fh:
-                dropped = pickle.load(fh)["dropped"]
-        self.dropped: dict[int, Decision] = dropped or {}
+        if isinstance(dropped, str):  # the previous corpus step's decisions, saved by the driver: mapped
+            dropped = DecisionTable.load(dropped)
+        self.dropped: DecisionTable | dict[int, Decision] = dropped if dropped is not None else {}
         by_name = {s.name: s for s in specs}
         self.steps: list[RecordStep] = [_set_up(by_name[name], context) for name in segment.steps]  # type: ignore[misc]
         self.prepare: CorpusStep | None = None
@@ -340,8 +344,8 @@ class SegmentWorker:
                 live.append(rec)
                 continue
             assert raw is not None
-            if isinstance(raw, bytes):  # from a spill: unpickled here, in the worker
-                raw = pickle.loads(raw)
+            if isinstance(raw, bytes):  # from a spill: unpacked here, in the worker
+                raw = unpack_record(raw)
             raw.pop("_prepared", None)  # the previous corpus step's, no use past it
             after = self.segment.after
             assert after is not None
@@ -628,8 +632,7 @@ class RayEngine:
         import ray
 
         if isinstance(worker_args[4], str):  # actors may run on other machines: ship the decisions
-            with open(worker_args[4], "rb") as fh:
-                worker_args = (*worker_args[:4], pickle.load(fh)["dropped"])
+            worker_args = (*worker_args[:4], DecisionTable.load(worker_args[4]))
 
         ctx = ray.data.DataContext.get_current()
         ctx.execution_options.preserve_order = True  # results per unit, in input order
@@ -716,9 +719,9 @@ class UnitWriter:
         if self.spill is None:
             self.spill_tmp = tmp_name(self.spill_path)
             self.spill_path.parent.mkdir(parents=True, exist_ok=True)
-            # Read back once, soon, by this machine: not worth compressing (nor a dictionary of
-            # pickled records, which are all distinct).
-            self.spill = pq.ParquetWriter(self.spill_tmp, _SPILL_SCHEMA, compression="none", use_dictionary=False)
+            # The records come compressed from the worker (and are all distinct: no dictionary).
+            self.spill = pq.ParquetWriter(self.spill_tmp, _SPILL_SCHEMA, compression=_SPILL_COMPRESSION,
+                                          use_dictionary=["lang", "repo"])
         self.spill.write_table(table)
 
     @property
@@ -778,15 +781,71 @@ def load_marker(work: Path, segment: int, unit: int) -> dict[str, Any] | None:
 
 
 class SpilledRecords:
-    """Every record that reached a corpus step, read back from the spill files; re-iterable."""
+    """Every record that reached a corpus step, read back from the spill files; re-iterable.
 
-    def __init__(self, paths: list[Path]) -> None:
+    ``content=False`` (a step whose ``reads_content`` is False) yields records of only their id,
+    ``_where``, lang, repo, path and ``_prepared``, without unpacking them; :meth:`select` gives
+    whole records of chosen ids. ``scratch``: a directory the step may write temporary files to."""
+
+    _LIGHT = ("id", "where", "lang", "repo", "path", "prepared")
+
+    def __init__(self, paths: list[Path], content: bool = True, scratch: Path | None = None) -> None:
         self.paths = paths
+        self.content = content
+        self.scratch = scratch
+
+    def _batches(self, columns: list[str]) -> Iterator[pa.RecordBatch]:
+        for p in self.paths:
+            pf = pq.ParquetFile(p, pre_buffer=False)
+            yield from pf.iter_batches(batch_size=1024, columns=columns, use_threads=False)
+
+    @staticmethod
+    def _records(batch: pa.RecordBatch, content: bool) -> Iterator[Record]:
+        cols = {name: batch.column(name).to_pylist() for name in batch.schema.names}
+        for j in range(batch.num_rows):
+            if content:
+                rec = unpack_record(cols["record"][j])
+            else:
+                rec = {"id": cols["id"][j], "_where": cols["where"][j], "lang": cols["lang"][j],
+                       "repo": cols["repo"][j], "path": cols["path"][j]}
+            p = cols["prepared"][j]
+            if p is not None:
+                rec["_prepared"] = pickle.loads(p)
+            yield rec
 
     def __iter__(self) -> Iterator[Record]:
-        for p in self.paths:
-            for _, _, rec, _ in _spill_records(str(p), unpickle=True):
-                yield rec  # type: ignore[misc]
+        columns = [*self._LIGHT] + ["record"] * self.content
+        for batch in self._batches(columns):
+            yield from self._records(batch, self.content)
+
+    def select(self, ids: Any, content: bool = True) -> Iterator[Record]:
+        """The records of the given ids (in spill order), whole unless ``content=False``; the
+        others are not unpacked."""
+        import numpy as np
+
+        wanted = np.unique(np.asarray(ids, dtype=np.int64))
+        for batch in self._batches([*self._LIGHT] + ["record"] * content):
+            mask = np.isin(batch.column(0).to_numpy(), wanted)
+            if mask.any():
+                yield from self._records(batch.filter(pa.array(mask)), content)
+
+    def locations(self, ids: Any) -> tuple[Any, list[Any], list[Any]]:
+        """(sorted ids, their repos, their paths) of the given ids that are in the spill."""
+        import numpy as np
+
+        wanted = np.unique(np.asarray(ids, dtype=np.int64))
+        parts = []
+        for batch in self._batches(["id", "repo", "path"]):
+            mask = np.isin(batch.column(0).to_numpy(), wanted)
+            if mask.any():
+                parts.append(batch.filter(pa.array(mask)))
+        if not parts:
+            return np.zeros(0, dtype=np.int64), [], []
+        t = pa.Table.from_batches(parts)
+        found = t.column("id").to_numpy()
+        order = np.argsort(found, kind="stable")
+        return (found[order], [t.column("repo").to_pylist()[i] for i in order.tolist()],
+                [t.column("path").to_pylist()[i] for i in order.tolist()])
 
     def __len__(self) -> int:
         return sum(pq.ParquetFile(p).metadata.num_rows for p in self.paths)
@@ -910,17 +969,22 @@ def run_pipeline(cfg: PipelineConfig, console: Console | None = None) -> Pipelin
             _SET_UP.update({spec.name: (spec.params, step) for spec, step in zip(cfg.steps, steps)})
             seg_units = units
             dropped_path: str | None = None
-            decisions_by_step: dict[str, dict[int, Decision]] = {}
+            decisions_by_step: dict[str, DecisionTable] = {}
             corpus_seconds: dict[str, float] = {}
             for seg in segments:
                 last = seg.prepare_for is None
                 markers = {u.index: load_marker(work, seg.index, u.index) for u in seg_units}
                 pending = [u for u in seg_units if markers[u.index] is None]
                 resumed += len(seg_units) - len(pending)
+                if not cfg.keep_work:  # what a run that stopped left: spills already read through
+                    for u in seg_units:
+                        if markers[u.index] is not None:
+                            _drop_spill(u)
                 if pending:
                     args = (cfg.steps, seg, cfg.context, options, dropped_path)
                     _run_segment(engine, args, pending, work, seg, last, markers, console if cfg.progress else None,
-                                 [INPUT_STEP] * (seg.index == 0) + [seg.after] * (seg.after is not None) + seg.steps)
+                                 [INPUT_STEP] * (seg.index == 0) + [seg.after] * (seg.after is not None) + seg.steps,
+                                 drop_inputs=not cfg.keep_work)
                 if last:
                     break
                 spills = [work / "units" / m["spill"] for m in (markers[u.index] for u in seg_units) if m and m["spill"]]
@@ -953,26 +1017,40 @@ def run_pipeline(cfg: PipelineConfig, console: Console | None = None) -> Pipelin
         return PipelineResult(out, report)
 
 
+def _drop_spill(unit: Unit) -> None:
+    """A segment's input spill, once the unit's marker in that segment is written: everything
+    after reads the marker's outputs and the corpus step's saved decisions, never the spill."""
+    if unit.kind == "spill":
+        Path(unit.path).unlink(missing_ok=True)
+
+
 def _run_segment(engine: LocalEngine | RayEngine, args: tuple, pending: list[Unit], work: Path, seg: Segment,
-                 last: bool, markers: dict[int, Any], console: Console | None, step_names: list[str]) -> None:
+                 last: bool, markers: dict[int, Any], console: Console | None, step_names: list[str],
+                 drop_inputs: bool = True) -> None:
     real = [u for u in pending if u.kind != "empty"]
+    by_index = {u.index: u for u in pending}
     writer: UnitWriter | None = None
     if real:
         engine.start()
     progress = _StepProgress(console, step_names, seg, len(real))
+
+    def finish(w: UnitWriter) -> None:
+        markers[w.unit] = w.finish()
+        if drop_inputs:
+            _drop_spill(by_index[w.unit])
+        progress.unit_done()
+
     try:
         with progress:
             for unit_index, res in engine.run(args, real):
                 if writer is None or writer.unit != unit_index:
                     if writer is not None:
-                        markers[writer.unit] = writer.finish()
-                        progress.unit_done()
+                        finish(writer)
                     writer = UnitWriter(work, seg, unit_index, last)
                 writer.add(res)
                 progress.update(res)
             if writer is not None:
-                markers[writer.unit] = writer.finish()
-                progress.unit_done()
+                finish(writer)
                 writer = None
     except BaseException:
         if writer is not None:
@@ -984,28 +1062,41 @@ def _run_segment(engine: LocalEngine | RayEngine, args: tuple, pending: list[Uni
 
 
 def _corpus_decisions(work: Path, seg: Segment, step: Step, spills: list[Path],
-                      console: Console) -> tuple[str, dict[int, Decision], float]:
-    """(path of the saved decisions, the dropped records' decisions, seconds), computed once."""
-    path = work / f"corpus-s{seg.index}-{step.name}.pkl"
+                      console: Console) -> tuple[str, DecisionTable, float]:
+    """(path of the saved decisions, the dropped records' decisions, seconds), computed once.
+
+    The decisions (an Arrow file, with the repo and path of each duplicate and of the file it
+    duplicates, so that the duplicates report needs no spill) are written last: their presence
+    says the step is done."""
+    path = work / f"corpus-s{seg.index}-{step.name}.arrow"
+    seconds_path = path.with_suffix(".json")
     if path.is_file():
-        with open(path, "rb") as fh:
-            saved = pickle.load(fh)
-        return str(path), saved["dropped"], saved["seconds"]
+        return str(path), DecisionTable.load(path), json.loads(seconds_path.read_text())["seconds"]
     assert isinstance(step, CorpusStep)
-    records = SpilledRecords(spills)
+    records = SpilledRecords(spills, content=step.reads_content, scratch=work)
     t0 = time.perf_counter()
     with console.status(f"[bold]{step.name}[/bold] over {len(records):,} files"):
         try:
             decisions = step.process_corpus(records)
         except SantaError as exc:
             raise PipelineError(f"step {step.name!r}: {exc}") from exc
-    dropped = {int(i): d for i, d in decisions.items() if not d.keep}
+    table = DecisionTable.from_mapping(decisions)
+    del decisions
+    import numpy as np
+
+    ids, dup, _ = table.duplicates()
+    table = table.with_locations(*records.locations(np.concatenate([ids, dup])))
     seconds = time.perf_counter() - t0
+    write_json(seconds_path, {"seconds": seconds})
     tmp = tmp_name(path)
-    with open(tmp, "wb") as fh:
-        pickle.dump({"dropped": dropped, "seconds": seconds}, fh, protocol=5)
-    os.replace(tmp, path)
-    return str(path), dropped, seconds
+    try:
+        table.save(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    del table
+    return str(path), DecisionTable.load(path), seconds
 
 
 class _StepProgress:
@@ -1033,7 +1124,7 @@ class _StepProgress:
         self.progress.__enter__()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.progress.__exit__(*exc)
 
     def unit_done(self) -> None:

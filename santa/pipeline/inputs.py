@@ -153,15 +153,42 @@ def _zip(path: Path, base: int) -> Iterator[Item]:
             yield base + n, where, rec, err
 
 
-def _spill(path: str, unpickle: bool = False) -> Iterator[Item]:
-    """The engine's own spill: records stay pickled (the worker unpickles them) unless asked."""
+# Spilled records are pickled and compressed one by one, in the worker that made them (the driver
+# only moves the bytes), and decompressed in the worker that reads them back: zstd's fastest
+# level, ~3x on code, so the spills take a third of the input's size on disk.
+_CODEC: Any = None
+
+
+def _codec() -> Any:
+    global _CODEC
+    if _CODEC is None:
+        import pyarrow as pa
+
+        _CODEC = pa.Codec("zstd", compression_level=1)
+    return _CODEC
+
+
+def pack_record(rec: dict[str, Any]) -> bytes:
+    """A record as the spill holds it: its pickle's length (8 bytes, little-endian), then the
+    pickle, zstd-compressed."""
+    raw = pickle.dumps(rec, protocol=5)
+    return len(raw).to_bytes(8, "little") + _codec().compress(raw, asbytes=True)
+
+
+def unpack_record(blob: bytes) -> dict[str, Any]:
+    size = int.from_bytes(blob[:8], "little")
+    return pickle.loads(_codec().decompress(memoryview(blob)[8:], size, asbytes=True))
+
+
+def _spill(path: str) -> Iterator[Item]:
+    """The engine's own spill: records stay packed (the worker unpacks them)."""
     import pyarrow.parquet as pq
 
     pf = pq.ParquetFile(path, pre_buffer=False)
     for batch in pf.iter_batches(batch_size=512, columns=["id", "where", "record"], use_threads=False):
         ids, wheres, blobs = (batch.column(k).to_pylist() for k in range(3))
         for rid, where, blob in zip(ids, wheres, blobs):
-            yield rid, where or "", pickle.loads(blob) if unpickle else blob, None
+            yield rid, where or "", blob, None
 
 
 def _first(raw: dict[str, Any], *keys: str) -> Any:

@@ -22,11 +22,10 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table
 
-from santa.filters.base import CorpusStep, Decision, Step
+from santa.filters.base import CorpusStep, DecisionTable, Step
 from santa.pipeline.engine import (
     FORMAT, INPUT_STEP, SUCCESS, AccountingError, PipelineConfig, Segment, Unit, renamed_plugin,
 )
@@ -47,7 +46,7 @@ def _summary(values: list[float]) -> dict[str, float]:
 
 
 def build(*, key: str, cfg: PipelineConfig, steps: list[Step], segments: list[Segment], units: list[Unit],
-          markers: dict[tuple[int, int], dict[str, Any] | None], decisions: dict[str, dict[int, Decision]],
+          markers: dict[tuple[int, int], dict[str, Any] | None], decisions: dict[str, DecisionTable],
           corpus_seconds: dict[str, float], seconds: float, resumed_units: int, engine: str) -> dict[str, Any]:
     order = [INPUT_STEP] + [s.name for s in steps]
     counts: dict[str, dict[str, list[int]]] = {name: {} for name in order}
@@ -145,28 +144,26 @@ _DUPLICATES_SCHEMA = pa.schema([
 ])
 
 
-def _duplicates(work: Path, segments: list[Segment], decisions: dict[str, dict[int, Decision]]) -> list[dict[str, Any]]:
+def _duplicates(segments: list[Segment], decisions: dict[str, DecisionTable]) -> list[dict[str, Any]]:
+    """One row per file a corpus step removed as a duplicate, from the step's saved decisions
+    (which carry the files' repos and paths: the spills are gone by now)."""
     rows = []
     for seg in segments:
         name = seg.prepare_for
-        if not name or not decisions.get(name):
+        table = decisions.get(name) if name else None
+        if table is None or not len(table):
             continue
-        dups = {rid: d for rid, d in decisions[name].items() if d.details and "duplicate_of" in d.details}
-        if not dups:
+        t = table.table
+        if "duplicate_of_repo" not in t.column_names:
             continue
-        wanted = set(dups) | {int(d.details["duplicate_of"]) for d in dups.values()}  # type: ignore[index]
-        where: dict[int, tuple[Any, Any]] = {}
-        for spill in sorted((work / "units").glob(f"s{seg.index}-u*.spill.parquet")):
-            t = pq.ParquetFile(spill, pre_buffer=False).read(columns=["id", "repo", "path"], use_threads=False).to_pydict()
-            for rid, repo, path in zip(t["id"], t["repo"], t["path"]):
-                if rid in wanted:
-                    where[rid] = (repo, path)
-        for rid, d in sorted(dups.items()):
-            kept = int(d.details["duplicate_of"])  # type: ignore[index]
+        t = t.filter(t.column("duplicate_of").is_valid())
+        cols = {k: t.column(k).to_pylist() for k in ("id", "repo", "path", "duplicate_of", "duplicate_of_repo",
+                                                     "duplicate_of_path", "stat", "reason")}
+        for i in range(t.num_rows):
             rows.append({
-                "step": name, "id": rid, "repo": where.get(rid, (None, None))[0], "path": where.get(rid, (None, None))[1],
-                "duplicate_of": kept, "duplicate_of_repo": where.get(kept, (None, None))[0],
-                "duplicate_of_path": where.get(kept, (None, None))[1], "similarity": d.stat, "reason": d.reason,
+                "step": name, "id": cols["id"][i], "repo": cols["repo"][i], "path": cols["path"][i],
+                "duplicate_of": cols["duplicate_of"][i], "duplicate_of_repo": cols["duplicate_of_repo"][i],
+                "duplicate_of_path": cols["duplicate_of_path"][i], "similarity": cols["stat"][i], "reason": cols["reason"][i],
             })
     return rows
 
@@ -192,7 +189,7 @@ def _plots(stats: dict[str, dict[str, list[float]]], steps: list[dict[str, Any]]
 
 
 def publish(out: Path, work: Path, report: dict[str, Any], segments: list[Segment], units: list[Unit],
-            markers: dict[tuple[int, int], dict[str, Any] | None], decisions: dict[str, dict[int, Decision]],
+            markers: dict[tuple[int, int], dict[str, Any] | None], decisions: dict[str, DecisionTable],
             console: Console) -> None:
     stage = work / "publish"
     shutil.rmtree(stage, ignore_errors=True)
@@ -215,7 +212,7 @@ def publish(out: Path, work: Path, report: dict[str, Any], segments: list[Segmen
             for kind in ("rejects", "annotations"):
                 for k, name in enumerate(m["files"][kind]):
                     os.replace(units_dir / name, stage / kind / f"s{seg.index}-part-{u.index:05d}-{k:03d}.parquet")
-    dup_rows = _duplicates(work, segments, decisions)
+    dup_rows = _duplicates(segments, decisions)
     if dup_rows:
         write_table(stage / "duplicates.parquet", json_rows_table(dup_rows, _DUPLICATES_SCHEMA))
     stats = report.pop("_stats")
