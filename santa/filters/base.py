@@ -121,6 +121,17 @@ class DecisionTable(Mapping[int, Decision]):
                                 pa.large_string()),
         }, schema=_DECISION_SCHEMA))
 
+    @classmethod
+    def concat(cls, tables: list[DecisionTable]) -> DecisionTable:
+        """The decisions of several tables of distinct ids, as one."""
+        tables = [t for t in tables if len(t)]
+        if not tables:
+            return cls(_DECISION_SCHEMA.empty_table())
+        if len(tables) == 1:
+            return tables[0]
+        t = pa.concat_tables([t.table.select(_DECISION_SCHEMA.names) for t in tables])
+        return cls(t.take(pa.array(np.argsort(t.column("id").to_numpy(), kind="stable"))))
+
     def save(self, path: Path) -> None:
         with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, self.table.schema) as writer:
             writer.write_table(self.table)
