@@ -40,7 +40,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from santa import registry
 from santa.errors import SantaError
 from santa.filters.base import CorpusStep, Decision, DecisionTable, Record, RecordStep, Step, StepContext
-from santa.pipeline.inputs import Item, Unit, denormalise, iter_unit, normalise, pack_record, resolve_units, unpack_record
+from santa.pipeline.inputs import (Item, Unit, denormalise, iter_unit, normalise, pack_record, parse_json_line,
+                                   resolve_units, unpack_record)
 from santa.pipeline.parquet import rows_table, tmp_name, write_json, write_table
 
 FORMAT = "santa-pipeline/1"
@@ -327,6 +328,8 @@ class SegmentWorker:
         first = self.segment.index == 0
         for rid, where, raw, error in items:
             if first:
+                if isinstance(raw, bytes):  # a JSONL line, parsed here in the worker
+                    raw, error = parse_json_line(raw)
                 lang = (raw or {}).get("lang") or "unknown"
                 if error is None:
                     error, nbytes = self._validate(raw)  # type: ignore[arg-type]
@@ -419,7 +422,7 @@ def batches(items: Iterable[Item], size: int, max_bytes: int = 32 << 20) -> Iter
     for item in items:
         batch.append(item)
         rec = item[2]
-        if isinstance(rec, bytes):  # a pickled record from a spill
+        if isinstance(rec, bytes):  # a JSONL line, or a packed record from a spill
             nbytes += len(rec)
         elif rec is not None and isinstance(rec.get("content"), str):
             nbytes += len(rec["content"])

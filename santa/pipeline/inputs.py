@@ -8,6 +8,8 @@ is, and both engines number records identically without talking to each other.
 
 from __future__ import annotations
 
+import gzip
+import json
 import os
 import pickle
 import zipfile
@@ -17,10 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from santa.data.corpus import LANGUAGES, json_lines, read_records, stack_record
+from santa.data.corpus import LANGUAGES, read_records, stack_record
 
-# (id, where, record or None, error message or None)
-Item = tuple[int, str, "dict[str, Any] | None", "str | None"]
+# (id, where, record or None, error message or None); the record may still be bytes: a JSONL
+# line (parsed by the worker, see parse_json_line) or a spilled record (see unpack_record).
+Item = tuple[int, str, "dict[str, Any] | bytes | None", "str | None"]
 
 ID_SHIFT = 32
 _RECORD_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz", ".parquet")
@@ -89,10 +92,32 @@ def iter_unit(unit: Unit) -> Iterator[Item]:
 
 
 def _jsonl(path: Path, base: int) -> Iterator[Item]:
-    for lineno, rec, error in json_lines(path):
-        if error is None and not isinstance(rec, dict):
-            rec, error = None, f"expected a JSON object, got {type(rec).__name__}"
-        yield base + lineno, f"{path}:{lineno}", rec, error
+    """Each non-blank line as its bytes: the worker parses it (:func:`parse_json_line`), so that
+    the driver, which reads every input, does no JSON work (it was ~20 % of its CPU)."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    lineno = 0
+    try:
+        with opener(path, "rb") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if line.strip():
+                    yield base + lineno, f"{path}:{lineno}", line, None
+    except (OSError, EOFError, zlib.error) as exc:
+        # As santa.data.corpus.json_lines: what came before is fine, the rest is lost.
+        yield base + lineno + 1, f"{path}:{lineno + 1}", None, f"unreadable after line {lineno} ({exc}); the rest of the file is lost"
+
+
+def parse_json_line(line: bytes) -> tuple[dict[str, Any] | None, str | None]:
+    """(record, None) or (None, error) for one line of a JSONL file, with
+    santa.data.corpus.json_lines's messages."""
+    try:
+        rec = json.loads(line)
+    except UnicodeDecodeError as exc:
+        return None, f"invalid UTF-8 ({exc.reason} at byte {exc.start})"
+    except ValueError as exc:
+        return None, f"malformed JSON line ({exc})"
+    if not isinstance(rec, dict):
+        return None, f"expected a JSON object, got {type(rec).__name__}"
+    return rec, None
 
 
 def _parquet(path: Path, base: int) -> Iterator[Item]:
