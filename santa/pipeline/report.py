@@ -17,6 +17,8 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from array import array
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +40,7 @@ def _zero() -> dict[str, int]:
     return {"files": 0, "bytes": 0}
 
 
-def _summary(values: list[float]) -> dict[str, float]:
+def _summary(values: Sequence[float]) -> dict[str, float]:
     a = np.asarray(values, dtype=np.float64)
     q = np.quantile(a, [0.0, 0.1, 0.5, 0.9, 1.0])
     return {"n": int(a.size), "min": float(q[0]), "p10": float(q[1]), "p50": float(q[2]), "p90": float(q[3]),
@@ -50,7 +52,9 @@ def build(*, key: str, cfg: PipelineConfig, steps: list[Step], segments: list[Se
           corpus_seconds: dict[str, float], seconds: float, resumed_units: int, engine: str) -> dict[str, Any]:
     order = [INPUT_STEP] + [s.name for s in steps]
     counts: dict[str, dict[str, list[int]]] = {name: {} for name in order}
-    stats: dict[str, dict[str, list[float]]] = {}
+    # Flat arrays of doubles (8 bytes a value; a list of Python floats costs 32): a statistic per
+    # file per step would otherwise be the largest thing the driver holds at the end.
+    stats: dict[str, dict[str, array]] = {}
     notes: dict[str, dict[str, int]] = {}
     errors: list[str] = []
     for m in markers.values():
@@ -63,7 +67,7 @@ def build(*, key: str, cfg: PipelineConfig, steps: list[Step], segments: list[Se
                     mine[i] += c[i]
         for step, langs in m["stats"].items():
             for lang, values in langs.items():
-                stats.setdefault(step, {}).setdefault(lang, []).extend(values)
+                stats.setdefault(step, {}).setdefault(lang, array("d")).extend(values)
         for step, n in m["notes"].items():
             for note, k in n.items():
                 notes.setdefault(step, {})[note] = notes.setdefault(step, {}).get(note, 0) + k
@@ -168,7 +172,7 @@ def _duplicates(segments: list[Segment], decisions: dict[str, DecisionTable]) ->
     return rows
 
 
-def _plots(stats: dict[str, dict[str, list[float]]], steps: list[dict[str, Any]], out: Path) -> list[str]:
+def _plots(stats: dict[str, dict[str, array]], steps: list[dict[str, Any]], out: Path) -> list[str]:
     from santa.pipeline.plots import histogram
 
     written = []
