@@ -33,12 +33,13 @@ class ExactDedup(CorpusStep):
             digests += rec.get("_prepared") or self.prepare([rec])[0]
         n = len(ids)
         rid = np.frombuffer(ids, dtype=np.int64) if n else np.zeros(0, dtype=np.int64)
-        dig = np.frombuffer(bytes(digests), dtype=np.uint64).reshape(n, 2)
+        dig = np.frombuffer(digests, dtype=np.uint64).reshape(n, 2)
         # Sorted by digest, then id: each run of one digest starts with the copy kept.
         order = np.lexsort((rid, dig[:, 1], dig[:, 0]))
-        dig, rid = dig[order], rid[order]
         first = np.ones(n, dtype=bool)
-        first[1:] = (dig[1:] != dig[:-1]).any(axis=1)
+        first[1:] = (dig[order[1:], 0] != dig[order[:-1], 0]) | (dig[order[1:], 1] != dig[order[:-1], 1])
+        rid = rid[order]
+        del order, dig, digests
         kept = rid[np.maximum.accumulate(np.where(first, np.arange(n), 0))]
         drop = ~first
         return DecisionTable.from_columns(

@@ -4,7 +4,9 @@
     tokens (the non-empty pieces of a split on ``[^A-Za-z_0-9]``), 256 permutations, LSH threshold
     0.85 (13 bands x 19 rows), then an exact Jaccard check: within a cluster of LSH candidates, a
     file is a duplicate only of a kept file it shares >= 85 % of its tokens with (codeparrot's and
-    BigCode's "extremes"). Files under 10 tokens are kept unexamined.
+    BigCode's "extremes"). Files under 10 tokens are kept unexamined. The sets compared are of the
+    tokens' 64-bit hashes, as sorted arrays (distinct tokens of up to 8 bytes never share a hash;
+    longer ones, with probability ~1e-14 within a cluster).
 ``dedup_alt`` (SantaCoder's stronger variant; bigcode-analysis ``minhash_deduplication_alt.py``
     at 14573fd): 5-gram shingles of *every* piece of that split, empty ones included (``re.split``
     leaves an empty string between two consecutive separators, so ``a  = b`` is
@@ -30,10 +32,12 @@ each removed file names it (``duplicate_of``).
 
 The per-file MinHash signatures (computed for a whole batch of files at once: see
 :class:`PieceLayout`, :func:`minhash_many` and :func:`minhash_many_legacy`) come from
-:meth:`NearDedup.prepare`, run in parallel by the engine; the corpus-wide part keeps only the band
-hashes (8 bytes x bands per file: ~200 bytes with dedup_alt, 104 with stack) and re-reads the
-spilled records for the few files that share a bucket, so memory grows with the number of files,
-not with their size.
+:meth:`NearDedup.prepare`, run in parallel by the engine. The corpus-wide part reads only them (not
+the records' content): the band hashes go to one scratch file per band, read back one band at a
+time to find the files that share a bucket; components are found over those integer pairs; then
+only the members of a cluster are read whole (their distinct tokens' hashes for the Jaccard check,
+their signatures for dedup_alt's estimate, written to a scratch file and read back one cluster at
+a time). The driver holds ~24 bytes per file and one band's column at a time (issue 14).
 """
 
 from __future__ import annotations

@@ -1049,7 +1049,7 @@ def _run_segment(engine: LocalEngine | RayEngine, args: tuple, pending: list[Uni
     progress = _StepProgress(console, step_names, seg, len(real))
 
     def finish(w: UnitWriter) -> None:
-        markers[w.unit] = w.finish()
+        markers[w.unit] = _compact(w.finish())
         if drop_inputs:
             _drop_spill(by_index[w.unit])
         progress.unit_done()
@@ -1072,7 +1072,7 @@ def _run_segment(engine: LocalEngine | RayEngine, args: tuple, pending: list[Uni
         raise
     for u in pending:  # empty inputs, and units whose records all went before this segment
         if markers.get(u.index) is None:
-            markers[u.index] = UnitWriter(work, seg, u.index, last).finish()
+            markers[u.index] = _compact(UnitWriter(work, seg, u.index, last).finish())
 
 
 def _corpus_decisions(work: Path, seg: Segment, step: Step, spills: list[Path],

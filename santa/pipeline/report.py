@@ -31,7 +31,7 @@ from santa.filters.base import CorpusStep, DecisionTable, Step
 from santa.pipeline.engine import (
     FORMAT, INPUT_STEP, SUCCESS, AccountingError, PipelineConfig, Segment, Unit, renamed_plugin,
 )
-from santa.pipeline.parquet import count_rows, json_rows_table, write_json, write_table
+from santa.pipeline.parquet import count_rows, write_json, write_table
 
 _OUTPUTS = ("data", "rejects", "annotations", "plots", "duplicates.parquet", "report.json")
 
@@ -148,28 +148,21 @@ _DUPLICATES_SCHEMA = pa.schema([
 ])
 
 
-def _duplicates(segments: list[Segment], decisions: dict[str, DecisionTable]) -> list[dict[str, Any]]:
+def _duplicates(segments: list[Segment], decisions: dict[str, DecisionTable]) -> pa.Table:
     """One row per file a corpus step removed as a duplicate, from the step's saved decisions
-    (which carry the files' repos and paths: the spills are gone by now)."""
-    rows = []
+    (which carry the files' repos and paths: the spills are gone by now), column by column."""
+    parts = []
     for seg in segments:
         name = seg.prepare_for
         table = decisions.get(name) if name else None
-        if table is None or not len(table):
+        if table is None or not len(table) or "duplicate_of_repo" not in table.table.column_names:
             continue
-        t = table.table
-        if "duplicate_of_repo" not in t.column_names:
-            continue
-        t = t.filter(t.column("duplicate_of").is_valid())
-        cols = {k: t.column(k).to_pylist() for k in ("id", "repo", "path", "duplicate_of", "duplicate_of_repo",
-                                                     "duplicate_of_path", "stat", "reason")}
-        for i in range(t.num_rows):
-            rows.append({
-                "step": name, "id": cols["id"][i], "repo": cols["repo"][i], "path": cols["path"][i],
-                "duplicate_of": cols["duplicate_of"][i], "duplicate_of_repo": cols["duplicate_of_repo"][i],
-                "duplicate_of_path": cols["duplicate_of_path"][i], "similarity": cols["stat"][i], "reason": cols["reason"][i],
-            })
-    return rows
+        t = table.table.filter(table.table.column("duplicate_of").is_valid())
+        # The report's similarity is the step's statistic (the Jaccard or its estimate, 1.0 for exact).
+        cols = {k: t.column("stat" if k == "similarity" else k) for k in _DUPLICATES_SCHEMA.names if k != "step"}
+        t = pa.table({"step": pa.array([name] * t.num_rows, pa.string()), **cols})
+        parts.append(t.select(_DUPLICATES_SCHEMA.names).cast(_DUPLICATES_SCHEMA))
+    return pa.concat_tables(parts) if parts else _DUPLICATES_SCHEMA.empty_table()
 
 
 def _plots(stats: dict[str, dict[str, array]], steps: list[dict[str, Any]], out: Path) -> list[str]:
@@ -216,9 +209,9 @@ def publish(out: Path, work: Path, report: dict[str, Any], segments: list[Segmen
             for kind in ("rejects", "annotations"):
                 for k, name in enumerate(m["files"][kind]):
                     os.replace(units_dir / name, stage / kind / f"s{seg.index}-part-{u.index:05d}-{k:03d}.parquet")
-    dup_rows = _duplicates(segments, decisions)
-    if dup_rows:
-        write_table(stage / "duplicates.parquet", json_rows_table(dup_rows, _DUPLICATES_SCHEMA))
+    dups = _duplicates(segments, decisions)
+    if dups.num_rows:
+        write_table(stage / "duplicates.parquet", dups)
     stats = report.pop("_stats")
     plots = _plots(stats, report["steps"], stage / "plots")
     # Nothing disappeared: the files on disk hold exactly what the counts say.
@@ -234,7 +227,7 @@ def publish(out: Path, work: Path, report: dict[str, Any], segments: list[Segmen
     report["outputs"] = {
         "data": len(data_files), "rejects": len(reject_files),
         "annotations": len(list((stage / "annotations").glob("*.parquet"))),
-        "duplicates": "duplicates.parquet" if dup_rows else None, "duplicate_rows": len(dup_rows),
+        "duplicates": "duplicates.parquet" if dups.num_rows else None, "duplicate_rows": dups.num_rows,
         "plots": [f"plots/{p}" for p in plots],
     }
     write_json(stage / "report.json", report)
