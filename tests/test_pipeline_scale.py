@@ -24,7 +24,7 @@ from test_pipeline_golden import synthetic_records
 
 from santa.filters.base import Decision, DecisionTable
 from santa.pipeline import StepSpec
-from santa.pipeline.engine import WORK
+from santa.pipeline.engine import WORK, spill_parts
 from santa.pipeline.inputs import pack_record, unpack_record
 
 
@@ -75,22 +75,30 @@ def test_spills_are_compressed_dropped_once_read_and_a_stopped_run_resumes(tmp_p
             part[5] = {**part[5], "content": part[5]["content"] + "# CRASH\n"}
         write_jsonl(inputs / f"part{k}.jsonl", part)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        run(tmp_path, inputs, steps=_three_corpus_steps(flag))
+        run(tmp_path, inputs, steps=_three_corpus_steps(flag), workers=2, batch_size=16)
     units = next((tmp_path / "out" / WORK).glob("*/units"))
     names = {p.name for p in units.iterdir()}
     # Segment 1 is done everywhere: segment 0's spills are gone. In segment 2, a unit's input
     # spill (segment 1's) is gone exactly where its marker is written; the crashed unit keeps it.
-    assert not any(n.startswith("s0-") and n.endswith(".spill.parquet") for n in names)
+    assert not any(n.startswith("s0-") and n.endswith(".spill") for n in names)
     done2 = {u for u in range(3) if f"s2-u{u:05d}.done.json" in names}
-    spills1 = {u for u in range(3) if f"s1-u{u:05d}.spill.parquet" in names}
+    spills1 = {u for u in range(3) if f"s1-u{u:05d}.spill" in names}
     assert 0 in done2 and 2 not in done2 and spills1 == {0, 1, 2} - done2
-    # The spill's records are packed (compressed pickles: see the test below), one per surviving id.
-    table = pq.read_table(units / "s1-u00002.spill.parquet", columns=["id", "record"])
-    unpacked = [unpack_record(b) for b in table.column("record").to_pylist()]
-    assert len(unpacked) > 40 and [r["id"] for r in unpacked] == table.column("id").to_pylist()
+    # Segment 1's survivors of unit 2 are spilled in parts written by the workers, one per batch
+    # (named by the first id, so in input order), each record packed (a compressed pickle: see
+    # the test below).
+    parts = spill_parts(units / "s1-u00002.spill")
+    assert len(parts) > 1 and [p.name for p in parts] == sorted(p.name for p in parts)
+    ids, unpacked = [], []
+    for part in parts:
+        table = pq.read_table(part, columns=["id", "record"])
+        ids += table.column("id").to_pylist()
+        unpacked += [unpack_record(b) for b in table.column("record").to_pylist()]
+    assert len(unpacked) > 40 and [r["id"] for r in unpacked] == ids == sorted(ids)
+    assert all(i >> 32 == 2 for i in ids)
 
     flag.unlink()
-    resumed = run(tmp_path, inputs, steps=_three_corpus_steps(flag))
+    resumed = run(tmp_path, inputs, steps=_three_corpus_steps(flag), workers=2, batch_size=16)
     fresh = run(tmp_path, inputs, steps=_three_corpus_steps(flag), out="fresh")
     assert resumed.report["resumed_units"] == 3 + 3 + len(done2)
     rows = lambda r: sorted(json.dumps(x, sort_keys=True) for x in read_records(r.data_files))
@@ -115,5 +123,6 @@ def test_spilled_records_are_compressed_about_2x_on_code() -> None:
 
 def test_keep_work_keeps_the_spills(tmp_path: Path) -> None:
     write_jsonl(tmp_path / "in.jsonl", [stack_record(code(i), path=f"p{i}.py") for i in range(8)])
-    res = run(tmp_path, tmp_path / "in.jsonl", steps=[StepSpec("exact_dedup"), StepSpec("basic")], keep_work=True)
-    assert list((res.output / WORK).glob("*/units/s0-u00000.spill.parquet"))
+    res = run(tmp_path, tmp_path / "in.jsonl", steps=[StepSpec("exact_dedup"), StepSpec("basic")], keep_work=True,
+              batch_size=3)
+    assert len(spill_parts(next((res.output / WORK).glob("*/units/s0-u00000.spill")))) == 3

@@ -14,6 +14,11 @@ files and then a marker (its counts, written last) under ``<output>/.santa-work/
 each corpus step its decisions, so an interrupted run resumes where it stopped. The published
 outputs appear only when everything is done, ``_SUCCESS`` last.
 
+Between two corpus steps the records never pass through the driver: each worker spills its
+batch's survivors itself (a part per batch, records compressed), the next segment's workers read
+the parts by name, and a unit's spill is deleted once the next segment's marker for that unit is
+written. The corpus steps read only the spill's small columns (ids and prepared values).
+
 Both engines run the same :class:`SegmentWorker` over the same items (same ids, same batches of
 one unit), so they keep the same files.
 """
@@ -40,8 +45,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from santa import registry
 from santa.errors import SantaError
 from santa.filters.base import CorpusStep, Decision, DecisionTable, Record, RecordStep, Step, StepContext
-from santa.pipeline.inputs import (Item, Unit, denormalise, iter_unit, normalise, pack_record, parse_json_line,
-                                   resolve_units, unpack_record)
+from santa.pipeline.inputs import (ID_SHIFT, Item, Unit, denormalise, iter_unit, normalise, pack_record,
+                                   parse_json_line, read_spill, resolve_units, unpack_record)
 from santa.pipeline.parquet import rows_table, tmp_name, write_json, write_table
 
 FORMAT = "santa-pipeline/1"
@@ -59,6 +64,34 @@ _SPILL_SCHEMA = pa.schema([("id", pa.int64()), ("where", pa.string()), ("lang", 
 # The spill's small columns are compressed by Parquet; the records are compressed already.
 _SPILL_COMPRESSION = {"id": "zstd", "where": "zstd", "lang": "zstd", "repo": "zstd", "path": "zstd",
                       "prepared": "none", "record": "none"}
+
+
+def spill_dir(root: Path, segment: int, unit: int) -> Path:
+    """Where a segment's survivors of one input file are spilled: a directory of parts."""
+    return root / f"s{segment}-u{unit:05d}.spill"
+
+
+def spill_parts(path: str | Path) -> list[Path]:
+    """A spill directory's parts, in input order (named by their first record's id)."""
+    return sorted(Path(path).glob("part-*.parquet"))
+
+
+def write_spill_part(root: Path, segment: int, records: list[Record]) -> Path:
+    """Spill one batch's survivors (all of one input file), from the worker that processed them:
+    the driver never reads, pickles or writes the records between two corpus steps. The part is
+    named by its first id, so the parts sort in input order whichever worker wrote them."""
+    first = int(records[0]["id"])
+    d = spill_dir(root, segment, first >> ID_SHIFT)
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / f"part-{first:020d}.parquet"
+    tmp = tmp_name(path)
+    try:
+        pq.write_table(spill_table(records), tmp, compression=_SPILL_COMPRESSION, use_dictionary=["lang", "repo"])
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
 
 
 def spill_table(records: list[Record]) -> pa.Table:
@@ -212,8 +245,8 @@ def plan_segments(steps: list[Step]) -> list[Segment]:
 class BatchResult:
     # counts[step][lang] = [read files, read bytes, rejected files, rejected bytes]
     counts: dict[str, dict[str, list[int]]] = field(default_factory=dict)
-    # Built in the worker, so the driver only appends tables to files: the survivors (a spill
-    # table of pickled records, or clean rows in the last segment), the rejects, the annotations.
+    # Built in the worker, so the driver only appends tables to files: the clean rows (in the last
+    # segment; before it the worker spills the survivors itself), the rejects, the annotations.
     kept: pa.Table | None = None
     n_kept: int = 0
     rejects: list[dict[str, Any]] = field(default_factory=list)
@@ -388,8 +421,10 @@ class SegmentWorker:
                 for rec, p in zip(live, prepared, strict=True):
                     rec["_prepared"] = p
         res.n_kept = len(live)
-        if live:
-            res.kept = rows_table([denormalise(r) for r in live]) if self.segment.prepare_for is None else spill_table(live)
+        if live and self.segment.prepare_for is None:
+            res.kept = rows_table([denormalise(r) for r in live])
+        elif live:
+            write_spill_part(Path(self.options["spill_root"]), self.segment.index, live)
         for kind in ("rejects", "annotations"):
             rows = getattr(res, kind)
             if rows:
@@ -462,6 +497,11 @@ def _single_threaded() -> bool:
         return False
     main = str(os.getpid())
     return main in tasks and all(n in _FORK_SAFE_THREADS for t, n in zip(tasks, names) if t != main)
+
+
+def _run_part(args: tuple, part: str) -> BatchResult:
+    """One spill part, read by the worker itself (the driver sends only its name)."""
+    return _run_batch(args, list(read_spill(part)))
 
 
 def _run_batch(args: tuple, items: list[Item]) -> BatchResult:
@@ -542,10 +582,19 @@ class LocalEngine:
             return
         self.start()
         window: deque = deque()
+
+        def tasks(unit: Unit) -> Iterator[tuple[Any, Any]]:
+            if unit.kind == "spill":  # a part per task, read by the worker
+                for part in spill_parts(unit.path):
+                    yield _run_part, str(part)
+            else:
+                for batch in batches(iter_unit(unit), self.batch_size):
+                    yield _run_batch, batch
+
         try:
             for unit in units:
-                for batch in batches(iter_unit(unit), self.batch_size):
-                    window.append((unit.index, self._pool.submit(_run_batch, worker_args, batch)))
+                for fn, arg in tasks(unit):
+                    window.append((unit.index, self._pool.submit(fn, worker_args, arg)))
                     if len(window) >= 2 * self.workers:
                         idx, fut = window.popleft()
                         yield idx, fut.result()
@@ -676,8 +725,9 @@ class UnitWriter:
     def __init__(self, work: Path, segment: Segment, unit: int, last: bool) -> None:
         self.work, self.segment, self.unit, self.last = work, segment, unit, last
         self.tag = f"s{segment.index}-u{unit:05d}"
-        for stale in self._dir().glob(f"{self.tag}*"):  # leftovers of an interrupted attempt
-            stale.unlink()
+        for stale in self._dir().glob(f"{self.tag}.*"):  # leftovers of an interrupted attempt
+            if stale.is_file():  # (its spill directory was emptied before the segment started)
+                stale.unlink()
         self.marker_counts: dict[str, dict[str, list[int]]] = {}
         self.stats: dict[str, dict[str, list[float]]] = {}
         self.notes: dict[str, Counter] = {}
@@ -685,8 +735,6 @@ class UnitWriter:
         self.files: dict[str, list[str]] = {"data": [], "rejects": [], "annotations": []}
         self.buffers: dict[str, list[pa.Table]] = {"data": [], "rejects": [], "annotations": []}
         self.buffer_bytes = 0
-        self.spill: pq.ParquetWriter | None = None
-        self.spill_tmp: Path | None = None
         self.kept = 0
 
     def _dir(self) -> Path:
@@ -706,30 +754,14 @@ class UnitWriter:
             self.notes.setdefault(step, Counter()).update(notes)
         self.errors.extend(res.errors)
         self.kept += res.n_kept
-        if res.kept is not None:
-            if self.last:
-                self.buffers["data"].append(res.kept)
-                self.buffer_bytes += res.kept.nbytes
-            else:
-                self._spill(res.kept)
+        if res.kept is not None:  # the last segment's clean rows (the others are spilled by the workers)
+            self.buffers["data"].append(res.kept)
+            self.buffer_bytes += res.kept.nbytes
         for kind, table in res.tables.items():
             self.buffers[kind].append(table)
             self.buffer_bytes += table.nbytes
         if self.buffer_bytes >= _FLUSH_BYTES or max(sum(t.num_rows for t in b) for b in self.buffers.values()) >= _FLUSH_ROWS:
             self._flush()
-
-    def _spill(self, table: pa.Table) -> None:
-        if self.spill is None:
-            self.spill_tmp = tmp_name(self.spill_path)
-            self.spill_path.parent.mkdir(parents=True, exist_ok=True)
-            # The records come compressed from the worker (and are all distinct: no dictionary).
-            self.spill = pq.ParquetWriter(self.spill_tmp, _SPILL_SCHEMA, compression=_SPILL_COMPRESSION,
-                                          use_dictionary=["lang", "repo"])
-        self.spill.write_table(table)
-
-    @property
-    def spill_path(self) -> Path:
-        return self._dir() / f"{self.tag}.spill.parquet"
 
     def _write(self, kind: str, table: pa.Table) -> None:
         name = f"{self.tag}.{kind}-{len(self.files[kind]):03d}.parquet"
@@ -751,11 +783,8 @@ class UnitWriter:
 
     def finish(self) -> dict[str, Any]:
         self._flush()
-        spill = None
-        if self.spill is not None:
-            self.spill.close()
-            os.replace(self.spill_tmp, self.spill_path)  # type: ignore[arg-type]
-            spill = self.spill_path.name
+        # The workers wrote the survivors' parts; the marker, written last, vouches for them.
+        spill = spill_dir(self._dir(), self.segment.index, self.unit).name if self.kept and not self.last else None
         marker = {
             "segment": self.segment.index, "unit": self.unit, "kept": self.kept, "spill": spill,
             "files": self.files, "counts": self.marker_counts, "stats": self.stats,
@@ -765,10 +794,7 @@ class UnitWriter:
         return marker
 
     def abort(self) -> None:
-        if self.spill is not None:
-            self.spill.close()
-            if self.spill_tmp is not None:
-                self.spill_tmp.unlink(missing_ok=True)
+        """Nothing to undo: a unit without a marker is done again, its spill directory emptied first."""
 
 
 def load_marker(work: Path, segment: int, unit: int) -> dict[str, Any] | None:
@@ -975,7 +1001,7 @@ def run_pipeline(cfg: PipelineConfig, console: Console | None = None) -> Pipelin
             LocalEngine(workers, cfg.batch_size) if cfg.engine == "local"
             else RayEngine(cfg.ray_address, cfg.ray_num_cpus, cfg.batch_size)
         )
-        options = {"max_file_bytes": cfg.max_file_bytes, "strict": cfg.strict}
+        options = {"max_file_bytes": cfg.max_file_bytes, "strict": cfg.strict, "spill_root": str(work / "units")}
         start = time.perf_counter()
         resumed = 0
         try:
@@ -993,6 +1019,8 @@ def run_pipeline(cfg: PipelineConfig, console: Console | None = None) -> Pipelin
                     for u in seg_units:
                         if markers[u.index] is not None:
                             _drop_spill(u)
+                for u in pending:  # parts an interrupted attempt wrote
+                    shutil.rmtree(spill_dir(work / "units", seg.index, u.index), ignore_errors=True)
                 if pending:
                     args = (cfg.steps, seg, cfg.context, options, dropped_path)
                     _run_segment(engine, args, pending, work, seg, last, markers, console if cfg.progress else None,
@@ -1000,7 +1028,8 @@ def run_pipeline(cfg: PipelineConfig, console: Console | None = None) -> Pipelin
                                  drop_inputs=not cfg.keep_work)
                 if last:
                     break
-                spills = [work / "units" / m["spill"] for m in (markers[u.index] for u in seg_units) if m and m["spill"]]
+                spills = [p for m in (markers[u.index] for u in seg_units) if m and m["spill"]
+                          for p in spill_parts(work / "units" / m["spill"])]
                 name = seg.prepare_for
                 assert name is not None
                 dropped_path, dropped, secs = _corpus_decisions(work, seg, next(s for s in steps if s.name == name), spills, console)
@@ -1035,7 +1064,7 @@ def _drop_spill(unit: Unit) -> None:
     """A segment's input spill, once the unit's marker in that segment is written: everything
     after reads the marker's outputs and the corpus step's saved decisions, never the spill."""
     if unit.kind == "spill":
-        Path(unit.path).unlink(missing_ok=True)
+        shutil.rmtree(unit.path, ignore_errors=True)
 
 
 def _run_segment(engine: LocalEngine | RayEngine, args: tuple, pending: list[Unit], work: Path, seg: Segment,

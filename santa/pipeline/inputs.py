@@ -207,7 +207,13 @@ def unpack_record(blob: bytes) -> dict[str, Any]:
 
 
 def _spill(path: str) -> Iterator[Item]:
-    """The engine's own spill: records stay packed (the worker unpacks them)."""
+    """The engine's own spill, a directory of parts: records stay packed (the worker unpacks them)."""
+    for part in sorted(Path(path).glob("part-*.parquet")):
+        yield from read_spill(str(part))
+
+
+def read_spill(path: str) -> Iterator[Item]:
+    """The items of one spill part."""
     import pyarrow.parquet as pq
 
     pf = pq.ParquetFile(path, pre_buffer=False)
