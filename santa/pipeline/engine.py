@@ -683,9 +683,9 @@ class RayEngine:
         cpus = self._init()
         import ray
 
-        if isinstance(worker_args[4], str):  # actors may run on other machines: ship the decisions
-            worker_args = (*worker_args[:4], DecisionTable.load(worker_args[4]))
-
+        # The decisions travel as their file's path, as on the local engine: every actor maps the
+        # same file (the output directory, where the actors also write their spill parts, is on
+        # storage every node sees).
         ctx = ray.data.DataContext.get_current()
         ctx.execution_options.preserve_order = True  # results per unit, in input order
         ctx.enable_progress_bars = False
