@@ -126,3 +126,15 @@ def test_keep_work_keeps_the_spills(tmp_path: Path) -> None:
     res = run(tmp_path, tmp_path / "in.jsonl", steps=[StepSpec("exact_dedup"), StepSpec("basic")], keep_work=True,
               batch_size=3)
     assert len(spill_parts(next((res.output / WORK).glob("*/units/s0-u00000.spill")))) == 3
+
+
+def test_workers_reading_whole_input_files_keep_the_same_files(tmp_path: Path) -> None:
+    """With at least two input files per worker, each worker reads whole files in the segments
+    that spill; the files kept, rejected and deduplicated are those of one process reading all."""
+    from test_pipeline_golden import run_preset, write_corpus
+
+    corpus = write_corpus(tmp_path / "in", synthetic_records(600, seed=5), shards=6)
+    one = run_preset(corpus, tmp_path / "one", "final", workers=1)
+    two = run_preset(corpus, tmp_path / "two", "final", workers=2)
+    assert one == two
+    assert len(one["duplicates"]) > 10 and len(one["kept"]) > 100

@@ -499,6 +499,13 @@ def _single_threaded() -> bool:
     return main in tasks and all(n in _FORK_SAFE_THREADS for t, n in zip(tasks, names) if t != main)
 
 
+def _run_unit(args: tuple, unit_and_size: tuple[Unit, int]) -> list[BatchResult]:
+    """A whole input file, read by the worker itself, in batches. Only for a segment that spills
+    its survivors: what comes back is counts and rejects, not the records."""
+    unit, size = unit_and_size
+    return [_run_batch(args, batch) for batch in batches(iter_unit(unit), size)]
+
+
 def _run_part(args: tuple, part: str) -> BatchResult:
     """One spill part, read by the worker itself (the driver sends only its name)."""
     return _run_batch(args, list(read_spill(part)))
@@ -582,25 +589,33 @@ class LocalEngine:
             return
         self.start()
         window: deque = deque()
+        # With enough input files to go round and a segment that spills (so results are small),
+        # each worker reads whole input files: the driver does not decompress, split or send them.
+        whole_units = worker_args[1].prepare_for is not None and len(units) >= 2 * self.workers
 
         def tasks(unit: Unit) -> Iterator[tuple[Any, Any]]:
             if unit.kind == "spill":  # a part per task, read by the worker
                 for part in spill_parts(unit.path):
                     yield _run_part, str(part)
+            elif whole_units:
+                yield _run_unit, (unit, self.batch_size)
             else:
                 for batch in batches(iter_unit(unit), self.batch_size):
                     yield _run_batch, batch
+
+        def results(idx: int, fut: Any) -> Iterator[tuple[int, BatchResult]]:
+            res = fut.result()
+            for r in res if isinstance(res, list) else [res]:
+                yield idx, r
 
         try:
             for unit in units:
                 for fn, arg in tasks(unit):
                     window.append((unit.index, self._pool.submit(fn, worker_args, arg)))
                     if len(window) >= 2 * self.workers:
-                        idx, fut = window.popleft()
-                        yield idx, fut.result()
+                        yield from results(*window.popleft())
             while window:
-                idx, fut = window.popleft()
-                yield idx, fut.result()
+                yield from results(*window.popleft())
         except BaseException:
             for _, fut in window:
                 fut.cancel()
