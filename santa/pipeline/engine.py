@@ -896,10 +896,9 @@ class SpilledRecords:
         if not parts:
             return np.zeros(0, dtype=np.int64), [], []
         t = pa.Table.from_batches(parts)
-        found = t.column("id").to_numpy()
-        order = np.argsort(found, kind="stable")
-        return (found[order], [t.column("repo").to_pylist()[i] for i in order.tolist()],
-                [t.column("path").to_pylist()[i] for i in order.tolist()])
+        order = np.argsort(t.column("id").to_numpy(), kind="stable")
+        t = t.take(pa.array(order))
+        return t.column("id").to_numpy(), t.column("repo").to_pylist(), t.column("path").to_pylist()
 
     def __len__(self) -> int:
         return sum(pq.ParquetFile(p).metadata.num_rows for p in self.paths)
