@@ -138,3 +138,23 @@ def test_workers_reading_whole_input_files_keep_the_same_files(tmp_path: Path) -
     two = run_preset(corpus, tmp_path / "two", "final", workers=2)
     assert one == two
     assert len(one["duplicates"]) > 10 and len(one["kept"]) > 100
+
+
+def test_vectorised_components_are_networkx_connected_components() -> None:
+    import networkx as nx
+
+    from santa.filters.near_dedup import _components
+
+    rng = np.random.default_rng(7)
+    for n, m in ((1, 0), (10, 3), (500, 300), (2000, 2500)):
+        a, b = rng.integers(0, n, m), rng.integers(0, n, m)
+        labels = _components(n, a, b)
+        graph = nx.Graph()
+        graph.add_nodes_from(range(n))
+        graph.add_edges_from(zip(a.tolist(), b.tolist()))
+        want = sorted(sorted(c) for c in nx.connected_components(graph))
+        got: dict[int, list[int]] = {}
+        for node, label in enumerate(labels.tolist()):
+            got.setdefault(label, []).append(node)
+        assert sorted(got.values()) == want
+        assert all(label == min(nodes) for label, nodes in got.items())  # each labelled by its smallest node
