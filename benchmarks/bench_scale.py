@@ -2,7 +2,7 @@
 prepare` run on it in a fresh process, and what that process and its workers used.
 
     python benchmarks/bench_scale.py [--files 20000 80000] [--pipeline final] [--format jsonl|parquet]
-                                     [--workers N] [--engine local|ray] [--json]
+                                     [--workers N] [--engine local|ray] [--santa TREE ...] [--quick] [--json]
 
 The corpus is made from the source files of this machine (the Python standard library, a JDK's
 src.zip, JavaScript under /usr/lib/node_modules, whichever exist): each file is three random
@@ -266,6 +266,7 @@ def run_prepare(corpus: Path, pipeline: str, workers: int | None, engine: str, s
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--files", type=int, nargs="+", default=[20_000, 80_000])
+    ap.add_argument("--quick", action="store_true", help="2,000 and 8,000 files (a check that it runs)")
     ap.add_argument("--pipeline", default="final")
     ap.add_argument("--format", choices=["jsonl", "parquet"], default="jsonl")
     ap.add_argument("--workers", type=int, default=None)
@@ -277,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     rows = []
-    for n in args.files:
+    for n in [2_000, 8_000] if args.quick else args.files:
         corpus = build_corpus(n, args.format, args.regenerate)
         for tree in args.santa or [ROOT]:
             row = {"n": n, "santa": str(tree), **run_prepare(corpus, args.pipeline, args.workers, args.engine, tree.resolve())}
