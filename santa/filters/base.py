@@ -148,7 +148,7 @@ class DecisionTable(Mapping[int, Decision]):
         i = int(np.searchsorted(self.ids, rid))
         return i if i < len(self.ids) and self.ids[i] == rid else -1
 
-    def get(self, rid: int, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, rid: int, default: Any = None) -> Any:
         i = self._index(int(rid))
         return default if i < 0 else self._decision(i)
 
