@@ -26,11 +26,15 @@ statistic and its reason, so kept + rejected = read for every step.
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
+
+import numpy as np
+import pyarrow as pa
 
 Record = dict[str, Any]
 
@@ -49,6 +53,161 @@ class Decision:
     # Step-specific, JSON-serialisable details for the report/rejects (redaction spans without
     # the secret itself, the id of the kept file a duplicate matched, ...).
     details: dict[str, Any] | None = None
+
+
+_DECISION_SCHEMA = pa.schema([
+    ("id", pa.int64()), ("stat", pa.float64()), ("reason", pa.large_string()), ("duplicate_of", pa.int64()),
+    ("component_size", pa.int64()), ("similarity", pa.float64()), ("details", pa.large_string()),
+])
+# The details a dedup step gives, as columns, in the order its details dict had them.
+_DETAIL_COLUMNS = ("duplicate_of", "component_size", "similarity")
+
+
+class DecisionTable(Mapping[int, Decision]):
+    """The dropped records' decisions of a corpus step, as Arrow columns sorted by id: a row costs
+    its reason's bytes and ~50 more, where a :class:`Decision` object with its details dict costs
+    ~570 bytes of Python heap; saved as one Arrow file, every worker maps the same pages.
+
+    Columns: ``id``; ``stat`` and ``reason``; the dedup details ``duplicate_of``,
+    ``component_size`` and ``similarity`` (null where absent); ``details``: any other details
+    dict, as JSON (then it holds all of them). A :class:`Decision` is built when one is asked for.
+    """
+
+    def __init__(self, table: pa.Table) -> None:
+        self.table = table.combine_chunks() if table.num_rows else _DECISION_SCHEMA.empty_table()
+        self.ids = self.table.column("id").to_numpy()
+        if len(self.ids) > 1 and not (self.ids[1:] > self.ids[:-1]).all():
+            raise ValueError("DecisionTable: ids must be sorted and distinct")
+
+    @classmethod
+    def from_columns(cls, ids: Any, stat: Any, reason: list[str], duplicate_of: Any = None,
+                     component_size: Any = None, similarity: Any = None) -> DecisionTable:
+        """Dropped records' decisions from arrays (in any order; ``stat`` and the details may be
+        None for a whole column)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        order = np.argsort(ids, kind="stable")
+        n = len(ids)
+
+        def col(values: Any, dtype: Any, type: pa.DataType) -> pa.Array:
+            if values is None:
+                return pa.nulls(n, type)
+            return pa.array(np.asarray(values, dtype=dtype)[order], type)
+
+        return cls(pa.table({
+            "id": pa.array(ids[order], pa.int64()),
+            "stat": col(stat, np.float64, pa.float64()),
+            "reason": pa.array(reason, pa.large_string()).take(pa.array(order)),
+            "duplicate_of": col(duplicate_of, np.int64, pa.int64()),
+            "component_size": col(component_size, np.int64, pa.int64()),
+            "similarity": col(similarity, np.float64, pa.float64()),
+            "details": pa.nulls(n, pa.large_string()),
+        }, schema=_DECISION_SCHEMA))
+
+    @classmethod
+    def from_mapping(cls, decisions: Mapping[int, Decision]) -> DecisionTable:
+        """The dropped ones of any step's decisions (a third-party step's dict)."""
+        if isinstance(decisions, DecisionTable):
+            return decisions
+        rows = sorted((int(i), d) for i, d in decisions.items() if not d.keep)
+        dup = [d.details.get("duplicate_of") if d.details else None for _, d in rows]
+        return cls(pa.table({
+            "id": pa.array([i for i, _ in rows], pa.int64()),
+            "stat": pa.array([None if d.stat is None else float(d.stat) for _, d in rows], pa.float64()),
+            "reason": pa.array([d.reason for _, d in rows], pa.large_string()),
+            "duplicate_of": pa.array([int(x) if isinstance(x, (int, np.integer)) else None for x in dup], pa.int64()),
+            "component_size": pa.nulls(len(rows), pa.int64()),
+            "similarity": pa.nulls(len(rows), pa.float64()),
+            "details": pa.array([json.dumps(d.details, default=str) if d.details else None for _, d in rows],
+                                pa.large_string()),
+        }, schema=_DECISION_SCHEMA))
+
+    @classmethod
+    def concat(cls, tables: list[DecisionTable]) -> DecisionTable:
+        """The decisions of several tables of distinct ids, as one."""
+        tables = [t for t in tables if len(t)]
+        if not tables:
+            return cls(_DECISION_SCHEMA.empty_table())
+        if len(tables) == 1:
+            return tables[0]
+        t = pa.concat_tables([t.table.select(_DECISION_SCHEMA.names) for t in tables])
+        return cls(t.take(pa.array(np.argsort(t.column("id").to_numpy(), kind="stable"))))
+
+    def save(self, path: Path) -> None:
+        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, self.table.schema) as writer:
+            writer.write_table(self.table)
+
+    @classmethod
+    def load(cls, path: str | Path) -> DecisionTable:
+        """Memory-mapped: the pages are the file's, shared by every process that loads it."""
+        # The stream format, one thread: opening the file format starts Arrow's I/O thread pool,
+        # which would keep a later run in this process from forking its workers.
+        options = pa.ipc.IpcReadOptions(use_threads=False)
+        return cls(pa.ipc.open_stream(pa.memory_map(str(path), "r"), options=options).read_all())
+
+    def _index(self, rid: int) -> int:
+        i = int(np.searchsorted(self.ids, rid))
+        return i if i < len(self.ids) and self.ids[i] == rid else -1
+
+    def get(self, rid: int, default: Any = None) -> Any:
+        i = self._index(int(rid))
+        return default if i < 0 else self._decision(i)
+
+    def __getitem__(self, rid: int) -> Decision:
+        i = self._index(int(rid))
+        if i < 0:
+            raise KeyError(rid)
+        return self._decision(i)
+
+    def __contains__(self, rid: object) -> bool:
+        return isinstance(rid, (int, np.integer)) and self._index(int(rid)) >= 0
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.ids.tolist())
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def _decision(self, i: int) -> Decision:
+        row = {k: self.table.column(k)[i].as_py() for k in _DECISION_SCHEMA.names[1:]}
+        if row["details"] is not None:
+            details = json.loads(row["details"])
+        else:
+            details = {k: row[k] for k in _DETAIL_COLUMNS if row[k] is not None} or None
+        return Decision(False, row["stat"], row["reason"], None, details)
+
+    def duplicates(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ids, the id each duplicates, the step's statistic or NaN) of the rows that name a
+        ``duplicate_of``."""
+        dup = self.table.column("duplicate_of")
+        valid = dup.is_valid().to_numpy(zero_copy_only=False)
+        stat = self.table.column("stat").to_numpy(zero_copy_only=False).astype(np.float64)
+        return self.ids[valid], dup.to_numpy(zero_copy_only=False)[valid].astype(np.int64), stat[valid]
+
+    def with_locations(self, ids: np.ndarray, repos: list[Any], paths: list[Any]) -> DecisionTable:
+        """This table with the repo and path of each dropped record and of the record it
+        duplicates (``ids``: sorted, with their ``repos`` and ``paths``), for the duplicates
+        report once the spilled records are gone."""
+        ids = np.asarray(ids, dtype=np.int64)
+        repo_arr, path_arr = pa.array(repos, pa.large_string()), pa.array(paths, pa.large_string())
+
+        def lookup(want: np.ndarray, valid: np.ndarray) -> tuple[pa.Array, pa.Array]:
+            pos = np.searchsorted(ids, want).clip(0, max(len(ids) - 1, 0))
+            found = valid & (ids[pos] == want) if len(ids) else np.zeros(len(want), dtype=bool)
+            idx = pa.array(np.where(found, pos, 0), mask=~found) if len(ids) else pa.nulls(len(want), pa.int64())
+            return (repo_arr.take(idx), path_arr.take(idx)) if len(ids) else (pa.nulls(len(want), pa.large_string()),) * 2
+
+        t = self.table.select(_DECISION_SCHEMA.names)
+        repo, path = lookup(self.ids, np.ones(len(self.ids), dtype=bool))
+        dup_col = t.column("duplicate_of")
+        dup_valid = dup_col.is_valid().to_numpy(zero_copy_only=False)
+        dup_repo, dup_path = lookup(dup_col.fill_null(0).to_numpy(), dup_valid)
+        for name, col in (("repo", repo), ("path", path), ("duplicate_of_repo", dup_repo), ("duplicate_of_path", dup_path)):
+            t = t.append_column(pa.field(name, pa.large_string()), col)
+        return DecisionTable(t)
+
+    def reason_of(self, rid: int) -> str:
+        i = self._index(int(rid))
+        return "" if i < 0 else self.table.column("reason")[i].as_py()
 
 
 @dataclass
@@ -75,7 +234,7 @@ class Step(ABC):
     name: str = ""
     plugin: str = ""
 
-    def setup(self, context: StepContext) -> None:  # noqa: B027  (optional hook)
+    def setup(self, context: StepContext) -> None:
         """Load models, tables or tokenizers; called once per worker process."""
 
     def params(self) -> dict[str, Any]:
@@ -101,9 +260,15 @@ class CorpusStep(Step):
         each value reaches :meth:`process_corpus` as ``record["_prepared"]``."""
         return None
 
+    # False: process_corpus reads only each record's id, lang, repo, path, _where and _prepared,
+    # so the engine hands it records without their content (not decompressed, not unpickled),
+    # and the content of chosen ones through ``records.select(ids)`` where it offers that.
+    reads_content: ClassVar[bool] = True
+
     @abstractmethod
-    def process_corpus(self, records: Iterable[Record]) -> dict[int, Decision]:
+    def process_corpus(self, records: Iterable[Record]) -> Mapping[int, Decision]:
         """See every record that reached this step (each with its ``id``); return a Decision for
-        each record id, or only for the dropped ones (ids left out are kept). The engine passes
-        a re-iterable collection (records spilled to disk), so a step may take two passes; a
-        ``details["duplicate_of"]`` id lands in the run's duplicates report."""
+        each record id, or only for the dropped ones (ids left out are kept), as a dict or a
+        :class:`DecisionTable`. The engine passes a re-iterable collection (records spilled to
+        disk), so a step may take two passes; a ``details["duplicate_of"]`` id lands in the run's
+        duplicates report."""

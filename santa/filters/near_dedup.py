@@ -4,7 +4,9 @@
     tokens (the non-empty pieces of a split on ``[^A-Za-z_0-9]``), 256 permutations, LSH threshold
     0.85 (13 bands x 19 rows), then an exact Jaccard check: within a cluster of LSH candidates, a
     file is a duplicate only of a kept file it shares >= 85 % of its tokens with (codeparrot's and
-    BigCode's "extremes"). Files under 10 tokens are kept unexamined.
+    BigCode's "extremes"). Files under 10 tokens are kept unexamined. The sets compared are of the
+    tokens' 64-bit hashes, as sorted arrays (distinct tokens of up to 8 bytes never share a hash;
+    longer ones, with probability ~1e-14 within a cluster).
 ``dedup_alt`` (SantaCoder's stronger variant; bigcode-analysis ``minhash_deduplication_alt.py``
     at 14573fd): 5-gram shingles of *every* piece of that split, empty ones included (``re.split``
     leaves an empty string between two consecutive separators, so ``a  = b`` is
@@ -33,23 +35,28 @@ each removed file names it (``duplicate_of``).
 
 The per-file MinHash signatures (computed for a whole batch of files at once: see
 :class:`PieceLayout`, :func:`minhash_many` and :func:`minhash_many_legacy`) come from
-:meth:`NearDedup.prepare`, run in parallel by the engine; the corpus-wide part keeps only the band
-hashes (8 bytes x bands per file: ~200 bytes with dedup_alt, 104 with stack) and re-reads the
-spilled records for the few files that share a bucket, so memory grows with the number of files,
-not with their size.
+:meth:`NearDedup.prepare`, run in parallel by the engine. The corpus-wide part reads only them (not
+the records' content): the band hashes go to one scratch file per band, read back one band at a
+time to find the files that share a bucket; components are found over those integer pairs; then
+only the members of a cluster are read whole (their distinct tokens' hashes for the Jaccard check,
+their signatures for dedup_alt's estimate, written to a scratch file and read back one cluster at
+a time). The driver holds ~24 bytes per file and one band's column at a time (issue 14).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
-from collections.abc import Iterable
+from array import array
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
 
 from santa.errors import SantaError
 from santa.filters import _sha1
-from santa.filters.base import CorpusStep, Decision, Record
+from santa.filters.base import CorpusStep, DecisionTable, Record
 
 _TOKEN = re.compile(r"[A-Za-z_0-9]+")
 
@@ -767,108 +774,189 @@ class NearDedup(CorpusStep):
         return acc
 
     # -- corpus-wide ----------------------------------------------------------------------
+    #
+    # The driver keeps ~24 bytes per file: the ids and the small files' counts in flat arrays;
+    # each band's hashes go to a scratch file (one per band, 8 bytes per file), read back one band
+    # at a time to find the pairs that share a bucket; components are found over those pairs
+    # (integer arrays); the members' material (token hashes for the Jaccard check, signatures
+    # for dedup_alt's estimate) goes to a scratch file too, read back one cluster at a time.
+    reads_content = False
 
-    def process_corpus(self, records: Iterable[Record]) -> dict[int, Decision]:
+    def process_corpus(self, records: Iterable[Record]) -> DecisionTable:
+        import tempfile
+
         if iter(records) is records:  # a one-shot iterator: two passes need it in memory
             records = list(records)
-        ids: list[int] = []
-        band_rows: list[np.ndarray] = []
+        bands, _ = self._check_bands()
+        ids, small_ids, small_n = array("q"), array("q"), array("q")
         block: list[bytes] = []
-        dropped: dict[int, Decision] = {}
+        with tempfile.TemporaryDirectory(prefix="near-dedup-", dir=getattr(records, "scratch", None)) as tmp, \
+                contextlib.ExitStack() as files:
+            band_files = [files.enter_context(open(os.path.join(tmp, f"band-{b}"), "wb")) for b in range(bands)]
 
-        def flush() -> None:  # band hashes of many signatures at once, ~1 KB each kept meanwhile
-            band_rows.append(self.band_hashes(np.frombuffer(b"".join(block), dtype=np.uint32).reshape(len(block), -1)))
-            block.clear()
+            def flush() -> None:  # band hashes of many signatures at once
+                rows = self.band_hashes(np.frombuffer(b"".join(block), dtype=np.uint32).reshape(len(block), -1))
+                for b, fh in enumerate(band_files):
+                    np.ascontiguousarray(rows[:, b]).tofile(fh)
+                block.clear()
 
-        for rec in records:
-            n, sig = rec.get("_prepared") or self.prepare([rec])[0]
-            rid = int(rec["id"])
-            if sig is None:
-                if self.small == "drop":
-                    dropped[rid] = Decision(False, float(n), f"{n} tokens < min_tokens {self.min_tokens}")
-                continue
-            ids.append(rid)
-            block.append(sig)
-            if len(block) >= 4096:
+            for rec in records:
+                n, sig = rec.get("_prepared") or self.prepare([rec])[0]
+                if sig is None:
+                    if self.small == "drop":
+                        small_ids.append(int(rec["id"]))
+                        small_n.append(int(n))
+                    continue
+                ids.append(int(rec["id"]))
+                block.append(sig)
+                if len(block) >= 4096:
+                    flush()
+            if block:
                 flush()
-        if block:
-            flush()
-        if not ids:
-            return dropped
-        order = np.argsort(np.asarray(ids, dtype=np.int64), kind="stable")
-        id_arr = np.asarray(ids, dtype=np.int64)[order]
-        bands = np.vstack(band_rows)[order]
-        del band_rows
-        clusters = _components(bands)
-        members = {int(id_arr[i]) for c in clusters for i in c}
-        # Second pass, only over files that share a bucket with another.
-        material: dict[int, Any] = {}
-        for rec in records:
-            rid = int(rec["id"])
-            if rid in members:
-                if self.jaccard_check:
-                    material[rid] = set(tokens(rec["content"]))
-                else:
-                    material[rid] = np.frombuffer((rec.get("_prepared") or self.prepare([rec])[0])[1], dtype=np.uint32)
-        for c in clusters:
-            cluster = sorted(int(id_arr[i]) for i in c)
-            if self.jaccard_check:
-                dropped.update(self._extremes(cluster, material))
-            else:
-                kept = cluster[0]
-                for rid in cluster[1:]:
-                    est = float(np.mean(material[rid] == material[kept]))
-                    dropped[rid] = Decision(
-                        False, round(est, 4),
-                        f"near duplicate of id {kept} (dedup_alt component of {len(cluster)}; est. Jaccard {est:.2f})",
-                        details={"duplicate_of": kept, "component_size": len(cluster), "similarity": round(est, 4)},
-                    )
-        return dropped
+            files.close()
+            decisions = [DecisionTable.from_columns(
+                small_ids, np.asarray(small_n, dtype=np.float64),
+                [f"{n} tokens < min_tokens {self.min_tokens}" for n in small_n])]
+            del small_ids, small_n
+            if ids:
+                id_arr = np.frombuffer(ids, dtype=np.int64)
+                clusters = _clusters(id_arr, [os.path.join(tmp, f"band-{b}") for b in range(bands)])
+                if clusters:
+                    decisions.append(self._decide(records, clusters, os.path.join(tmp, "material")))
+        return DecisionTable.concat(decisions)
 
-    def _extremes(self, cluster: list[int], sets: dict[int, Any]) -> dict[int, Decision]:
-        kept: list[int] = []
-        out: dict[int, Decision] = {}
+    def _decide(self, records: Iterable[Record], clusters: list[np.ndarray], path: str) -> DecisionTable:
+        """Decisions of the clusters (each an array of sorted ids): the members' material is
+        gathered in one pass over the records (only theirs are read whole), written to ``path``,
+        and read back one cluster at a time."""
+        members = np.sort(np.concatenate(clusters))
+        start = np.zeros(len(members), dtype=np.int64)
+        length = np.zeros(len(members), dtype=np.int64)
+        dtype = np.uint64 if self.jaccard_check else np.uint32
+        select = getattr(records, "select", None)
+        chosen = (select(members, content=self.jaccard_check) if select is not None
+                  else (r for r in records if np.isin(int(r["id"]), members)))
+        with open(path, "wb") as fh:
+            offset = 0
+            batch: list[Record] = []
+
+            def write(batch: list[Record]) -> None:
+                nonlocal offset
+                if self.jaccard_check:  # each member's distinct tokens, as sorted 64-bit hashes
+                    hashes, offs = batch_token_hashes([r["content"] for r in batch])
+                    values = [np.unique(hashes[offs[i]:offs[i + 1]]) for i in range(len(batch))]
+                else:
+                    values = [np.frombuffer((r.get("_prepared") or self.prepare([r])[0])[1], dtype=np.uint32) for r in batch]
+                for r, v in zip(batch, values):
+                    k = int(np.searchsorted(members, int(r["id"])))
+                    start[k], length[k] = offset, len(v)
+                    v.astype(dtype, copy=False).tofile(fh)
+                    offset += len(v)
+
+            for rec in chosen:
+                batch.append(rec)
+                if len(batch) >= 256:
+                    write(batch)
+                    batch = []
+            if batch:
+                write(batch)
+        size = np.dtype(dtype).itemsize
+        out_ids: list[int] = []
+        stat: list[float] = []
+        reason: list[str] = []
+        dup_of: list[int] = []
+        comp: list[int] = []
+        with open(path, "rb") as fh:
+            def load(rid: int) -> np.ndarray:
+                k = int(np.searchsorted(members, rid))
+                fh.seek(int(start[k]) * size)
+                return np.fromfile(fh, dtype=dtype, count=int(length[k]))
+
+            for cluster in clusters:
+                cl = cluster.tolist()
+                if self.jaccard_check:
+                    for rid, k, j in self._extremes(cl, load):
+                        out_ids.append(rid)
+                        stat.append(round(j, 4))
+                        dup_of.append(k)
+                        reason.append(f"near duplicate of id {k} (Jaccard {j:.3f} >= {self.threshold:g})")
+                    continue
+                kept = cl[0]
+                kept_sig = load(kept)
+                for rid in cl[1:]:
+                    est = float(np.mean(load(rid) == kept_sig))
+                    out_ids.append(rid)
+                    stat.append(round(est, 4))
+                    dup_of.append(kept)
+                    comp.append(len(cl))
+                    reason.append(f"near duplicate of id {kept} (dedup_alt component of {len(cl)}; est. Jaccard {est:.2f})")
+        return DecisionTable.from_columns(out_ids, stat, reason, duplicate_of=dup_of,
+                                          component_size=None if self.jaccard_check else comp, similarity=stat)
+
+    def _extremes(self, cluster: list[int], load: Callable[[int], np.ndarray]) -> list[tuple[int, int, float]]:
+        """(dropped id, the kept id it duplicates, Jaccard) of a cluster, sorted by id: each file
+        is a duplicate of the first kept file it shares >= threshold of its distinct tokens with."""
+        kept: list[tuple[int, np.ndarray]] = []
+        out: list[tuple[int, int, float]] = []
         for rid in cluster:
-            for k in kept:
-                j = _jaccard(sets[rid], sets[k])
+            mine = load(rid)
+            for k, theirs in kept:
+                j = _jaccard(mine, theirs)
                 if j >= self.threshold:
-                    out[rid] = Decision(
-                        False, round(j, 4), f"near duplicate of id {k} (Jaccard {j:.3f} >= {self.threshold:g})",
-                        details={"duplicate_of": k, "similarity": round(j, 4)},
-                    )
+                    out.append((rid, k, j))
                     break
             else:
-                kept.append(rid)
+                kept.append((rid, mine))
         return out
 
 
-def _jaccard(a: set, b: set) -> float:
-    if not a and not b:
+def _jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    """Jaccard similarity of two sets given as sorted arrays of distinct values."""
+    if not len(a) and not len(b):
         return 1.0
-    inter = len(a & b)
+    inter = len(np.intersect1d(a, b, assume_unique=True))
     return inter / (len(a) + len(b) - inter)
 
 
-def _components(bands: np.ndarray) -> list[list[int]]:
-    """Connected components (of size >= 2) of the graph linking rows that agree on any band."""
-    n = len(bands)
-    parent = list(range(n))
-
-    def find(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for b in range(bands.shape[1]):
-        col = bands[:, b]
+def _clusters(ids: np.ndarray, band_paths: list[str]) -> list[np.ndarray]:
+    """Connected components (of size >= 2) of the graph linking files that agree on any band,
+    as arrays of sorted ids; the band files hold each band's hashes in the order of ``ids``."""
+    n = len(ids)
+    left, right = [], []
+    for path in band_paths:  # one band in memory at a time
+        col = np.fromfile(path, dtype=np.uint64)
         order = np.argsort(col, kind="stable")
-        same = np.flatnonzero(col[order][1:] == col[order][:-1])
-        for i in same.tolist():
-            ra, rb = find(int(order[i])), find(int(order[i + 1]))
-            if ra != rb:
-                parent[max(ra, rb)] = min(ra, rb)
-    groups: dict[int, list[int]] = {}
-    for i in range(n):
-        groups.setdefault(find(i), []).append(i)
-    return [g for g in groups.values() if len(g) >= 2]
+        col = col[order]
+        same = np.flatnonzero(col[1:] == col[:-1])
+        del col
+        left.append(order[same])
+        right.append(order[same + 1])
+    a, b = np.concatenate(left), np.concatenate(right)
+    if not len(a):
+        return []
+    labels = _components(n, a, b)
+    counts = np.bincount(labels, minlength=n)
+    idx = np.flatnonzero(counts[labels] >= 2)
+    order = np.lexsort((ids[idx], labels[idx]))
+    idx = idx[order]
+    cuts = np.flatnonzero(labels[idx][1:] != labels[idx][:-1]) + 1
+    return [ids[part] for part in np.split(idx, cuts)]
+
+
+def _components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Each node's component label (its smallest node) in the graph of edges ``a[i] - b[i]``:
+    roots hooked under the smaller root of every edge, then pointer jumping, until every edge
+    lies inside one component (vectorised union-find: a few passes over the edges)."""
+    parent = np.arange(n, dtype=np.int64)
+    while True:
+        ra, rb = parent[a], parent[b]
+        if (ra == rb).all():
+            return parent
+        low = np.minimum(ra, rb)
+        np.minimum.at(parent, ra, low)
+        np.minimum.at(parent, rb, low)
+        while True:  # point every node at its root
+            up = parent[parent]
+            if (up == parent).all():
+                break
+            parent = up

@@ -14,6 +14,11 @@ files and then a marker (its counts, written last) under ``<output>/.santa-work/
 each corpus step its decisions, so an interrupted run resumes where it stopped. The published
 outputs appear only when everything is done, ``_SUCCESS`` last.
 
+Between two corpus steps the records never pass through the driver: each worker spills its
+batch's survivors itself (a part per batch, records compressed), the next segment's workers read
+the parts by name, and a unit's spill is deleted once the next segment's marker for that unit is
+written. The corpus steps read only the spill's small columns (ids and prepared values).
+
 Both engines run the same :class:`SegmentWorker` over the same items (same ids, same batches of
 one unit), so they keep the same files.
 """
@@ -40,13 +45,13 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from santa import registry
 from santa.cache_key import config_key
 from santa.errors import SantaError
-from santa.filters.base import CorpusStep, Decision, Record, RecordStep, Step, StepContext
+from santa.filters.base import CorpusStep, Decision, DecisionTable, Record, RecordStep, Step, StepContext
 from santa.pipeline import report as reporting
-from santa.pipeline.inputs import Item, Unit, denormalise, iter_unit, normalise, resolve_units
-from santa.pipeline.inputs import _spill as _spill_records
+from santa.pipeline.inputs import (ID_SHIFT, Item, Unit, denormalise, iter_unit, normalise, pack_record,
+                                   parse_json_line, read_spill, resolve_units, unpack_record)
 from santa.pipeline.parquet import rows_table, tmp_name, write_json, write_table
 from santa.pipeline.plan import (
-    FORMAT, INPUT_STEP, SUCCESS, AccountingError, Segment, plan_segments, renamed_plugin, step_identity,
+    FORMAT, INPUT_STEP, SUCCESS, AccountingError, Segment, plan_segments, step_identity,
 )
 
 WORK = ".santa-work"
@@ -57,22 +62,56 @@ _FLUSH_BYTES = 256 << 20
 # With workers=null the local engine starts one worker per this much input (up to every core).
 _BYTES_PER_WORKER = 4 << 20
 _SPILL_SCHEMA = pa.schema([("id", pa.int64()), ("where", pa.string()), ("lang", pa.string()), ("repo", pa.string()),
-                           ("path", pa.string()), ("record", pa.large_binary())])
+                           ("path", pa.string()), ("prepared", pa.large_binary()), ("record", pa.large_binary())])
+# The spill's small columns are compressed by Parquet; the records are compressed already.
+_SPILL_COMPRESSION = {"id": "zstd", "where": "zstd", "lang": "zstd", "repo": "zstd", "path": "zstd",
+                      "prepared": "none", "record": "none"}
+
+
+def spill_dir(root: Path, segment: int, unit: int) -> Path:
+    """Where a segment's survivors of one input file are spilled: a directory of parts."""
+    return root / f"s{segment}-u{unit:05d}.spill"
+
+
+def spill_parts(path: str | Path) -> list[Path]:
+    """A spill directory's parts, in input order (named by their first record's id)."""
+    return sorted(Path(path).glob("part-*.parquet"))
+
+
+def write_spill_part(root: Path, segment: int, records: list[Record]) -> Path:
+    """Spill one batch's survivors (all of one input file), from the worker that processed them:
+    the driver never reads, pickles or writes the records between two corpus steps. The part is
+    named by its first id, so the parts sort in input order whichever worker wrote them."""
+    first = int(records[0]["id"])
+    d = spill_dir(root, segment, first >> ID_SHIFT)
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / f"part-{first:020d}.parquet"
+    tmp = tmp_name(path)
+    try:
+        pq.write_table(spill_table(records), tmp, compression=_SPILL_COMPRESSION, use_dictionary=["lang", "repo"])
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
 
 
 def spill_table(records: list[Record]) -> pa.Table:
-    """Survivors of a segment, pickled whole (santa's fields, the source's, ``_prepared``), with
-    the few fields the driver reads without unpickling."""
+    """Survivors of a segment, each packed whole (santa's fields and the source's: see
+    :func:`~santa.pipeline.inputs.pack_record`), with the fields a corpus step reads without
+    unpacking them: the id, location, language, and ``_prepared`` (pickled on its own)."""
     def text(v: Any) -> str | None:
         return None if v is None else str(v)
 
+    prepared = [r.pop("_prepared", None) for r in records]
     return pa.table({
         "id": pa.array([r["id"] for r in records], pa.int64()),
         "where": pa.array([text(r.get("_where")) for r in records], pa.string()),
         "lang": pa.array([text(r.get("lang")) for r in records], pa.string()),
         "repo": pa.array([text(r.get("repo")) for r in records], pa.string()),
         "path": pa.array([text(r.get("path")) for r in records], pa.string()),
-        "record": pa.array([pickle.dumps(r, protocol=5) for r in records], pa.large_binary()),
+        "prepared": pa.array([None if p is None else pickle.dumps(p, protocol=5) for p in prepared], pa.large_binary()),
+        "record": pa.array([pack_record(r) for r in records], pa.large_binary()),
     }, schema=_SPILL_SCHEMA)
 
 
@@ -173,8 +212,8 @@ def build_step(spec: StepSpec) -> Step:
 class BatchResult:
     # counts[step][lang] = [read files, read bytes, rejected files, rejected bytes]
     counts: dict[str, dict[str, list[int]]] = field(default_factory=dict)
-    # Built in the worker, so the driver only appends tables to files: the survivors (a spill
-    # table of pickled records, or clean rows in the last segment), the rejects, the annotations.
+    # Built in the worker, so the driver only appends tables to files: the clean rows (in the last
+    # segment; before it the worker spills the survivors itself), the rejects, the annotations.
     kept: pa.Table | None = None
     n_kept: int = 0
     rejects: list[dict[str, Any]] = field(default_factory=list)
@@ -248,13 +287,12 @@ class SegmentWorker:
     """Runs one segment over batches of items; built once per process (or Ray actor)."""
 
     def __init__(self, specs: list[StepSpec], segment: Segment, context: StepContext, options: dict[str, Any],
-                 dropped: dict[int, Decision] | str | None) -> None:
+                 dropped: DecisionTable | str | None) -> None:
         self.segment = segment
         self.options = options
-        if isinstance(dropped, str):  # the previous corpus step's decisions, saved by the driver
-            with open(dropped, "rb") as fh:
-                dropped = pickle.load(fh)["dropped"]
-        self.dropped: dict[int, Decision] = dropped or {}
+        if isinstance(dropped, str):  # the previous corpus step's decisions, saved by the driver: mapped
+            dropped = DecisionTable.load(dropped)
+        self.dropped: DecisionTable | dict[int, Decision] = dropped if dropped is not None else {}
         by_name = {s.name: s for s in specs}
         self.steps: list[RecordStep] = [_set_up(by_name[name], context) for name in segment.steps]  # type: ignore[misc]
         self.prepare: CorpusStep | None = None
@@ -290,6 +328,8 @@ class SegmentWorker:
         first = self.segment.index == 0
         for rid, where, raw, error in items:
             if first:
+                if isinstance(raw, bytes):  # a JSONL line, parsed here in the worker
+                    raw, error = parse_json_line(raw)
                 lang = (raw or {}).get("lang") or "unknown"
                 if error is None:
                     error, nbytes = self._validate(raw)  # type: ignore[arg-type]
@@ -307,8 +347,8 @@ class SegmentWorker:
                 live.append(rec)
                 continue
             assert raw is not None
-            if isinstance(raw, bytes):  # from a spill: unpickled here, in the worker
-                raw = pickle.loads(raw)
+            if isinstance(raw, bytes):  # from a spill: unpacked here, in the worker
+                raw = unpack_record(raw)
             raw.pop("_prepared", None)  # the previous corpus step's, no use past it
             after = self.segment.after
             assert after is not None
@@ -348,8 +388,10 @@ class SegmentWorker:
                 for rec, p in zip(live, prepared, strict=True):
                     rec["_prepared"] = p
         res.n_kept = len(live)
-        if live:
-            res.kept = rows_table([denormalise(r) for r in live]) if self.segment.prepare_for is None else spill_table(live)
+        if live and self.segment.prepare_for is None:
+            res.kept = rows_table([denormalise(r) for r in live])
+        elif live:
+            write_spill_part(Path(self.options["spill_root"]), self.segment.index, live)
         for kind in ("rejects", "annotations"):
             rows = getattr(res, kind)
             if rows:
@@ -382,7 +424,7 @@ def batches(items: Iterable[Item], size: int, max_bytes: int = 32 << 20) -> Iter
     for item in items:
         batch.append(item)
         rec = item[2]
-        if isinstance(rec, bytes):  # a pickled record from a spill
+        if isinstance(rec, bytes):  # a JSONL line, or a packed record from a spill
             nbytes += len(rec)
         elif rec is not None and isinstance(rec.get("content"), str):
             nbytes += len(rec["content"])
@@ -422,6 +464,18 @@ def _single_threaded() -> bool:
         return False
     main = str(os.getpid())
     return main in tasks and all(n in _FORK_SAFE_THREADS for t, n in zip(tasks, names) if t != main)
+
+
+def _run_unit(args: tuple, unit_and_size: tuple[Unit, int]) -> list[BatchResult]:
+    """A whole input file, read by the worker itself, in batches. Only for a segment that spills
+    its survivors: what comes back is counts and rejects, not the records."""
+    unit, size = unit_and_size
+    return [_run_batch(args, batch) for batch in batches(iter_unit(unit), size)]
+
+
+def _run_part(args: tuple, part: str) -> BatchResult:
+    """One spill part, read by the worker itself (the driver sends only its name)."""
+    return _run_batch(args, list(read_spill(part)))
 
 
 def _run_batch(args: tuple, items: list[Item]) -> BatchResult:
@@ -502,16 +556,33 @@ class LocalEngine:
             return
         self.start()
         window: deque = deque()
+        # With enough input files to go round and a segment that spills (so results are small),
+        # each worker reads whole input files: the driver does not decompress, split or send them.
+        whole_units = worker_args[1].prepare_for is not None and len(units) >= 2 * self.workers
+
+        def tasks(unit: Unit) -> Iterator[tuple[Any, Any]]:
+            if unit.kind == "spill":  # a part per task, read by the worker
+                for part in spill_parts(unit.path):
+                    yield _run_part, str(part)
+            elif whole_units:
+                yield _run_unit, (unit, self.batch_size)
+            else:
+                for batch in batches(iter_unit(unit), self.batch_size):
+                    yield _run_batch, batch
+
+        def results(idx: int, fut: Any) -> Iterator[tuple[int, BatchResult]]:
+            res = fut.result()
+            for r in res if isinstance(res, list) else [res]:
+                yield idx, r
+
         try:
             for unit in units:
-                for batch in batches(iter_unit(unit), self.batch_size):
-                    window.append((unit.index, self._pool.submit(_run_batch, worker_args, batch)))
+                for fn, arg in tasks(unit):
+                    window.append((unit.index, self._pool.submit(fn, worker_args, arg)))
                     if len(window) >= 2 * self.workers:
-                        idx, fut = window.popleft()
-                        yield idx, fut.result()
+                        yield from results(*window.popleft())
             while window:
-                idx, fut = window.popleft()
-                yield idx, fut.result()
+                yield from results(*window.popleft())
         except BaseException:
             for _, fut in window:
                 fut.cancel()
@@ -594,10 +665,9 @@ class RayEngine:
         cpus = self._init()
         import ray
 
-        if isinstance(worker_args[4], str):  # actors may run on other machines: ship the decisions
-            with open(worker_args[4], "rb") as fh:
-                worker_args = (*worker_args[:4], pickle.load(fh)["dropped"])
-
+        # The decisions travel as their file's path, as on the local engine: every actor maps the
+        # same file (the output directory, where the actors also write their spill parts, is on
+        # storage every node sees).
         ctx = ray.data.DataContext.get_current()
         ctx.execution_options.preserve_order = True  # results per unit, in input order
         ctx.enable_progress_bars = False
@@ -637,8 +707,9 @@ class UnitWriter:
     def __init__(self, work: Path, segment: Segment, unit: int, last: bool) -> None:
         self.work, self.segment, self.unit, self.last = work, segment, unit, last
         self.tag = f"s{segment.index}-u{unit:05d}"
-        for stale in self._dir().glob(f"{self.tag}*"):  # leftovers of an interrupted attempt
-            stale.unlink()
+        for stale in self._dir().glob(f"{self.tag}.*"):  # leftovers of an interrupted attempt
+            if stale.is_file():  # (its spill directory was emptied before the segment started)
+                stale.unlink()
         self.marker_counts: dict[str, dict[str, list[int]]] = {}
         self.stats: dict[str, dict[str, list[float]]] = {}
         self.notes: dict[str, Counter] = {}
@@ -646,8 +717,6 @@ class UnitWriter:
         self.files: dict[str, list[str]] = {"data": [], "rejects": [], "annotations": []}
         self.buffers: dict[str, list[pa.Table]] = {"data": [], "rejects": [], "annotations": []}
         self.buffer_bytes = 0
-        self.spill: pq.ParquetWriter | None = None
-        self.spill_tmp: Path | None = None
         self.kept = 0
 
     def _dir(self) -> Path:
@@ -667,30 +736,14 @@ class UnitWriter:
             self.notes.setdefault(step, Counter()).update(notes)
         self.errors.extend(res.errors)
         self.kept += res.n_kept
-        if res.kept is not None:
-            if self.last:
-                self.buffers["data"].append(res.kept)
-                self.buffer_bytes += res.kept.nbytes
-            else:
-                self._spill(res.kept)
+        if res.kept is not None:  # the last segment's clean rows (the others are spilled by the workers)
+            self.buffers["data"].append(res.kept)
+            self.buffer_bytes += res.kept.nbytes
         for kind, table in res.tables.items():
             self.buffers[kind].append(table)
             self.buffer_bytes += table.nbytes
         if self.buffer_bytes >= _FLUSH_BYTES or max(sum(t.num_rows for t in b) for b in self.buffers.values()) >= _FLUSH_ROWS:
             self._flush()
-
-    def _spill(self, table: pa.Table) -> None:
-        if self.spill is None:
-            self.spill_tmp = tmp_name(self.spill_path)
-            self.spill_path.parent.mkdir(parents=True, exist_ok=True)
-            # Read back once, soon, by this machine: not worth compressing (nor a dictionary of
-            # pickled records, which are all distinct).
-            self.spill = pq.ParquetWriter(self.spill_tmp, _SPILL_SCHEMA, compression="none", use_dictionary=False)
-        self.spill.write_table(table)
-
-    @property
-    def spill_path(self) -> Path:
-        return self._dir() / f"{self.tag}.spill.parquet"
 
     def _write(self, kind: str, table: pa.Table) -> None:
         name = f"{self.tag}.{kind}-{len(self.files[kind]):03d}.parquet"
@@ -712,11 +765,8 @@ class UnitWriter:
 
     def finish(self) -> dict[str, Any]:
         self._flush()
-        spill = None
-        if self.spill is not None:
-            self.spill.close()
-            os.replace(self.spill_tmp, self.spill_path)  # type: ignore[arg-type]
-            spill = self.spill_path.name
+        # The workers wrote the survivors' parts; the marker, written last, vouches for them.
+        spill = spill_dir(self._dir(), self.segment.index, self.unit).name if self.kept and not self.last else None
         marker = {
             "segment": self.segment.index, "unit": self.unit, "kept": self.kept, "spill": spill,
             "files": self.files, "counts": self.marker_counts, "stats": self.stats,
@@ -726,10 +776,7 @@ class UnitWriter:
         return marker
 
     def abort(self) -> None:
-        if self.spill is not None:
-            self.spill.close()
-            if self.spill_tmp is not None:
-                self.spill_tmp.unlink(missing_ok=True)
+        """Nothing to undo: a unit without a marker is done again, its spill directory emptied first."""
 
 
 def load_marker(work: Path, segment: int, unit: int) -> dict[str, Any] | None:
@@ -740,20 +787,85 @@ def load_marker(work: Path, segment: int, unit: int) -> dict[str, Any] | None:
         return None
 
 
+def _compact(marker: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A marker whose statistics (one per file per step) are flat arrays of doubles: 8 bytes a
+    value where a list of Python floats costs 32, for every marker the report reads at once."""
+    if marker is not None:
+        from array import array
+
+        marker["stats"] = {step: {lang: array("d", v) for lang, v in langs.items()} for step, langs in marker["stats"].items()}
+    return marker
+
+
 # --------------------------------------------------------------------------------------------
 # Corpus steps over the spill
 
 
 class SpilledRecords:
-    """Every record that reached a corpus step, read back from the spill files; re-iterable."""
+    """Every record that reached a corpus step, read back from the spill files; re-iterable.
 
-    def __init__(self, paths: list[Path]) -> None:
+    ``content=False`` (a step whose ``reads_content`` is False) yields records of only their id,
+    ``_where``, lang, repo, path and ``_prepared``, without unpacking them; :meth:`select` gives
+    whole records of chosen ids. ``scratch``: a directory the step may write temporary files to."""
+
+    _LIGHT = ("id", "where", "lang", "repo", "path", "prepared")
+
+    def __init__(self, paths: list[Path], content: bool = True, scratch: Path | None = None) -> None:
         self.paths = paths
+        self.content = content
+        self.scratch = scratch
+
+    def _batches(self, columns: list[str]) -> Iterator[pa.RecordBatch]:
+        for p in self.paths:
+            pf = pq.ParquetFile(p, pre_buffer=False)
+            yield from pf.iter_batches(batch_size=1024, columns=columns, use_threads=False)
+
+    @staticmethod
+    def _records(batch: pa.RecordBatch, content: bool) -> Iterator[Record]:
+        cols = {name: batch.column(name).to_pylist() for name in batch.schema.names}
+        for j in range(batch.num_rows):
+            if content:
+                rec = unpack_record(cols["record"][j])
+            else:
+                rec = {"id": cols["id"][j], "_where": cols["where"][j], "lang": cols["lang"][j],
+                       "repo": cols["repo"][j], "path": cols["path"][j]}
+            p = cols["prepared"][j]
+            if p is not None:
+                rec["_prepared"] = pickle.loads(p)
+            yield rec
 
     def __iter__(self) -> Iterator[Record]:
-        for p in self.paths:
-            for _, _, rec, _ in _spill_records(str(p), unpickle=True):
-                yield rec  # type: ignore[misc]
+        columns = [*self._LIGHT] + ["record"] * self.content
+        for batch in self._batches(columns):
+            yield from self._records(batch, self.content)
+
+    def select(self, ids: Any, content: bool = True) -> Iterator[Record]:
+        """The records of the given ids (in spill order), whole unless ``content=False``; the
+        others are not unpacked."""
+        import numpy as np
+
+        wanted = np.unique(np.asarray(ids, dtype=np.int64))
+        for batch in self._batches([*self._LIGHT] + ["record"] * content):
+            mask = np.isin(batch.column(0).to_numpy(), wanted)
+            if mask.any():
+                yield from self._records(batch.filter(pa.array(mask)), content)
+
+    def locations(self, ids: Any) -> tuple[Any, list[Any], list[Any]]:
+        """(sorted ids, their repos, their paths) of the given ids that are in the spill."""
+        import numpy as np
+
+        wanted = np.unique(np.asarray(ids, dtype=np.int64))
+        parts = []
+        for batch in self._batches(["id", "repo", "path"]):
+            mask = np.isin(batch.column(0).to_numpy(), wanted)
+            if mask.any():
+                parts.append(batch.filter(pa.array(mask)))
+        if not parts:
+            return np.zeros(0, dtype=np.int64), [], []
+        t = pa.Table.from_batches(parts)
+        order = np.argsort(t.column("id").to_numpy(), kind="stable")
+        t = t.take(pa.array(order))
+        return t.column("id").to_numpy(), t.column("repo").to_pylist(), t.column("path").to_pylist()
 
     def __len__(self) -> int:
         return sum(pq.ParquetFile(p).metadata.num_rows for p in self.paths)
@@ -862,27 +974,35 @@ def run_pipeline(cfg: PipelineConfig, console: Console | None = None) -> Pipelin
             LocalEngine(workers, cfg.batch_size) if cfg.engine == "local"
             else RayEngine(cfg.ray_address, cfg.ray_num_cpus, cfg.batch_size)
         )
-        options = {"max_file_bytes": cfg.max_file_bytes, "strict": cfg.strict}
+        options = {"max_file_bytes": cfg.max_file_bytes, "strict": cfg.strict, "spill_root": str(work / "units")}
         start = time.perf_counter()
         resumed = 0
         try:
             _SET_UP.update({spec.name: (spec.params, step) for spec, step in zip(cfg.steps, steps)})
             seg_units = units
             dropped_path: str | None = None
-            decisions_by_step: dict[str, dict[int, Decision]] = {}
+            decisions_by_step: dict[str, DecisionTable] = {}
             corpus_seconds: dict[str, float] = {}
             for seg in segments:
                 last = seg.prepare_for is None
                 markers = {u.index: load_marker(work, seg.index, u.index) for u in seg_units}
                 pending = [u for u in seg_units if markers[u.index] is None]
                 resumed += len(seg_units) - len(pending)
+                if not cfg.keep_work:  # what a run that stopped left: spills already read through
+                    for u in seg_units:
+                        if markers[u.index] is not None:
+                            _drop_spill(u)
+                for u in pending:  # parts an interrupted attempt wrote
+                    shutil.rmtree(spill_dir(work / "units", seg.index, u.index), ignore_errors=True)
                 if pending:
                     args = (cfg.steps, seg, cfg.context, options, dropped_path)
                     _run_segment(engine, args, pending, work, seg, last, markers, console if cfg.progress else None,
-                                 [INPUT_STEP] * (seg.index == 0) + [seg.after] * (seg.after is not None) + seg.steps)
+                                 [INPUT_STEP] * (seg.index == 0) + [seg.after] * (seg.after is not None) + seg.steps,
+                                 drop_inputs=not cfg.keep_work)
                 if last:
                     break
-                spills = [work / "units" / m["spill"] for m in (markers[u.index] for u in seg_units) if m and m["spill"]]
+                spills = [p for m in (markers[u.index] for u in seg_units) if m and m["spill"]
+                          for p in spill_parts(work / "units" / m["spill"])]
                 name = seg.prepare_for
                 assert name is not None
                 dropped_path, dropped, secs = _corpus_decisions(work, seg, next(s for s in steps if s.name == name), spills, console)
@@ -896,7 +1016,8 @@ def run_pipeline(cfg: PipelineConfig, console: Console | None = None) -> Pipelin
                     if all(su.index != u.index for su in seg_units):
                         seg_units.append(Unit(u.index, "", "empty"))
                 seg_units.sort(key=lambda u: u.index)
-            all_markers = {(seg.index, u.index): load_marker(work, seg.index, u.index) for seg in segments for u in units}
+            all_markers = {(seg.index, u.index): _compact(load_marker(work, seg.index, u.index))
+                           for seg in segments for u in units}
             report = reporting.build(
                 key=key, cfg=cfg, steps=steps, segments=segments, units=units, markers=all_markers,
                 decisions=decisions_by_step, corpus_seconds=corpus_seconds,
@@ -912,26 +1033,40 @@ def run_pipeline(cfg: PipelineConfig, console: Console | None = None) -> Pipelin
         return PipelineResult(out, report)
 
 
+def _drop_spill(unit: Unit) -> None:
+    """A segment's input spill, once the unit's marker in that segment is written: everything
+    after reads the marker's outputs and the corpus step's saved decisions, never the spill."""
+    if unit.kind == "spill":
+        shutil.rmtree(unit.path, ignore_errors=True)
+
+
 def _run_segment(engine: LocalEngine | RayEngine, args: tuple, pending: list[Unit], work: Path, seg: Segment,
-                 last: bool, markers: dict[int, Any], console: Console | None, step_names: list[str]) -> None:
+                 last: bool, markers: dict[int, Any], console: Console | None, step_names: list[str],
+                 drop_inputs: bool = True) -> None:
     real = [u for u in pending if u.kind != "empty"]
+    by_index = {u.index: u for u in pending}
     writer: UnitWriter | None = None
     if real:
         engine.start()
     progress = _StepProgress(console, step_names, seg, len(real))
+
+    def finish(w: UnitWriter) -> None:
+        markers[w.unit] = _compact(w.finish())
+        if drop_inputs:
+            _drop_spill(by_index[w.unit])
+        progress.unit_done()
+
     try:
         with progress:
             for unit_index, res in engine.run(args, real):
                 if writer is None or writer.unit != unit_index:
                     if writer is not None:
-                        markers[writer.unit] = writer.finish()
-                        progress.unit_done()
+                        finish(writer)
                     writer = UnitWriter(work, seg, unit_index, last)
                 writer.add(res)
                 progress.update(res)
             if writer is not None:
-                markers[writer.unit] = writer.finish()
-                progress.unit_done()
+                finish(writer)
                 writer = None
     except BaseException:
         if writer is not None:
@@ -939,32 +1074,45 @@ def _run_segment(engine: LocalEngine | RayEngine, args: tuple, pending: list[Uni
         raise
     for u in pending:  # empty inputs, and units whose records all went before this segment
         if markers.get(u.index) is None:
-            markers[u.index] = UnitWriter(work, seg, u.index, last).finish()
+            markers[u.index] = _compact(UnitWriter(work, seg, u.index, last).finish())
 
 
 def _corpus_decisions(work: Path, seg: Segment, step: Step, spills: list[Path],
-                      console: Console) -> tuple[str, dict[int, Decision], float]:
-    """(path of the saved decisions, the dropped records' decisions, seconds), computed once."""
-    path = work / f"corpus-s{seg.index}-{step.name}.pkl"
+                      console: Console) -> tuple[str, DecisionTable, float]:
+    """(path of the saved decisions, the dropped records' decisions, seconds), computed once.
+
+    The decisions (an Arrow file, with the repo and path of each duplicate and of the file it
+    duplicates, so that the duplicates report needs no spill) are written last: their presence
+    says the step is done."""
+    path = work / f"corpus-s{seg.index}-{step.name}.arrow"
+    seconds_path = path.with_suffix(".json")
     if path.is_file():
-        with open(path, "rb") as fh:
-            saved = pickle.load(fh)
-        return str(path), saved["dropped"], saved["seconds"]
+        return str(path), DecisionTable.load(path), json.loads(seconds_path.read_text())["seconds"]
     assert isinstance(step, CorpusStep)
-    records = SpilledRecords(spills)
+    records = SpilledRecords(spills, content=step.reads_content, scratch=work)
     t0 = time.perf_counter()
     with console.status(f"[bold]{step.name}[/bold] over {len(records):,} files"):
         try:
             decisions = step.process_corpus(records)
         except SantaError as exc:
             raise PipelineError(f"step {step.name!r}: {exc}") from exc
-    dropped = {int(i): d for i, d in decisions.items() if not d.keep}
+    table = DecisionTable.from_mapping(decisions)
+    del decisions
+    import numpy as np
+
+    ids, dup, _ = table.duplicates()
+    table = table.with_locations(*records.locations(np.concatenate([ids, dup])))
     seconds = time.perf_counter() - t0
+    write_json(seconds_path, {"seconds": seconds})
     tmp = tmp_name(path)
-    with open(tmp, "wb") as fh:
-        pickle.dump({"dropped": dropped, "seconds": seconds}, fh, protocol=5)
-    os.replace(tmp, path)
-    return str(path), dropped, seconds
+    try:
+        table.save(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    del table
+    return str(path), DecisionTable.load(path), seconds
 
 
 class _StepProgress:
@@ -992,7 +1140,7 @@ class _StepProgress:
         self.progress.__enter__()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.progress.__exit__(*exc)
 
     def unit_done(self) -> None:

@@ -17,18 +17,19 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from array import array
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table
 
-from santa.filters.base import CorpusStep, Decision, Step
+from santa.filters.base import CorpusStep, DecisionTable, Step
 from santa.pipeline.inputs import Unit
-from santa.pipeline.parquet import count_rows, json_rows_table, write_json, write_table
+from santa.pipeline.parquet import count_rows, write_json, write_table
 from santa.pipeline.plan import FORMAT, INPUT_STEP, SUCCESS, AccountingError, Segment, renamed_plugin
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ def _zero() -> dict[str, int]:
     return {"files": 0, "bytes": 0}
 
 
-def _summary(values: list[float]) -> dict[str, float]:
+def _summary(values: Sequence[float]) -> dict[str, float]:
     a = np.asarray(values, dtype=np.float64)
     q = np.quantile(a, [0.0, 0.1, 0.5, 0.9, 1.0])
     return {"n": int(a.size), "min": float(q[0]), "p10": float(q[1]), "p50": float(q[2]), "p90": float(q[3]),
@@ -49,11 +50,13 @@ def _summary(values: list[float]) -> dict[str, float]:
 
 
 def build(*, key: str, cfg: PipelineConfig, steps: list[Step], segments: list[Segment], units: list[Unit],
-          markers: dict[tuple[int, int], dict[str, Any] | None], decisions: dict[str, dict[int, Decision]],
+          markers: dict[tuple[int, int], dict[str, Any] | None], decisions: dict[str, DecisionTable],
           corpus_seconds: dict[str, float], seconds: float, resumed_units: int, engine: str) -> dict[str, Any]:
     order = [INPUT_STEP] + [s.name for s in steps]
     counts: dict[str, dict[str, list[int]]] = {name: {} for name in order}
-    stats: dict[str, dict[str, list[float]]] = {}
+    # Flat arrays of doubles (8 bytes a value; a list of Python floats costs 32): a statistic per
+    # file per step would otherwise be the largest thing the driver holds at the end.
+    stats: dict[str, dict[str, array]] = {}
     notes: dict[str, dict[str, int]] = {}
     errors: list[str] = []
     for m in markers.values():
@@ -66,7 +69,7 @@ def build(*, key: str, cfg: PipelineConfig, steps: list[Step], segments: list[Se
                     mine[i] += c[i]
         for step, langs in m["stats"].items():
             for lang, values in langs.items():
-                stats.setdefault(step, {}).setdefault(lang, []).extend(values)
+                stats.setdefault(step, {}).setdefault(lang, array("d")).extend(values)
         for step, n in m["notes"].items():
             for note, k in n.items():
                 notes.setdefault(step, {})[note] = notes.setdefault(step, {}).get(note, 0) + k
@@ -149,33 +152,24 @@ _DUPLICATES_SCHEMA = pa.schema([
 ])
 
 
-def _duplicates(work: Path, segments: list[Segment], decisions: dict[str, dict[int, Decision]]) -> list[dict[str, Any]]:
-    rows = []
+def _duplicates(segments: list[Segment], decisions: dict[str, DecisionTable]) -> pa.Table:
+    """One row per file a corpus step removed as a duplicate, from the step's saved decisions
+    (which carry the files' repos and paths: the spills are gone by now), column by column."""
+    parts = []
     for seg in segments:
         name = seg.prepare_for
-        if not name or not decisions.get(name):
+        table = decisions.get(name) if name else None
+        if table is None or not len(table) or "duplicate_of_repo" not in table.table.column_names:
             continue
-        dups = {rid: d for rid, d in decisions[name].items() if d.details and "duplicate_of" in d.details}
-        if not dups:
-            continue
-        wanted = set(dups) | {int(d.details["duplicate_of"]) for d in dups.values()}  # type: ignore[index]
-        where: dict[int, tuple[Any, Any]] = {}
-        for spill in sorted((work / "units").glob(f"s{seg.index}-u*.spill.parquet")):
-            t = pq.ParquetFile(spill, pre_buffer=False).read(columns=["id", "repo", "path"], use_threads=False).to_pydict()
-            for rid, repo, path in zip(t["id"], t["repo"], t["path"]):
-                if rid in wanted:
-                    where[rid] = (repo, path)
-        for rid, d in sorted(dups.items()):
-            kept = int(d.details["duplicate_of"])  # type: ignore[index]
-            rows.append({
-                "step": name, "id": rid, "repo": where.get(rid, (None, None))[0], "path": where.get(rid, (None, None))[1],
-                "duplicate_of": kept, "duplicate_of_repo": where.get(kept, (None, None))[0],
-                "duplicate_of_path": where.get(kept, (None, None))[1], "similarity": d.stat, "reason": d.reason,
-            })
-    return rows
+        t = table.table.filter(table.table.column("duplicate_of").is_valid())
+        # The report's similarity is the step's statistic (the Jaccard or its estimate, 1.0 for exact).
+        cols = {k: t.column("stat" if k == "similarity" else k) for k in _DUPLICATES_SCHEMA.names if k != "step"}
+        t = pa.table({"step": pa.array([name] * t.num_rows, pa.string()), **cols})
+        parts.append(t.select(_DUPLICATES_SCHEMA.names).cast(_DUPLICATES_SCHEMA))
+    return pa.concat_tables(parts) if parts else _DUPLICATES_SCHEMA.empty_table()
 
 
-def _plots(stats: dict[str, dict[str, list[float]]], steps: list[dict[str, Any]], labels: dict[str, str],
+def _plots(stats: dict[str, dict[str, array]], steps: list[dict[str, Any]], labels: dict[str, str],
            out: Path) -> list[str]:
     from santa.pipeline.plots import histogram
 
@@ -195,7 +189,7 @@ def _plots(stats: dict[str, dict[str, list[float]]], steps: list[dict[str, Any]]
 
 
 def publish(out: Path, work: Path, report: dict[str, Any], segments: list[Segment], units: list[Unit],
-            markers: dict[tuple[int, int], dict[str, Any] | None], decisions: dict[str, dict[int, Decision]],
+            markers: dict[tuple[int, int], dict[str, Any] | None], decisions: dict[str, DecisionTable],
             console: Console) -> None:
     stage = work / "publish"
     shutil.rmtree(stage, ignore_errors=True)
@@ -218,9 +212,9 @@ def publish(out: Path, work: Path, report: dict[str, Any], segments: list[Segmen
             for kind in ("rejects", "annotations"):
                 for k, name in enumerate(m["files"][kind]):
                     os.replace(units_dir / name, stage / kind / f"s{seg.index}-part-{u.index:05d}-{k:03d}.parquet")
-    dup_rows = _duplicates(work, segments, decisions)
-    if dup_rows:
-        write_table(stage / "duplicates.parquet", json_rows_table(dup_rows, _DUPLICATES_SCHEMA))
+    dups = _duplicates(segments, decisions)
+    if dups.num_rows:
+        write_table(stage / "duplicates.parquet", dups)
     stats = report.pop("_stats")
     plots = _plots(stats, report["steps"], report.pop("_stat_labels"), stage / "plots")
     # Nothing disappeared: the files on disk hold exactly what the counts say.
@@ -236,7 +230,7 @@ def publish(out: Path, work: Path, report: dict[str, Any], segments: list[Segmen
     report["outputs"] = {
         "data": len(data_files), "rejects": len(reject_files),
         "annotations": len(list((stage / "annotations").glob("*.parquet"))),
-        "duplicates": "duplicates.parquet" if dup_rows else None, "duplicate_rows": len(dup_rows),
+        "duplicates": "duplicates.parquet" if dups.num_rows else None, "duplicate_rows": dups.num_rows,
         "plots": [f"plots/{p}" for p in plots],
     }
     write_json(stage / "report.json", report)

@@ -1,0 +1,309 @@
+"""How the pipeline scales with the corpus (issue 14): a synthetic corpus of N files, `santa
+prepare` run on it in a fresh process, and what that process and its workers used.
+
+    python benchmarks/bench_scale.py [--files 20000 80000] [--pipeline final] [--format jsonl|parquet]
+                                     [--workers N] [--engine local|ray] [--santa TREE ...] [--quick] [--json]
+
+The corpus is made from the source files of this machine (the Python standard library, a JDK's
+src.zip, JavaScript under /usr/lib/node_modules, whichever exist): each file is three random
+windows of lines of three source files of one language (~10 KB on average, log-normal sizes),
+so that files are distinct and look like code; then ~5 % are near copies of an earlier file
+(a few lines changed, dropped or added) and ~1 % exact copies. Shards of 2,000 files, cached under
+cache/bench/scale/ (generation is seeded; --regenerate rebuilds).
+
+Per N it prints: wall time; CPU of the driver and of its workers together (getrusage of the
+children this process waited for: the driver, which waits for its worker pool) and MB/s per core
+(input MB / that CPU); the driver's own CPU and its share; the driver's peak RSS (VmHWM); the
+peak memory of the whole process tree (sum of PSS, which counts pages forked workers share with
+the driver once); the peak size of the scratch directory <output>/.santa-work and its ratio to
+the input. Memory and disk are polled every 0.2 s, so short peaks may be missed. The machine's
+load average is printed with each run: on a shared machine, compare runs made together.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import gzip
+import json
+import math
+import os
+import random
+import resource
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import threading
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARD_FILES = 2000
+_EXT = {".py": "Python", ".java": "Java", ".js": "JavaScript"}
+
+
+# -- the corpus -----------------------------------------------------------------------------------
+
+
+def source_pool(max_per_lang: int = 6000, seed: int = 0) -> dict[str, list[str]]:
+    """Texts of source files on this machine, per language (at most ``max_per_lang`` each)."""
+    rng = random.Random(seed)
+    pool: dict[str, list[str]] = {lang: [] for lang in _EXT.values()}
+
+    def take(lang: str, data: bytes) -> None:
+        if 500 <= len(data) <= 200_000 and b"\x00" not in data:
+            try:
+                pool[lang].append(data.decode("utf-8"))
+            except UnicodeDecodeError:
+                pass
+
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    py = sorted(p for p in stdlib.rglob("*.py") if "site-packages" not in p.parts)
+    js = sorted(Path("/usr/lib/node_modules").rglob("*.js")) if Path("/usr/lib/node_modules").is_dir() else []
+    for lang, files in (("Python", py), ("JavaScript", js)):
+        for p in rng.sample(files, min(len(files), max_per_lang)):
+            try:
+                take(lang, p.read_bytes())
+            except OSError:
+                pass
+    for z in sorted(glob.glob("/usr/lib/jvm/*/src.zip") + glob.glob("/usr/lib/jvm/*/lib/src.zip")):
+        try:
+            with zipfile.ZipFile(z) as zf:
+                names = [n for n in zf.namelist() if n.endswith(".java")]
+                for n in rng.sample(names, min(len(names), max_per_lang)):
+                    take("Java", zf.read(n))
+            break
+        except (OSError, zipfile.BadZipFile):
+            continue
+    return {lang: texts for lang, texts in pool.items() if texts}
+
+
+def synthetic_files(n: int, pool: dict[str, list[str]], seed: int = 14, mean_bytes: int = 13_500) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    lines = {lang: [t.split("\n") for t in texts] for lang, texts in pool.items()}
+    langs = sorted(lines)
+    out: list[dict[str, Any]] = []
+    sigma = 1.0
+    # log-normal; windows are cut short by small source files, so this aims above the ~10 KB wanted
+    mu = math.log(mean_bytes) - sigma * sigma / 2
+    for i in range(n):
+        r = rng.random()
+        if r < 0.01 and out:
+            src = rng.choice(out)
+            lang, content = src["lang"], src["content"]
+        elif r < 0.06 and out:
+            src = rng.choice(out)
+            lang = src["lang"]
+            ls = src["content"].split("\n")
+            for _ in range(max(1, len(ls) // rng.choice([50, 30, 20]))):
+                k = rng.randrange(len(ls))
+                op = rng.random()
+                if op < 0.4:
+                    ls[k] = ls[k] + "  // edited" if lang != "Python" else ls[k] + "  # edited"
+                elif op < 0.7 and len(ls) > 2:
+                    del ls[k]
+                else:
+                    ls.insert(k, rng.choice(rng.choice(lines[lang])))
+            content = "\n".join(ls)
+        else:
+            lang = rng.choice(langs)
+            target = min(200_000, max(300, int(rng.lognormvariate(mu, sigma))))
+            parts = []
+            for _ in range(3):
+                src = rng.choice(lines[lang])
+                # a window of about a third of the target, from a random line on
+                k = rng.randrange(max(1, len(src) - 3))
+                size, start = 0, k
+                while size < target // 3:
+                    size += len(src[k]) + 1
+                    k = (k + 1) % len(src)
+                    if k == start:
+                        break
+                parts.append("\n".join(src[start:k] if k > start else src[start:] + src[:k]))
+            content = "\n".join(parts) + "\n"
+        ext = {"Python": ".py", "Java": ".java", "JavaScript": ".js"}[lang]
+        out.append({"content": content, "lang": lang, "max_stars_repo_name": f"org{i % 997}/repo{i % 13}",
+                    "max_stars_repo_path": f"src/f{i:07d}{ext}", "max_stars_count": rng.choice([0, 2, 5, 40]),
+                    "hexsha": f"{i:040x}"})
+    return out
+
+
+def build_corpus(n: int, fmt: str, regenerate: bool = False) -> Path:
+    out = ROOT / "cache" / "bench" / "scale" / f"{n}-{fmt}"
+    done = out / "_DONE"
+    if done.exists() and not regenerate:
+        return out
+    import shutil
+
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    records = synthetic_files(n, source_pool())
+    for k in range(0, n, SHARD_FILES):
+        shard = records[k:k + SHARD_FILES]
+        if fmt == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            pq.write_table(pa.Table.from_pylist(shard), out / f"part-{k // SHARD_FILES:05d}.parquet", compression="zstd")
+        else:
+            data = "".join(json.dumps(r) + "\n" for r in shard).encode()
+            (out / f"part-{k // SHARD_FILES:05d}.jsonl.gz").write_bytes(gzip.compress(data, compresslevel=1, mtime=0))
+    done.write_text(json.dumps({"files": n, "bytes": sum(len(r["content"].encode()) for r in records)}))
+    return out
+
+
+# -- measuring one run -----------------------------------------------------------------------------
+
+
+def _proc_cpu(pid: int) -> float | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def _status_kb(pid: int, key: str) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _pss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _tree(pid: int) -> list[int]:
+    import psutil
+
+    try:
+        p = psutil.Process(pid)
+        return [pid] + [c.pid for c in p.children(recursive=True)]
+    except psutil.Error:
+        return [pid]
+
+
+def _du(path: Path) -> int:
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, f)).st_blocks * 512
+            except OSError:
+                pass
+    return total
+
+
+class Poller(threading.Thread):
+    def __init__(self, pid: int, scratch: Path, every: float = 0.2) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.scratch, self.every = pid, scratch, every
+        self.driver_hwm_kb = 0
+        self.driver_cpu = 0.0
+        self.tree_peak_kb = 0
+        self.scratch_peak = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            hwm = _status_kb(self.pid, "VmHWM")
+            cpu = _proc_cpu(self.pid)
+            if hwm is None or cpu is None:
+                break
+            self.driver_hwm_kb, self.driver_cpu = max(self.driver_hwm_kb, hwm), cpu
+            self.tree_peak_kb = max(self.tree_peak_kb, sum(_pss_kb(p) for p in _tree(self.pid)))
+            self.scratch_peak = max(self.scratch_peak, _du(self.scratch))
+            self.stop.wait(self.every)
+
+
+def run_prepare(corpus: Path, pipeline: str, workers: int | None, engine: str, santa: Path = ROOT) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(dir=ROOT / "cache" / "bench") as tmp:
+        out = Path(tmp) / "out"
+        cmd = [sys.executable, "-m", "santa", "prepare", f"input={corpus}", f"output={out}", f"pipeline={pipeline}",
+               "progress=false", f"engine={engine}"] + ([f"engine.workers={workers}"] if workers else [])
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(santa) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        load0 = os.getloadavg()
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=santa, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        poller = Poller(proc.pid, out / ".santa-work")
+        poller.start()
+        _, err = proc.communicate()
+        wall = time.perf_counter() - t0
+        poller.stop.set()
+        poller.join()
+        kids1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if proc.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed:\n{err[-3000:]}")
+        report = json.loads((out / "report.json").read_text())
+    cpu = (kids1.ru_utime + kids1.ru_stime) - (kids0.ru_utime + kids0.ru_stime)
+    mb = report["steps"][0]["read"]["bytes"] / 1e6
+    return {
+        "files": report["steps"][0]["read"]["files"], "mb": round(mb, 1), "wall_s": round(wall, 1),
+        "cpu_s": round(cpu, 1), "mb_s_per_core": round(mb / cpu, 2),
+        "driver_cpu_s": round(poller.driver_cpu, 1), "driver_share": round(poller.driver_cpu / cpu, 3),
+        "driver_peak_rss_mb": round(poller.driver_hwm_kb / 1024, 1), "tree_peak_pss_mb": round(poller.tree_peak_kb / 1024, 1),
+        "scratch_peak_mb": round(poller.scratch_peak / 1e6, 1), "scratch_ratio": round(poller.scratch_peak / 1e6 / mb, 2),
+        "kept": report["totals"]["kept"]["files"],
+        "corpus_s": {s["name"]: s["corpus_seconds"] for s in report["steps"] if "corpus_seconds" in s},
+        "load": [round(x, 1) for x in load0], "load_after": [round(x, 1) for x in os.getloadavg()],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--files", type=int, nargs="+", default=[20_000, 80_000])
+    ap.add_argument("--quick", action="store_true", help="2,000 and 8,000 files (a check that it runs)")
+    ap.add_argument("--pipeline", default="final")
+    ap.add_argument("--format", choices=["jsonl", "parquet"], default="jsonl")
+    ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--engine", choices=["local", "ray"], default="local")
+    ap.add_argument("--regenerate", action="store_true")
+    ap.add_argument("--santa", type=Path, action="append",
+                    help="a santa source tree to run (e.g. an older commit's `git archive`); repeat to interleave "
+                         "several on each corpus (default: this checkout)")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    rows = []
+    for n in [2_000, 8_000] if args.quick else args.files:
+        corpus = build_corpus(n, args.format, args.regenerate)
+        for tree in args.santa or [ROOT]:
+            row = {"n": n, "santa": str(tree), **run_prepare(corpus, args.pipeline, args.workers, args.engine, tree.resolve())}
+            rows.append(row)
+            if not args.json:
+                print(f"[{tree}] {n:>8,} files {row['mb']:>7} MB: {row['wall_s']:>6} s wall, {row['cpu_s']:>6} s CPU, "
+                  f"{row['mb_s_per_core']:>5} MB/s per core; driver {row['driver_cpu_s']} s CPU "
+                  f"({100 * row['driver_share']:.0f} %), peak RSS {row['driver_peak_rss_mb']} MB; "
+                  f"tree peak {row['tree_peak_pss_mb']} MB (PSS); scratch peak {row['scratch_peak_mb']} MB "
+                  f"({row['scratch_ratio']}x input); kept {row['kept']:,}; corpus steps {row['corpus_s']}; "
+                  f"load {row['load']} -> {row['load_after']}", flush=True)
+    for tree in args.santa or [ROOT]:
+        mine = [r for r in rows if r.get("santa") == str(tree)]
+        if len(mine) < 2:
+            continue
+        a, b = mine[0], mine[-1]
+        growth = (b["driver_peak_rss_mb"] - a["driver_peak_rss_mb"]) * 1024 * 1024 / (b["n"] - a["n"])
+        if args.json:
+            rows.append({"santa": str(tree), "driver_rss_bytes_per_file": round(growth)})
+        else:
+            print(f"[{tree}] driver peak RSS grows by {growth:,.0f} bytes per file between {a['n']:,} and {b['n']:,} files")
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
