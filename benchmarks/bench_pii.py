@@ -131,7 +131,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--max-mb", type=float, default=3.0, help="MB of code to scan (default 3)")
     parser.add_argument("--corpus", help="records to read (JSONL/Parquet file or dir) instead of the demo corpus")
-    parser.add_argument("--cache-dir", default=str(ROOT / "cache" / "bench" / "pii-corpus"), help="where to build the demo corpus")
+    parser.add_argument(
+        "--cache-dir", default=str(ROOT / "cache" / "bench" / "pii-corpus"), help="where to build the demo corpus"
+    )
     parser.add_argument("--files-per-lang", type=int, default=600, help="demo corpus size per language")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each santa measurement; the best counts")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")

@@ -116,8 +116,18 @@ def bench_steps(records: list[dict[str, Any]], reference: bool) -> list[dict[str
         else:
             removed = sum(not d.keep for d in step.process(batch))
         cpu = _cpu() - c0
-        rows.append({"step": label, "mb": round(mb, 2), "cpu_s": round(cpu, 2), "wall_s": round(time.perf_counter() - t0, 2),
-                     "mb_s_per_core": round(mb / cpu, 2), "setup_s": round(setup, 2), "removed": removed, **extra})
+        rows.append(
+            {
+                "step": label,
+                "mb": round(mb, 2),
+                "cpu_s": round(cpu, 2),
+                "wall_s": round(time.perf_counter() - t0, 2),
+                "mb_s_per_core": round(mb / cpu, 2),
+                "setup_s": round(setup, 2),
+                "removed": removed,
+                **extra,
+            }
+        )
     return rows
 
 
@@ -131,18 +141,30 @@ def bench_pipeline(corpus: Path, preset: str, workers: int | None) -> dict[str, 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("prepare", overrides=["input=x", "output=y", f"pipeline={preset}"])
     with tempfile.TemporaryDirectory() as tmp:
-        pcfg = build_config(pipeline=cfg.pipeline, engine={"name": "local", "workers": workers}, input=str(corpus),
-                            output=Path(tmp) / "out", progress=False)
+        pcfg = build_config(
+            pipeline=cfg.pipeline,
+            engine={"name": "local", "workers": workers},
+            input=str(corpus),
+            output=Path(tmp) / "out",
+            progress=False,
+        )
         c0, t0 = _cpu(), time.perf_counter()
         result = run_pipeline(pcfg, Console(file=open(os.devnull, "w")))
         cpu, wall = _cpu() - c0, time.perf_counter() - t0
     report = result.report
     mb = report["steps"][0]["read"]["bytes"] / 1e6
-    return {"pipeline": preset, "steps": [s["name"] for s in report["steps"]][1:], "mb": round(mb, 2),
-            "workers": pcfg.workers or os.cpu_count(), "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
-            "mb_s_per_core": round(mb / cpu, 2), "mb_s_wall": round(mb / wall, 2),
-            "kept_pct": round(100 * report["totals"]["kept"]["files"] / report["totals"]["read"]["files"], 1),
-            "corpus_step_s": {s["name"]: s["corpus_seconds"] for s in report["steps"] if "corpus_seconds" in s}}
+    return {
+        "pipeline": preset,
+        "steps": [s["name"] for s in report["steps"]][1:],
+        "mb": round(mb, 2),
+        "workers": pcfg.workers or os.cpu_count(),
+        "wall_s": round(wall, 2),
+        "cpu_s": round(cpu, 2),
+        "mb_s_per_core": round(mb / cpu, 2),
+        "mb_s_wall": round(mb / wall, 2),
+        "kept_pct": round(100 * report["totals"]["kept"]["files"] / report["totals"]["read"]["files"], 1),
+        "corpus_step_s": {s["name"]: s["corpus_seconds"] for s in report["steps"] if "corpus_seconds" in s},
+    }
 
 
 def bench_command(corpus: Path, preset: str, workers: int | None) -> dict[str, Any]:
@@ -150,8 +172,14 @@ def bench_command(corpus: Path, preset: str, workers: int | None) -> dict[str, A
     process waits for them), interpreter start-up and imports included."""
     santa = Path(sys.executable).with_name("santa")
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [str(santa), "prepare", f"input={corpus}", f"output={Path(tmp) / 'out'}", f"pipeline={preset}",
-               "progress=false"] + ([f"engine.workers={workers}"] if workers else [])
+        cmd = [
+            str(santa),
+            "prepare",
+            f"input={corpus}",
+            f"output={Path(tmp) / 'out'}",
+            f"pipeline={preset}",
+            "progress=false",
+        ] + ([f"engine.workers={workers}"] if workers else [])
         c0, t0 = _kids_cpu(), time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True)
         cpu, wall = _kids_cpu() - c0, time.perf_counter() - t0
@@ -159,15 +187,25 @@ def bench_command(corpus: Path, preset: str, workers: int | None) -> dict[str, A
             raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
         report = json.loads((Path(tmp) / "out" / "report.json").read_text())
     mb = report["steps"][0]["read"]["bytes"] / 1e6
-    return {"pipeline": preset, "mb": round(mb, 2), "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
-            "mb_s_per_core": round(mb / cpu, 2), "mb_s_wall": round(mb / wall, 2)}
+    return {
+        "pipeline": preset,
+        "mb": round(mb, 2),
+        "wall_s": round(wall, 2),
+        "cpu_s": round(cpu, 2),
+        "mb_s_per_core": round(mb / cpu, 2),
+        "mb_s_wall": round(mb / wall, 2),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", type=Path, help="a corpus directory (default: the demo corpus, built if needed)")
-    ap.add_argument("--max-files", type=int, default=1500,
-                    help="files per language of the demo corpus (default 1500, as conf/data/demo.yaml)")
+    ap.add_argument(
+        "--max-files",
+        type=int,
+        default=1500,
+        help="files per language of the demo corpus (default 1500, as conf/data/demo.yaml)",
+    )
     ap.add_argument("--pipeline", default="final", help="preset for the whole-pipeline figure (default final)")
     ap.add_argument("--workers", type=int, default=None, help="local engine workers (default: every core)")
     ap.add_argument("--reference", action="store_true", help="also time the comments step's reference method (slow)")
@@ -187,8 +225,11 @@ def main(argv: list[str] | None = None) -> int:
     out["pipeline"] = min(runs, key=lambda r: r["cpu_s"])
     if len(runs) > 1:
         rates = sorted(r["mb_s_per_core"] for r in runs)
-        out["repeats"] = {"mb_s_per_core": [r["mb_s_per_core"] for r in runs], "best": rates[-1],
-                          "median": statistics.median(rates)}
+        out["repeats"] = {
+            "mb_s_per_core": [r["mb_s_per_core"] for r in runs],
+            "best": rates[-1],
+            "median": statistics.median(rates),
+        }
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
@@ -205,8 +246,15 @@ def main(argv: list[str] | None = None) -> int:
                 t.add_row(r["step"], "", "", "", "", "", r["error"][:60])
                 continue
             note = f"prepare {r['prepare_s']} s + corpus {r['corpus_s']} s" if "prepare_s" in r else ""
-            t.add_row(r["step"], f"{r['mb']:.1f}", f"{r['cpu_s']:.2f}", f"{r['mb_s_per_core']:.1f}",
-                      f"{r['setup_s']:.2f}", str(r["removed"]), note)
+            t.add_row(
+                r["step"],
+                f"{r['mb']:.1f}",
+                f"{r['cpu_s']:.2f}",
+                f"{r['mb_s_per_core']:.1f}",
+                f"{r['setup_s']:.2f}",
+                str(r["removed"]),
+                note,
+            )
         console.print(t)
     for p in runs:
         console.print(
@@ -216,7 +264,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     if "repeats" in out:
         r = out["repeats"]
-        console.print(f"{len(runs)} runs: best [bold]{r['best']}[/bold], median [bold]{r['median']}[/bold] MB/s per core")
+        console.print(
+            f"{len(runs)} runs: best [bold]{r['best']}[/bold], median [bold]{r['median']}[/bold] MB/s per core"
+        )
     console.print(
         f"[bold]santa prepare pipeline={command['pipeline']}[/bold] in a fresh process (start-up and imports included): "
         f"{command['wall_s']} s wall, {command['cpu_s']} s CPU -> [bold]{command['mb_s_per_core']} MB/s per core[/bold] "

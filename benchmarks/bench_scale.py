@@ -81,7 +81,9 @@ def source_pool(max_per_lang: int = 6000, seed: int = 0) -> dict[str, list[str]]
     return {lang: texts for lang, texts in pool.items() if texts}
 
 
-def synthetic_files(n: int, pool: dict[str, list[str]], seed: int = 14, mean_bytes: int = 13_500) -> list[dict[str, Any]]:
+def synthetic_files(
+    n: int, pool: dict[str, list[str]], seed: int = 14, mean_bytes: int = 13_500
+) -> list[dict[str, Any]]:
     rng = random.Random(seed)
     lines = {lang: [t.split("\n") for t in texts] for lang, texts in pool.items()}
     langs = sorted(lines)
@@ -125,9 +127,16 @@ def synthetic_files(n: int, pool: dict[str, list[str]], seed: int = 14, mean_byt
                 parts.append("\n".join(src[start:k] if k > start else src[start:] + src[:k]))
             content = "\n".join(parts) + "\n"
         ext = {"Python": ".py", "Java": ".java", "JavaScript": ".js"}[lang]
-        out.append({"content": content, "lang": lang, "max_stars_repo_name": f"org{i % 997}/repo{i % 13}",
-                    "max_stars_repo_path": f"src/f{i:07d}{ext}", "max_stars_count": rng.choice([0, 2, 5, 40]),
-                    "hexsha": f"{i:040x}"})
+        out.append(
+            {
+                "content": content,
+                "lang": lang,
+                "max_stars_repo_name": f"org{i % 997}/repo{i % 13}",
+                "max_stars_repo_path": f"src/f{i:07d}{ext}",
+                "max_stars_count": rng.choice([0, 2, 5, 40]),
+                "hexsha": f"{i:040x}",
+            }
+        )
     return out
 
 
@@ -142,12 +151,14 @@ def build_corpus(n: int, fmt: str, regenerate: bool = False) -> Path:
     out.mkdir(parents=True)
     records = synthetic_files(n, source_pool())
     for k in range(0, n, SHARD_FILES):
-        shard = records[k:k + SHARD_FILES]
+        shard = records[k : k + SHARD_FILES]
         if fmt == "parquet":
             import pyarrow as pa
             import pyarrow.parquet as pq
 
-            pq.write_table(pa.Table.from_pylist(shard), out / f"part-{k // SHARD_FILES:05d}.parquet", compression="zstd")
+            pq.write_table(
+                pa.Table.from_pylist(shard), out / f"part-{k // SHARD_FILES:05d}.parquet", compression="zstd"
+            )
         else:
             data = "".join(json.dumps(r) + "\n" for r in shard).encode()
             (out / f"part-{k // SHARD_FILES:05d}.jsonl.gz").write_bytes(gzip.compress(data, compresslevel=1, mtime=0))
@@ -232,9 +243,22 @@ class Poller(threading.Thread):
 def run_prepare(corpus: Path, pipeline: str, workers: int | None, engine: str, santa: Path = ROOT) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(dir=ROOT / "cache" / "bench") as tmp:
         out = Path(tmp) / "out"
-        cmd = [sys.executable, "-m", "santa", "prepare", f"input={corpus}", f"output={out}", f"pipeline={pipeline}",
-               "progress=false", f"engine={engine}"] + ([f"engine.workers={workers}"] if workers else [])
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(santa) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        cmd = [
+            sys.executable,
+            "-m",
+            "santa",
+            "prepare",
+            f"input={corpus}",
+            f"output={out}",
+            f"pipeline={pipeline}",
+            "progress=false",
+            f"engine={engine}",
+        ] + ([f"engine.workers={workers}"] if workers else [])
+        env = {
+            **os.environ,
+            "OMP_NUM_THREADS": "1",
+            "PYTHONPATH": str(santa) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        }
         kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         load0 = os.getloadavg()
         t0 = time.perf_counter()
@@ -252,14 +276,21 @@ def run_prepare(corpus: Path, pipeline: str, workers: int | None, engine: str, s
     cpu = (kids1.ru_utime + kids1.ru_stime) - (kids0.ru_utime + kids0.ru_stime)
     mb = report["steps"][0]["read"]["bytes"] / 1e6
     return {
-        "files": report["steps"][0]["read"]["files"], "mb": round(mb, 1), "wall_s": round(wall, 1),
-        "cpu_s": round(cpu, 1), "mb_s_per_core": round(mb / cpu, 2),
-        "driver_cpu_s": round(poller.driver_cpu, 1), "driver_share": round(poller.driver_cpu / cpu, 3),
-        "driver_peak_rss_mb": round(poller.driver_hwm_kb / 1024, 1), "tree_peak_pss_mb": round(poller.tree_peak_kb / 1024, 1),
-        "scratch_peak_mb": round(poller.scratch_peak / 1e6, 1), "scratch_ratio": round(poller.scratch_peak / 1e6 / mb, 2),
+        "files": report["steps"][0]["read"]["files"],
+        "mb": round(mb, 1),
+        "wall_s": round(wall, 1),
+        "cpu_s": round(cpu, 1),
+        "mb_s_per_core": round(mb / cpu, 2),
+        "driver_cpu_s": round(poller.driver_cpu, 1),
+        "driver_share": round(poller.driver_cpu / cpu, 3),
+        "driver_peak_rss_mb": round(poller.driver_hwm_kb / 1024, 1),
+        "tree_peak_pss_mb": round(poller.tree_peak_kb / 1024, 1),
+        "scratch_peak_mb": round(poller.scratch_peak / 1e6, 1),
+        "scratch_ratio": round(poller.scratch_peak / 1e6 / mb, 2),
         "kept": report["totals"]["kept"]["files"],
         "corpus_s": {s["name"]: s["corpus_seconds"] for s in report["steps"] if "corpus_seconds" in s},
-        "load": [round(x, 1) for x in load0], "load_after": [round(x, 1) for x in os.getloadavg()],
+        "load": [round(x, 1) for x in load0],
+        "load_after": [round(x, 1) for x in os.getloadavg()],
     }
 
 
@@ -272,24 +303,35 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--engine", choices=["local", "ray"], default="local")
     ap.add_argument("--regenerate", action="store_true")
-    ap.add_argument("--santa", type=Path, action="append",
-                    help="a santa source tree to run (e.g. an older commit's `git archive`); repeat to interleave "
-                         "several on each corpus (default: this checkout)")
+    ap.add_argument(
+        "--santa",
+        type=Path,
+        action="append",
+        help="a santa source tree to run (e.g. an older commit's `git archive`); repeat to interleave "
+        "several on each corpus (default: this checkout)",
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     rows = []
     for n in [2_000, 8_000] if args.quick else args.files:
         corpus = build_corpus(n, args.format, args.regenerate)
         for tree in args.santa or [ROOT]:
-            row = {"n": n, "santa": str(tree), **run_prepare(corpus, args.pipeline, args.workers, args.engine, tree.resolve())}
+            row = {
+                "n": n,
+                "santa": str(tree),
+                **run_prepare(corpus, args.pipeline, args.workers, args.engine, tree.resolve()),
+            }
             rows.append(row)
             if not args.json:
-                print(f"[{tree}] {n:>8,} files {row['mb']:>7} MB: {row['wall_s']:>6} s wall, {row['cpu_s']:>6} s CPU, "
-                  f"{row['mb_s_per_core']:>5} MB/s per core; driver {row['driver_cpu_s']} s CPU "
-                  f"({100 * row['driver_share']:.0f} %), peak RSS {row['driver_peak_rss_mb']} MB; "
-                  f"tree peak {row['tree_peak_pss_mb']} MB (PSS); scratch peak {row['scratch_peak_mb']} MB "
-                  f"({row['scratch_ratio']}x input); kept {row['kept']:,}; corpus steps {row['corpus_s']}; "
-                  f"load {row['load']} -> {row['load_after']}", flush=True)
+                print(
+                    f"[{tree}] {n:>8,} files {row['mb']:>7} MB: {row['wall_s']:>6} s wall, {row['cpu_s']:>6} s CPU, "
+                    f"{row['mb_s_per_core']:>5} MB/s per core; driver {row['driver_cpu_s']} s CPU "
+                    f"({100 * row['driver_share']:.0f} %), peak RSS {row['driver_peak_rss_mb']} MB; "
+                    f"tree peak {row['tree_peak_pss_mb']} MB (PSS); scratch peak {row['scratch_peak_mb']} MB "
+                    f"({row['scratch_ratio']}x input); kept {row['kept']:,}; corpus steps {row['corpus_s']}; "
+                    f"load {row['load']} -> {row['load_after']}",
+                    flush=True,
+                )
     for tree in args.santa or [ROOT]:
         mine = [r for r in rows if r.get("santa") == str(tree)]
         if len(mine) < 2:
@@ -299,7 +341,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             rows.append({"santa": str(tree), "driver_rss_bytes_per_file": round(growth)})
         else:
-            print(f"[{tree}] driver peak RSS grows by {growth:,.0f} bytes per file between {a['n']:,} and {b['n']:,} files")
+            print(
+                f"[{tree}] driver peak RSS grows by {growth:,.0f} bytes per file between {a['n']:,} and {b['n']:,} files"
+            )
     if args.json:
         print(json.dumps(rows, indent=1))
     return 0

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import statistics
 import sys
 import time
@@ -138,9 +137,7 @@ def bench_training(
 ) -> TrainResult:
     model = build_training_model(cfg, device, compiled, checkpointing)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-    opt = torch.optim.AdamW(
-        model.configure_param_groups(0.1), lr=2e-4, betas=(0.9, 0.95), eps=1e-8, fused=True
-    )
+    opt = torch.optim.AdamW(model.configure_param_groups(0.1), lr=2e-4, betas=(0.9, 0.95), eps=1e-8, fused=True)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, cfg.vocab_size, (micro_batch, seq + 1), generator=g).to(device)
@@ -188,7 +185,8 @@ def bench_training(
     result = TrainResult(
         precision, compiled, tps, elapsed / steps, mfu, peak_mib(device), flash, first, float(loss_box[0])
     )
-    del model, opt
+    # Free the model and optimizer before the next configuration builds its own.
+    model = opt = None  # type: ignore[assignment]
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return result
@@ -221,7 +219,9 @@ def bench_generation(
     model = model.to(device=device, dtype=dtype).eval()
     results = []
     for batch in batches:
-        ids = torch.randint(0, cfg.vocab_size, (batch, prompt), generator=torch.Generator().manual_seed(batch)).to(device)
+        ids = torch.randint(0, cfg.vocab_size, (batch, prompt), generator=torch.Generator().manual_seed(batch)).to(
+            device
+        )
         mask = torch.ones_like(ids)
         out: dict[str, torch.Tensor] = {}
 
@@ -302,16 +302,33 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"peak {peak / 1e12 if peak else float('nan'):.1f} TFLOP/s",
         flush=True,
     )
-    report: dict[str, Any] = {"device": name, "torch": torch.__version__, "config": cfg.to_dict(), "train": [], "generate": []}
+    report: dict[str, Any] = {
+        "device": name,
+        "torch": torch.__version__,
+        "config": cfg.to_dict(),
+        "train": [],
+        "generate": [],
+    }
     if not args.skip_train:
         compiles = {"both": [False, True], "on": [True], "off": [False]}[args.compile]
-        print("| precision | torch.compile | tokens/s | step s | MFU | peak MiB | SDPA | first step s | loss |", flush=True)
+        print(
+            "| precision | torch.compile | tokens/s | step s | MFU | peak MiB | SDPA | first step s | loss |",
+            flush=True,
+        )
         print("|---|---|---:|---:|---:|---:|---|---:|---:|", flush=True)
         for compiled in compiles:
             for precision in args.precision:
                 r = bench_training(
-                    cfg, device, precision, compiled, micro_batch=micro, seq=seq, warmup=warmup, steps=steps,
-                    checkpointing=not args.no_checkpointing, peak=peak,
+                    cfg,
+                    device,
+                    precision,
+                    compiled,
+                    micro_batch=micro,
+                    seq=seq,
+                    warmup=warmup,
+                    steps=steps,
+                    checkpointing=not args.no_checkpointing,
+                    peak=peak,
                 )
                 report["train"].append(asdict(r))
                 mfu = f"{r.mfu:.1%}" if r.mfu is not None else "n/a"
@@ -322,7 +339,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 )
     if not args.skip_generate:
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-        print(f"generation, greedy {prompt} + {new}, {str(dtype).removeprefix('torch.')} weights, {repeat} interleaved repeats:", flush=True)
+        print(
+            f"generation, greedy {prompt} + {new}, {str(dtype).removeprefix('torch.')} weights, {repeat} interleaved repeats:",
+            flush=True,
+        )
         print("| batch | santa tok/s | HF tok/s | santa/HF min / median / max | greedy outputs |", flush=True)
         print("|---:|---:|---:|---:|---|", flush=True)
         for g in bench_generation(cfg, device, dtype, args.gen_batches, prompt, new, repeat):

@@ -126,7 +126,9 @@ def hub_snapshot(repo_id: str, revision: str | None = None) -> HubModel:
             "and the Hugging Face hub could not be reached to download it (set HF_HUB_OFFLINE=1 to use only the cache)"
         ) from None
     except GatedRepoError:
-        raise ArtifactError(f"model {where} is gated on the Hugging Face hub: accept its terms and log in (`hf auth login`)") from None
+        raise ArtifactError(
+            f"model {where} is gated on the Hugging Face hub: accept its terms and log in (`hf auth login`)"
+        ) from None
     except RepositoryNotFoundError:
         raise ArtifactError(
             f"no model at {repo_id}: no such local path, and no Hugging Face hub model of that name "
@@ -135,7 +137,9 @@ def hub_snapshot(repo_id: str, revision: str | None = None) -> HubModel:
     except RevisionNotFoundError:
         raise ArtifactError(f"model {repo_id} has no revision {revision!r} on the Hugging Face hub") from None
     except HfHubHTTPError as exc:
-        raise ArtifactError(f"model {where}: the Hugging Face hub refused the download: {exc}".replace("\n", " ")) from None
+        raise ArtifactError(
+            f"model {where}: the Hugging Face hub refused the download: {exc}".replace("\n", " ")
+        ) from None
     return HubModel(repo_id, folder.name, folder)
 
 

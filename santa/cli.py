@@ -153,7 +153,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--spm", action="store_true", help="suffix-prefix-middle prompt order (default PSM)")
     _add_generation_args(p)
     p.set_defaults(func=cmd_infill)
-    p = sub.add_parser("sandbox", help="print what the code-execution sandbox guarantees here, and the toolchains found")
+    p = sub.add_parser(
+        "sandbox", help="print what the code-execution sandbox guarantees here, and the toolchains found"
+    )
     p.add_argument("--isolation", choices=["auto", "none"], default="auto")
     p.set_defaults(func=cmd_sandbox)
     chosen = next((a for a in (argv or []) if not a.startswith("-")), None)

@@ -19,6 +19,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+
 import torch.distributed as dist
 from lightning.pytorch.strategies import DDPStrategy as _LightningDDP
 from lightning.pytorch.strategies import DeepSpeedStrategy as _LightningDeepSpeed

@@ -17,7 +17,6 @@ from rich.console import Console
 from santa.errors import RunInterrupted, RunRefused, SantaError, print_error
 from santa.runs import multirun_job
 
-
 # The user errors of this process's Hydra multirun jobs, as (job, first line of the error). In a
 # multirun a job's user error ends that job, not the sweep: Hydra goes on with the next job (as it
 # does for any exception of a job), and SweepErrors reports them all at the end and exits 2.
@@ -71,7 +70,11 @@ def run_guarded(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     except KeyboardInterrupt:
         # Ctrl-C outside training (data stages, evaluation): one line, no traceback. The stages
         # write to temporary names, so nothing half-done is left behind.
-        print_error(SantaError("interrupted (Ctrl-C); the stages finished so far are cached, rerun the same command to continue"))
+        print_error(
+            SantaError(
+                "interrupted (Ctrl-C); the stages finished so far are cached, rerun the same command to continue"
+            )
+        )
         sys.exit(130)
     except (SantaError, FileNotFoundError) as exc:
         print_error(exc)
@@ -79,7 +82,9 @@ def run_guarded(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         hc = multirun_job()
         if hc is None or isinstance(exc, RunInterrupted):
             sys.exit(getattr(exc, "exit_code", 2))
-        _FAILED_JOBS.append((f"#{hc.job.num} {hc.runtime.output_dir}", str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+        _FAILED_JOBS.append(
+            (f"#{hc.job.num} {hc.runtime.output_dir}", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        )
         return None
 
 
@@ -193,8 +198,11 @@ class SweepErrors(Callback):
         if not _FAILED_JOBS:
             return
         console = Console(stderr=True, soft_wrap=True)
-        console.print(f"[bold red]error:[/bold red] {len(_FAILED_JOBS)} job(s) of the sweep failed (the others ran "
-                      "to their end; a job's overrides are in <job dir>/.hydra/overrides.yaml):", highlight=False)
+        console.print(
+            f"[bold red]error:[/bold red] {len(_FAILED_JOBS)} job(s) of the sweep failed (the others ran "
+            "to their end; a job's overrides are in <job dir>/.hydra/overrides.yaml):",
+            highlight=False,
+        )
         for job, error in _FAILED_JOBS:
             console.print(f"  job {job}: {error}", highlight=False, markup=False)
         sys.exit(2)

@@ -117,9 +117,7 @@ class SantaLM(pl.LightningModule):
         groups = self.model.configure_param_groups(
             weight_decay=float(o["weight_decay"]), decay_embeddings=bool(o.get("decay_embeddings", False))
         )
-        optimizer = torch.optim.AdamW(
-            groups, lr=float(o["lr"]), betas=tuple(o["betas"]), eps=float(o["eps"])
-        )
+        optimizer = torch.optim.AdamW(groups, lr=float(o["lr"]), betas=tuple(o["betas"]), eps=float(o["eps"]))
         total = int(self.hparams["max_steps"])
         warmup = int(round(float(o["warmup_fraction"]) * total))
         min_ratio = float(o["min_lr_ratio"])

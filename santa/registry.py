@@ -18,7 +18,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
@@ -60,7 +60,11 @@ class GroupContract:
 CONTRACTS: dict[str, GroupContract] = {
     "santa.filters": GroupContract("santa.filters", "filter", "pipeline.params.{name}"),
     "santa.attention": GroupContract(
-        "santa.attention", "attention", "model.attention_params", ("config",), params_in="config",
+        "santa.attention",
+        "attention",
+        "model.attention_params",
+        ("config",),
+        params_in="config",
         declared="attention_params",
     ),
     "santa.objectives": GroupContract("santa.objectives", "objective", "objective.params", ("tokenizer",)),
@@ -82,7 +86,7 @@ def _check_group(group: str) -> None:
         raise UnknownPluginError(f"unknown plugin group {group!r}; groups are: {', '.join(GROUPS)}")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _entry_points(group: str) -> dict[str, EntryPoint]:
     found: dict[str, EntryPoint] = {}
     for ep in entry_points(group=group):
@@ -98,7 +102,7 @@ def names(group: str) -> list[str]:
     return sorted(_entry_points(group))
 
 
-@lru_cache(maxsize=None)
+@cache
 def get(group: str, name: str) -> Any:
     """Load the object registered as ``name`` in ``group`` (a class or factory)."""
     _check_group(group)
@@ -128,7 +132,7 @@ def _unique(names: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(str(n) for n in names))
 
 
-@lru_cache(maxsize=None)
+@cache
 def declared_params(
     obj: Any, declared: str = "plugin_params", context: tuple[str, ...] = ()
 ) -> tuple[tuple[str, ...] | None, tuple[str, ...]]:
@@ -206,7 +210,9 @@ def resolve(group: str, name: str, params: Mapping[str, Any] | None = None, wher
     return obj
 
 
-def build(group: str, name: str, params: Mapping[str, Any] | None = None, *, where: str | None = None, **context: Any) -> Any:
+def build(
+    group: str, name: str, params: Mapping[str, Any] | None = None, *, where: str | None = None, **context: Any
+) -> Any:
     """Build the plugin ``name`` of ``group`` from the user's ``params`` and the group's
     ``context`` (:data:`CONTRACTS`): ``plugin(**context, **params)``, or, for a group whose
     parameters travel inside a context argument (attention), ``plugin(**context)``.

@@ -61,7 +61,9 @@ class Corpus:
         files = self.train if split == "train" else self.val
         for rec in read_records(files):
             if self.split_by_hash is not None:
-                held_out = stable_unit(rec.get("max_stars_repo_name"), rec.get("max_stars_repo_path")) < self.split_by_hash
+                held_out = (
+                    stable_unit(rec.get("max_stars_repo_name"), rec.get("max_stars_repo_path")) < self.split_by_hash
+                )
                 if held_out != (split == "val"):
                     continue
             yield rec
@@ -108,13 +110,22 @@ def pipeline_stage(cfg: Any, raw: Corpus, cache_dir: Path, console: Console) -> 
         tok_id: Any = fingerprint(load_tokenizer(tok["path"]))
     else:
         loader = functools.partial(_unfiltered_tokenizer, tok, raw, str(cache_dir))
-        tok_id = {"unfiltered": raw.key, **{k: tok[k] for k in ("vocab_size", "min_frequency", "spelling", "files_per_lang")}}
+        tok_id = {
+            "unfiltered": raw.key,
+            **{k: tok[k] for k in ("vocab_size", "min_frequency", "spelling", "files_per_lang")},
+        }
     inputs = list(dict.fromkeys(raw.train + raw.val))
     out = cache_dir / "pipeline" / config_key({"corpus": raw.key, "pipeline": pipeline, "tokenizer": tok_id})
     engine = cfg.get("engine") or {"name": "local"}
     pcfg = build_config(
-        pipeline=pipeline, engine=engine, input=[str(p) for p in inputs], output=out, tokenizer=loader,
-        tokenizer_id=json.dumps(tok_id, sort_keys=True), benchmark_data=cfg.get("benchmark_data"), cache_dir=cache_dir,
+        pipeline=pipeline,
+        engine=engine,
+        input=[str(p) for p in inputs],
+        output=out,
+        tokenizer=loader,
+        tokenizer_id=json.dumps(tok_id, sort_keys=True),
+        benchmark_data=cfg.get("benchmark_data"),
+        cache_dir=cache_dir,
     )
     console.print(f"[bold]pipeline[/bold] {pipeline.get('name', '?')}: {[s.name for s in pcfg.steps]} -> {out}")
     result = run_pipeline(pcfg, console)
@@ -129,7 +140,10 @@ def pipeline_stage(cfg: Any, raw: Corpus, cache_dir: Path, console: Console) -> 
     if raw.split_by_hash is not None:
         files = result.data_files
         return Corpus(key, files, files, split_by_hash=raw.split_by_hash, info=info)
-    splits = {s: [f for p in (raw.train if s == "train" else raw.val) for f in result.unit_data_files(p)] for s in ("train", "val")}
+    splits = {
+        s: [f for p in (raw.train if s == "train" else raw.val) for f in result.unit_data_files(p)]
+        for s in ("train", "val")
+    }
     for split, files in splits.items():
         if not files:
             raise DataStageError(
@@ -206,10 +220,15 @@ def tokens_stage(corpus: Corpus, tokenizer_dir: Path, cache_dir: Path, console: 
             console.print(f"[bold]tokens[/bold] tokenizing the {split} split")
             # A counting pass (reading is cheap next to tokenizing) gives the bar a total and an ETA.
             total = sum(1 for _ in corpus.records(split)) if console.is_terminal else None
-            tokenize_corpus(_nonempty(corpus, split, iter(corpus.records(split))), tokenizer, prefix,
-                            console=console, total=total)
-    return DataFiles(train=[str(prefixes["train"])], val=[str(prefixes["val"])], tokenizer_dir=str(tokenizer_dir),
-                     pipeline_dir=corpus.info.get("pipeline"))
+            tokenize_corpus(
+                _nonempty(corpus, split, iter(corpus.records(split))), tokenizer, prefix, console=console, total=total
+            )
+    return DataFiles(
+        train=[str(prefixes["train"])],
+        val=[str(prefixes["val"])],
+        tokenizer_dir=str(tokenizer_dir),
+        pipeline_dir=corpus.info.get("pipeline"),
+    )
 
 
 def _shard_complete(prefix: Path) -> bool:

@@ -25,16 +25,16 @@ from rich.markup import escape
 from rich.table import Table
 
 from santa import stages
-from santa.data.datamodule import DataFiles, SantaDataModule
-from santa.data.tokenizer import load_tokenizer, padded_vocab_size, special_ids
 from santa.callbacks import GracefulStop, StepsRichProgressBar, StepsTQDMProgressBar
-from santa.errors import RunInterrupted, RunRefused, SantaError
 from santa.checkpoint import checkpoint_mismatch, saved_model_config
 from santa.confdict import plain_dict
+from santa.data.datamodule import DataFiles, SantaDataModule
+from santa.data.tokenizer import load_tokenizer, padded_vocab_size, special_ids
+from santa.errors import RunInterrupted, RunRefused, SantaError
 from santa.lit import SantaLM
 from santa.model.config import GPTConfig
-from santa.sweep.evaluation import EVAL_DIR, evaluate_run, planned_benchmarks, scores_for_logger
 from santa.runs import JobRecord, sweep_group
+from santa.sweep.evaluation import EVAL_DIR, evaluate_run, planned_benchmarks, scores_for_logger
 
 # Lightning 2.6 calls a torch API that torch 2.13 deprecated, once per fit: not the user's to act on.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
@@ -219,12 +219,16 @@ def check_resume(ckpt_path: str, cfg: DictConfig) -> None:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
     except Exception as exc:  # noqa: BLE001  (torch raises many kinds for a file that is no checkpoint)
-        raise RunRefused(f"ckpt_path={ckpt_path}: not a checkpoint torch can read ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else ''}); nothing was changed") from None
+        raise RunRefused(
+            f"ckpt_path={ckpt_path}: not a checkpoint torch can read ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}); nothing was changed"
+        ) from None
     saved = saved_model_config(ckpt) if isinstance(ckpt, dict) else None
     if saved is None or "state_dict" not in ckpt:
-        raise RunRefused(f"ckpt_path={ckpt_path}: not a santa training checkpoint (it has no model configuration "
-                         "or state_dict); resume from <run dir>/checkpoints/*.ckpt; nothing was changed")
+        raise RunRefused(
+            f"ckpt_path={ckpt_path}: not a santa training checkpoint (it has no model configuration "
+            "or state_dict); resume from <run dir>/checkpoints/*.ckpt; nothing was changed"
+        )
     ours = GPTConfig.from_dict(model_config(cfg, int(saved.get("vocab_size") or 0))).to_dict()
     mismatch = checkpoint_mismatch(ckpt, ours)
     if mismatch is not None:
@@ -240,8 +244,11 @@ def resume_command(run_dir: Path) -> str:
         from hydra.core.hydra_config import HydraConfig
 
         if HydraConfig.initialized():
-            overrides = [o for o in HydraConfig.get().overrides.task
-                         if not o.split("=", 1)[0].lstrip("+~") in ("ckpt_path", "hydra.run.dir", "run_dir")]
+            overrides = [
+                o
+                for o in HydraConfig.get().overrides.task
+                if o.split("=", 1)[0].lstrip("+~") not in ("ckpt_path", "hydra.run.dir", "run_dir")
+            ]
     except ImportError:
         pass
     return " ".join([prog, *map(shlex.quote, overrides), "ckpt_path=last", shlex.quote(f"hydra.run.dir={run_dir}")])
@@ -319,8 +326,9 @@ def _train(
         tokenizer_json=tokenizer.backend_tokenizer.to_str(),
     )
     stop = GracefulStop(run_dir / "checkpoints")
-    trainer = build_trainer(cfg, accumulate, run_dir, [stop, *(extra_callbacks or [])], trainer_overrides,
-                            resuming=ckpt_path is not None)
+    trainer = build_trainer(
+        cfg, accumulate, run_dir, [stop, *(extra_callbacks or [])], trainer_overrides, resuming=ckpt_path is not None
+    )
     if trainer.is_global_zero:
         console.print(
             f"[bold]model[/bold] {lit.model.num_parameters():,} parameters, attention={mcfg['attention']}, "
@@ -364,15 +372,24 @@ def _train(
         finish_loggers(trainer)
 
 
-def _interrupted(stop: GracefulStop, trainer: pl.Trainer, run_dir: Path, job: JobRecord | None, console: Console) -> None:
+def _interrupted(
+    stop: GracefulStop, trainer: pl.Trainer, run_dir: Path, job: JobRecord | None, console: Console
+) -> None:
     command = resume_command(run_dir)
     if job is not None:
-        job.update(state="interrupted", signal=stop.signal_name, global_step=trainer.global_step,
-                   checkpoint=str(stop.checkpoint), resume=command, error=None)
+        job.update(
+            state="interrupted",
+            signal=stop.signal_name,
+            global_step=trainer.global_step,
+            checkpoint=str(stop.checkpoint),
+            resume=command,
+            error=None,
+        )
     signum = int(getattr(signal, stop.signal_name or "SIGTERM"))
     raise RunInterrupted(
         f"{stop.signal_name}: training stopped at step {trainer.global_step} of {trainer.max_steps}; "
-        f"checkpoint saved to {stop.checkpoint}. Resume with: {command}", signum,
+        f"checkpoint saved to {stop.checkpoint}. Resume with: {command}",
+        signum,
     )
 
 
@@ -423,8 +440,8 @@ def export(lit: SantaLM, tokenizer: Any, out: Path, console: Console) -> str | N
 
 
 def show_samples(lit: SantaLM, tokenizer: Any, sample: DictConfig, console: Console) -> dict[str, str]:
-    from santa.model.generation import generate
     from santa.data.fim_format import infill_prompt
+    from santa.model.generation import generate
 
     model = lit.model.eval()
     eot = special_ids(tokenizer).eot

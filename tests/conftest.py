@@ -102,7 +102,13 @@ def tiny_cfg(tiny_corpus: Path, cache_dir: Path, tmp_path: Path):
 
     def make(*extra: str, run_dir: Path | None = None) -> DictConfig:
         cfg = compose_train(
-            [*TINY, f"data.input={tiny_corpus}", f"cache_dir={cache_dir}", f"run_dir={run_dir or tmp_path / 'run'}", *extra]
+            [
+                *TINY,
+                f"data.input={tiny_corpus}",
+                f"cache_dir={cache_dir}",
+                f"run_dir={run_dir or tmp_path / 'run'}",
+                *extra,
+            ]
         )
         return cfg
 
@@ -118,7 +124,11 @@ def run_train_py(overrides: list[str], *, timeout: float = 600, env: dict | None
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.run(
         [sys.executable, str(ROOT / "train.py"), *overrides],
-        cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=full_env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
     )
 
 

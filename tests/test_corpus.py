@@ -23,7 +23,16 @@ from santa.data.corpus import (
     stable_unit,
 )
 
-STACK_FIELDS = {"content", "lang", "max_stars_repo_name", "max_stars_repo_path", "max_stars_count", "size", "ext", "hexsha"}
+STACK_FIELDS = {
+    "content",
+    "lang",
+    "max_stars_repo_name",
+    "max_stars_repo_path",
+    "max_stars_count",
+    "size",
+    "ext",
+    "hexsha",
+}
 
 
 def write_tree(root: Path, files: dict[str, bytes | str]) -> Path:
@@ -74,7 +83,11 @@ def test_split_is_stable_and_follows_the_hash(tmp_path):
     val_a = {r["max_stars_repo_path"] for r in read_split(a, "val")}
     val_b = {r["max_stars_repo_path"] for r in read_split(b, "val")}
     assert val_a == val_b
-    expected = {f"pkg/mod_{i:03d}.py" for i in range(60) if stable_unit(0, "split", "local/test-py", f"pkg/mod_{i:03d}.py") < 0.25}
+    expected = {
+        f"pkg/mod_{i:03d}.py"
+        for i in range(60)
+        if stable_unit(0, "split", "local/test-py", f"pkg/mod_{i:03d}.py") < 0.25
+    }
     assert val_a == expected and 0 < len(val_a) < 60
     train = {r["max_stars_repo_path"] for r in read_split(a, "train")}
     assert train.isdisjoint(val_a) and len(train | val_a) == 60
@@ -119,7 +132,9 @@ def test_bad_files_are_skipped_and_counted(tmp_path):
             "notes.txt": "not python",
         },
     )
-    m = build_demo_corpus(tmp_path / "out", max_files_per_lang=None, max_bytes_per_file=10_000, val_fraction=0.0, sources=[src])
+    m = build_demo_corpus(
+        tmp_path / "out", max_files_per_lang=None, max_bytes_per_file=10_000, val_fraction=0.0, sources=[src]
+    )
     stats = m.languages["Python"]
     assert stats.skipped == {"empty": 2, "not_utf8": 1, "too_large": 1, "duplicate": 1, "minified": 1}
     assert stats.candidates == 10  # the .txt is not a candidate
@@ -339,7 +354,9 @@ def test_malformed_line_names_file_and_line(tmp_path):
 
 
 def test_record_without_content(tmp_path):
-    path = write_jsonl(tmp_path / "x.jsonl", [json.dumps(RECS[0]), json.dumps({"text": "hi"}), json.dumps({"content": None}), "[1]"])
+    path = write_jsonl(
+        tmp_path / "x.jsonl", [json.dumps(RECS[0]), json.dumps({"text": "hi"}), json.dumps({"content": None}), "[1]"]
+    )
     with pytest.raises(ValueError, match=r"x\.jsonl:2: record has no 'content'"):
         list(read_records(path))
     reader = read_records(path, strict=False)

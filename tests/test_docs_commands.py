@@ -18,10 +18,29 @@ import pytest
 from conftest import ROOT, TINY, compose_conf, run_train_py, stdlib_records, write_jsonl_gz
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
-SANTA_COMMANDS = ("train", "evaluate", "prepare", "generate", "infill", "plugins", "sandbox", "pii-eval", "report",
-                  "eval-report")
-PROGRAMS = ("python ", *(f"santa {c}" for c in SANTA_COMMANDS), "make ", "pip ", ".venv/bin/", "wandb ", "ray ",
-            "OMP_NUM_THREADS=", "$ ")
+SANTA_COMMANDS = (
+    "train",
+    "evaluate",
+    "prepare",
+    "generate",
+    "infill",
+    "plugins",
+    "sandbox",
+    "pii-eval",
+    "report",
+    "eval-report",
+)
+PROGRAMS = (
+    "python ",
+    *(f"santa {c}" for c in SANTA_COMMANDS),
+    "make ",
+    "pip ",
+    ".venv/bin/",
+    "wandb ",
+    "ray ",
+    "OMP_NUM_THREADS=",
+    "$ ",
+)
 
 # Commands that are checked elsewhere or cannot run here, each with the reason.
 NOT_HERE = {
@@ -119,17 +138,37 @@ def place(tmp_path_factory: pytest.TempPathFactory, tiny_corpus: Path, cache_dir
     corpus = root / "corpus"
     write_jsonl_gz(corpus / "part-0.jsonl.gz", stdlib_records(30))
     run = root / "run"
-    res = run_train_py([*TINY, f"data.input={tiny_corpus}", f"cache_dir={cache_dir}", f"hydra.run.dir={run}",
-                        "trainer.max_steps=2", "export_hf=true"])
+    res = run_train_py(
+        [
+            *TINY,
+            f"data.input={tiny_corpus}",
+            f"cache_dir={cache_dir}",
+            f"hydra.run.dir={run}",
+            "trainer.max_steps=2",
+            "export_hf=true",
+        ]
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     # An evaluation's results.json, for the commands that tabulate results.
     from santa.eval.tasks import FimPy
 
     samples = root / "samples.jsonl"
-    samples.write_text("".join(json.dumps({"task_id": p.task_id, "completion": p.answer}) + "\n"
-                               for p in FimPy().problems()[:2]))
-    ev = subprocess.run([sys.executable, str(ROOT / "evaluate.py"), "benchmark=fim_py", f"samples={samples}", "limit=2",
-                         f"output={root / 'evals' / 'fim'}"], capture_output=True, text=True, timeout=300)
+    samples.write_text(
+        "".join(json.dumps({"task_id": p.task_id, "completion": p.answer}) + "\n" for p in FimPy().problems()[:2])
+    )
+    ev = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "evaluate.py"),
+            "benchmark=fim_py",
+            f"samples={samples}",
+            "limit=2",
+            f"output={root / 'evals' / 'fim'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert ev.returncode == 0, ev.stderr[-3000:]
     return {"corpus": str(corpus), "run": str(run), "root": str(root), "evals": str(root / "evals")}
 

@@ -14,6 +14,9 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, TINY, compose_eval, compose_train
 
+from santa.eval.harness import evaluate
+from santa.eval.scoring import aggregate, score, toolchain_problem
+from santa.eval.settings import ExecutionSettings
 from santa.eval.tasks import (
     BenchmarkDataError,
     FimPy,
@@ -25,9 +28,6 @@ from santa.eval.tasks import (
     resolve_data_dir,
 )
 from santa.eval.tasks.fim import reference_solutions
-from santa.eval.harness import evaluate
-from santa.eval.scoring import aggregate, score, toolchain_problem
-from santa.eval.settings import ExecutionSettings
 
 try:
     DATA = resolve_data_dir(None)
@@ -39,7 +39,11 @@ def run_evaluate(*overrides: str, env: dict | None = None, timeout: float = 600)
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.run(
         [sys.executable, str(ROOT / "evaluate.py"), *overrides],
-        cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=full_env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
     )
 
 
@@ -91,10 +95,16 @@ def test_user_errors_are_one_clear_line(tmp_path: Path) -> None:
     assert "model.path is not set" in msg and "samples=" in msg
     wrong = tmp_path / "humaneval.jsonl"
     wrong.write_text(json.dumps({"task_id": "HumanEval/0", "completion": "    pass\n"}) + "\n")
-    msg = _error_of(run_evaluate("benchmark=fim_py", f"samples={wrong}", f"output={tmp_path / 'c'}", f"data_dir={DATA}"))
+    msg = _error_of(
+        run_evaluate("benchmark=fim_py", f"samples={wrong}", f"output={tmp_path / 'c'}", f"data_dir={DATA}")
+    )
     assert "does not have" in msg and "another benchmark" in msg
     # pass@k with k > n is refused, not reported.
-    msg = _error_of(run_evaluate("benchmark=humaneval_py", f"samples={wrong}", "limit=1", "generation.ks=[1,10]", f"output={tmp_path / 'd'}"))
+    msg = _error_of(
+        run_evaluate(
+            "benchmark=humaneval_py", f"samples={wrong}", "limit=1", "generation.ks=[1,10]", f"output={tmp_path / 'd'}"
+        )
+    )
     assert "pass@10 needs at least 10 samples per problem" in msg and "k > n" in msg
     assert not (tmp_path / "d" / "results.json").exists()
 
@@ -106,18 +116,24 @@ def test_data_dir_defaults_to_the_packaged_data(tmp_path: Path, monkeypatch: pyt
     problems = FimPy().problems()[:1]
     samples = tmp_path / "s.jsonl"
     samples.write_text(json.dumps({"task_id": problems[0].task_id, "completion": "x"}) + "\n")
-    res = evaluate(compose_eval(f"run_dir={tmp_path / 'o'}", "benchmark=fim_py", f"samples={samples}", "limit=1", "progress=false"))
+    res = evaluate(
+        compose_eval(f"run_dir={tmp_path / 'o'}", "benchmark=fim_py", f"samples={samples}", "limit=1", "progress=false")
+    )
     assert res["scores"] == {"exact_match": 0.0}
 
 
 # -------------------------------------------------------------- proofs that need execution
-@pytest.mark.parametrize("bench_cls,count", [(MultiplEHumanEvalPy, 6), (MultiplEHumanEvalJs, 6), (MultiplEHumanEvalJava, 3)])
+@pytest.mark.parametrize(
+    "bench_cls,count", [(MultiplEHumanEvalPy, 6), (MultiplEHumanEvalJs, 6), (MultiplEHumanEvalJava, 3)]
+)
 def test_reference_solutions_pass_and_wrong_ones_fail(bench_cls, count: int) -> None:
     bench = bench_cls(data_dir=DATA)
     _needs(bench.language)
     problems, completions = reference_completions(bench)
     problems = problems[:count]
-    wrong = {"py": "\n    return None\n", "js": "\n  return null;\n}", "java": "\n        return null;\n"}[bench.language]
+    wrong = {"py": "\n    return None\n", "js": "\n  return null;\n}", "java": "\n        return null;\n"}[
+        bench.language
+    ]
     early_exit = {
         "py": "\n    import sys; sys.exit(0)\n",
         "js": "\n  process.exit(0);\n}",
@@ -141,7 +157,9 @@ def test_humaneval_canonical_solutions_and_infill_middles_pass() -> None:
     _needs("py")
     he = HumanEvalPy()
     problems = he.problems()[:4]
-    scores, _ = _score(he, problems, {p.task_id: [he.from_dataset_prompt(p, p.meta["canonical_solution"])] for p in problems})
+    scores, _ = _score(
+        he, problems, {p.task_id: [he.from_dataset_prompt(p, p.meta["canonical_solution"])] for p in problems}
+    )
     assert scores == {"pass@1": 1.0}
     inf = HumanEvalInfillPy(data_dir=DATA)
     problems = inf.problems()[:4]
@@ -159,8 +177,11 @@ def test_all_java_reference_solutions_pass_on_8b88bd5() -> None:
     # HumanEval_39_prime_fib's reference tests primality with BigInteger.isProbablePrime(1), a
     # randomized test wrong up to half the time: it passes or fails by chance (measured: 4 of 8
     # runs failed), on either dataset version. Every other solution must pass.
-    failed = [(r["task_id"], r["status"], (r.get("stderr_tail") or "")[-300:]) for r in records
-              if not r["passed"] and r["task_id"] != "HumanEval_39_prime_fib"]
+    failed = [
+        (r["task_id"], r["status"], (r.get("stderr_tail") or "")[-300:])
+        for r in records
+        if not r["passed"] and r["task_id"] != "HumanEval_39_prime_fib"
+    ]
     assert not failed and scores["pass@1"] >= 136 / 137
 
 
@@ -182,7 +203,11 @@ def test_missing_toolchain_skips_with_a_message(tmp_path: Path, monkeypatch: pyt
     samples.write_text(json.dumps({"task_id": problems[0].task_id, "completion": "  return 1;\n}"}) + "\n")
     out = tmp_path / "out"
     monkeypatch.setenv("PATH", str(empty_bin))  # no node on PATH
-    res = evaluate(compose_eval(f"run_dir={out}", f"data_dir={DATA}", "benchmark=multiple_humaneval_js", f"samples={samples}", "limit=1"))
+    res = evaluate(
+        compose_eval(
+            f"run_dir={out}", f"data_dir={DATA}", "benchmark=multiple_humaneval_js", f"samples={samples}", "limit=1"
+        )
+    )
     assert "skipped multiple_humaneval_js" in " ".join(capsys.readouterr().err.split())
     saved = json.loads((out / "results.json").read_text())
     assert res["skipped"] == saved["skipped"] and "node" in saved["skipped"]
@@ -212,8 +237,12 @@ def test_tiny_trained_model_end_to_end(trained: Path, tmp_path: Path) -> None:
     # A run directory (santa picks hf/), on an execution benchmark...
     out = tmp_path / "he"
     res = run_evaluate(
-        f"model.path={trained}", "benchmark=humaneval_py", "limit=3", "generation=greedy",
-        "generation.max_new_tokens=16", f"output={out}",
+        f"model.path={trained}",
+        "benchmark=humaneval_py",
+        "limit=3",
+        "generation=greedy",
+        "generation.max_new_tokens=16",
+        f"output={out}",
     )
     assert res.returncode == 0, res.stderr[-3000:]
     saved = json.loads((out / "results.json").read_text())
@@ -222,7 +251,9 @@ def test_tiny_trained_model_end_to_end(trained: Path, tmp_path: Path) -> None:
     assert saved["model"]["backend"] == "santa" and saved["model"]["source"].endswith("hf")
     # ...and its checkpoint on a FIM benchmark (the paper's FIM preset).
     out = tmp_path / "fim"
-    res = run_evaluate(f"model.path={trained / 'checkpoints' / 'last.ckpt'}", "benchmark=fim_py", "limit=3", f"output={out}")
+    res = run_evaluate(
+        f"model.path={trained / 'checkpoints' / 'last.ckpt'}", "benchmark=fim_py", "limit=3", f"output={out}"
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     saved = json.loads((out / "results.json").read_text())
     assert saved["generation"]["max_new_tokens"] == 25 and saved["generation"]["temperature"] == 0.2
@@ -237,9 +268,22 @@ def test_multirun_sweep_logs_one_wandb_run_per_job_in_one_group(trained: Path, t
     env["WANDB_CONFIG_DIR"] = str(tmp_path / "wandb-config")
     out = tmp_path / "sweep"
     res = subprocess.run(
-        [sys.executable, str(ROOT / "evaluate.py"), "-m", f"model.path={trained / 'hf'}", "benchmark=fim_py",
-         "limit=3", "generation.temperature=0.2,0.8", "logger=wandb", f"output={out}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600, env={**env, "OMP_NUM_THREADS": "1"},
+        [
+            sys.executable,
+            str(ROOT / "evaluate.py"),
+            "-m",
+            f"model.path={trained / 'hf'}",
+            "benchmark=fim_py",
+            "limit=3",
+            "generation.temperature=0.2,0.8",
+            "logger=wandb",
+            f"output={out}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**env, "OMP_NUM_THREADS": "1"},
     )
     assert res.returncode == 0, res.stderr[-3000:]
     files = run_files(out)

@@ -9,15 +9,21 @@ import numpy as np
 import pytest
 
 from santa import registry
+from santa.assets import ASSETS as SHARED_DATA  # the benchmark data shipped in the package
 from santa.errors import SantaError
 from santa.filters.base import CorpusStep, RecordStep, StepContext
 
-from santa.assets import ASSETS as SHARED_DATA  # the benchmark data shipped in the package
-
 
 def rec(content: str, lang: str = "Python", rid: int = 0, **kw) -> dict:
-    return {"content": content, "lang": lang, "id": rid, "repo": kw.pop("repo", "r"), "path": kw.pop("path", "p"),
-            "stars": kw.pop("stars", None), **kw}
+    return {
+        "content": content,
+        "lang": lang,
+        "id": rid,
+        "repo": kw.pop("repo", "r"),
+        "path": kw.pop("path", "p"),
+        "stars": kw.pop("stars", None),
+        **kw,
+    }
 
 
 def step(name: str, **params):
@@ -27,13 +33,20 @@ def step(name: str, **params):
 
 
 def test_every_step_is_registered_with_the_right_kind() -> None:
-    for name, kind in [("basic", RecordStep), ("stars", RecordStep), ("comments", RecordStep),
-                       ("fertility", RecordStep), ("decontaminate", RecordStep),
-                       ("exact_dedup", CorpusStep), ("near_dedup", CorpusStep)]:
+    for name, kind in [
+        ("basic", RecordStep),
+        ("stars", RecordStep),
+        ("comments", RecordStep),
+        ("fertility", RecordStep),
+        ("decontaminate", RecordStep),
+        ("exact_dedup", CorpusStep),
+        ("near_dedup", CorpusStep),
+    ]:
         assert issubclass(registry.get("santa.filters", name), kind), name
 
 
 # -- basic --------------------------------------------------------------------------------------
+
 
 def test_basic_quality_thresholds_and_their_edges() -> None:
     b = step("basic")
@@ -63,6 +76,7 @@ def test_basic_rejects_bad_parameters() -> None:
 
 
 # -- stars --------------------------------------------------------------------------------------
+
 
 def test_stars_ge_by_default_and_gt_as_in_the_original_code() -> None:
     batch = [rec("a", stars=4), rec("a", stars=5), rec("a", stars=6)]
@@ -106,10 +120,19 @@ def test_python_comment_text_matches_ast_and_tokenize(method: str) -> None:
     from santa.filters.comments import python_text_fast, python_text_reference
 
     docs, comments = python_text_fast(PY_DOCS) if method == "fast" else python_text_reference(PY_DOCS)[:2]
-    assert docs == ["Module docstring that is long enough to count.", "Class doc.",
-                    "Function doc, after a header over two lines.", "one-line docstring"] or sorted(docs) == sorted(
-        ["Module docstring that is long enough to count.", "Class doc.",
-         "Function doc, after a header over two lines.", "one-line docstring"])
+    assert docs == [
+        "Module docstring that is long enough to count.",
+        "Class doc.",
+        "Function doc, after a header over two lines.",
+        "one-line docstring",
+    ] or sorted(docs) == sorted(
+        [
+            "Module docstring that is long enough to count.",
+            "Class doc.",
+            "Function doc, after a header over two lines.",
+            "one-line docstring",
+        ]
+    )
     assert comments == ["# a trailing comment", "# done"]
 
 
@@ -119,7 +142,7 @@ PY_TRAPS = [
     'def f(a,\n      b):  # c\n    # more\n\n    r"""raw doc"""\n',
     'def f():\n    f"""not: f-string"""\n',
     'def f():\n    b"not: bytes"\n',
-    'class A(B,\n        C): \'doc\'\n',
+    "class A(B,\n        C): 'doc'\n",
     '@decorator\nclass A:\n    """doc"""\n    x = 1\n    """not a docstring"""\n',
     'async def f():\n    """not counted"""\n',
     'x = (1,\n"not a docstring")\n',
@@ -176,17 +199,23 @@ def test_python_that_does_not_parse_falls_back_and_says_so() -> None:
     assert fast.stat == pytest.approx(ref.stat) and fast.stat > 0.1  # docstring and comment both found
     assert "ast: SyntaxError" in ref.details["note"] and "regex lexer" in ref.details["note"]
     unterminated = 'x = """never closed\n# not a comment\n'
-    assert "tokenize: TokenError" in step("comments", method="reference").process([rec(unterminated)])[0].details["note"]
+    assert (
+        "tokenize: TokenError" in step("comments", method="reference").process([rec(unterminated)])[0].details["note"]
+    )
 
 
 @pytest.mark.parametrize("lang", ["Java", "JavaScript"])
 def test_c_like_comments_skip_strings_and_regex_literals(lang: str) -> None:
     from santa.filters.comments import c_like_comment_chars_fast, c_like_comment_chars_reference
 
-    code = ('/** Doc. */\nclass A { String s = "// not a comment /* nor this */"; // real\n'
-            "  char c = '\"'; /* block\n comment */ }\n")
+    code = (
+        '/** Doc. */\nclass A { String s = "// not a comment /* nor this */"; // real\n'
+        "  char c = '\"'; /* block\n comment */ }\n"
+    )
     if lang == "JavaScript":
-        code += "const re = /\\/\\/ not a comment/g; const t = `// template ${x}`; // end\nconst d = a / b / c; // div\n"
+        code += (
+            "const re = /\\/\\/ not a comment/g; const t = `// template ${x}`; // end\nconst d = a / b / c; // div\n"
+        )
     assert c_like_comment_chars_fast(code, lang) == c_like_comment_chars_reference(code, lang)
 
 
@@ -211,6 +240,7 @@ def test_fast_lexers_agree_with_the_reference_on_real_files(tmp_path: Path) -> N
 
 # -- fertility ----------------------------------------------------------------------------------
 
+
 def test_fertility_uses_the_projects_tokenizer_and_per_language_thresholds() -> None:
     from santa.data.tokenizer import train_tokenizer
 
@@ -224,7 +254,9 @@ def test_fertility_uses_the_projects_tokenizer_and_per_language_thresholds() -> 
     f.setup(StepContext(tokenizer=lambda: tok))
     code = "def value(self):\n    return self.value\n" * 5  # words the tokenizer knows: long tokens
     noise = "q8Zx 7vKp 3mWd 9tRb\n" * 10  # random text: ~1 character per token
-    ds = f.process([rec(code, "Python"), rec(noise, "Python"), rec(noise, "Java"), rec(noise, "Rust"), rec("", "Python")])
+    ds = f.process(
+        [rec(code, "Python"), rec(noise, "Python"), rec(noise, "Java"), rec(noise, "Rust"), rec("", "Python")]
+    )
     assert ds[0].keep and ds[0].stat > 1.8
     assert not ds[1].keep and ds[1].stat < 1.8 and "< 1.8" in ds[1].reason
     assert not ds[2].keep and "< 1.9" in ds[2].reason
@@ -233,6 +265,7 @@ def test_fertility_uses_the_projects_tokenizer_and_per_language_thresholds() -> 
 
 
 # -- exact and near dedup ---------------------------------------------------------------------
+
 
 def _corpus_step(s, records: list[dict]) -> dict:
     prepared = s.prepare(records)
@@ -314,7 +347,7 @@ def test_token_hashes_follow_the_tokens_not_their_position() -> None:
     assert len(h) == len(toks)
     same = {(i, j) for i in range(len(toks)) for j in range(len(toks)) if toks[i] == toks[j]}
     assert {(i, j) for i in range(len(h)) for j in range(len(h)) if h[i] == h[j]} == same
-    assert token_hashes("") .size == 0 and token_hashes("+-*/ ").size == 0
+    assert token_hashes("").size == 0 and token_hashes("+-*/ ").size == 0
 
 
 def test_near_dedup_band_table_is_datasketchs_optimiser() -> None:
@@ -333,7 +366,9 @@ def test_near_dedup_is_deterministic_across_record_order() -> None:
     s = step("near_dedup", mode="dedup_alt")
     texts = [_java_like(i % 3, 200, seed=i % 3) + (" extra" * (i // 3)) for i in range(9)]
     fwd = _corpus_step(s, [rec(t, rid=i) for i, t in enumerate(texts)])
-    back = _corpus_step(step("near_dedup", mode="dedup_alt"), [rec(t, rid=i) for i, t in reversed(list(enumerate(texts)))])
+    back = _corpus_step(
+        step("near_dedup", mode="dedup_alt"), [rec(t, rid=i) for i, t in reversed(list(enumerate(texts)))]
+    )
     assert {k: v.details for k, v in fwd.items()} == {k: v.details for k, v in back.items()}
     assert len(fwd) == 6
 
@@ -359,9 +394,10 @@ def test_minhash_of_many_sets_in_blocks_matches_datasketch(scheme: str) -> None:
 
     from santa.filters import near_dedup
 
-    many, draw, chunk = {"affine32": (near_dedup.minhash_many, near_dedup.permutations, near_dedup._CHUNK),
-                         "legacy": (near_dedup.minhash_many_legacy, near_dedup.legacy_permutations,
-                                    near_dedup._LEGACY_CHUNK)}[scheme]
+    many, draw, chunk = {
+        "affine32": (near_dedup.minhash_many, near_dedup.permutations, near_dedup._CHUNK),
+        "legacy": (near_dedup.minhash_many_legacy, near_dedup.legacy_permutations, near_dedup._LEGACY_CHUNK),
+    }[scheme]
     rng = np.random.default_rng(1)
     # Sizes around the block size, so that sets start, end and span several blocks.
     sizes = [1, 5, chunk - 3, 7, 2 * chunk + 11, 1, 300]
@@ -375,7 +411,9 @@ def test_minhash_of_many_sets_in_blocks_matches_datasketch(scheme: str) -> None:
         assert np.array_equal(sig, m.hashvalues)
 
 
-@pytest.mark.parametrize("tokens, hashing", [("split", "sha1"), ("split", "fast"), ("alnum", "fast"), ("alnum", "sha1")])
+@pytest.mark.parametrize(
+    "tokens, hashing", [("split", "sha1"), ("split", "fast"), ("alnum", "fast"), ("alnum", "sha1")]
+)
 def test_batch_signatures_equal_one_text_at_a_time(tokens: str, hashing: str) -> None:
     s = step("near_dedup", mode="dedup_alt", min_tokens=3, tokens=tokens, hashing=hashing)
     texts = [_java_like(i, 40 + 90 * i, seed=i) for i in range(12)]
@@ -405,8 +443,22 @@ def test_token_hashes_tell_long_tokens_apart() -> None:
     from santa.filters.near_dedup import token_hashes
 
     # Same first 8 or 16 bytes, lengths around the 8-byte words the hash reads.
-    toks = ["abcdefgh", "abcdefghi", "abcdefghij", "abcdefgh_", "abcdefghijklmnop", "abcdefghijklmnopq",
-            "abcdefghijklmnopr", "x" * 100, "x" * 101, "abcdefg", "a", "b", "ab", "ba"]
+    toks = [
+        "abcdefgh",
+        "abcdefghi",
+        "abcdefghij",
+        "abcdefgh_",
+        "abcdefghijklmnop",
+        "abcdefghijklmnopq",
+        "abcdefghijklmnopr",
+        "x" * 100,
+        "x" * 101,
+        "abcdefg",
+        "a",
+        "b",
+        "ab",
+        "ba",
+    ]
     h = token_hashes(" ".join(toks) + " " + "-".join(toks))
     assert len(h) == 2 * len(toks) and len(set(h[: len(toks)].tolist())) == len(toks)
     assert np.array_equal(h[: len(toks)], h[len(toks) :])
@@ -426,6 +478,7 @@ def test_near_dedup_decisions_on_crafted_near_duplicates() -> None:
 
 
 # -- decontamination ------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def decon():
@@ -449,15 +502,17 @@ def test_decontamination_drops_benchmark_text_case_insensitively(decon) -> None:
     train_row = next(r for r in mbpp if r["task_id"] > 510)  # MBPP's training split: not removed
     java = json.loads((SHARED_DATA / "multipl-e_8b88bd5/prompts/humaneval-java-reworded.json").read_text())[3]
     trivial = next(p for p in problems if p["canonical_solution"].strip() == "return x + y")
-    ds = decon.process([
-        rec("# copied\n" + he["canonical_solution"].upper() + "\n"),
-        rec("x = 1\n" + test_row["code"]),
-        rec(f'"""{test_row["prompt"]}"""'),
-        rec(java["prompt"] + "  return 0; }\n}", lang="Java"),
-        rec(train_row["code"]),
-        rec("def add(x, y):\n    " + trivial["canonical_solution"].strip() + "\n"),
-        rec("def unrelated():\n    return 42\n"),
-    ])
+    ds = decon.process(
+        [
+            rec("# copied\n" + he["canonical_solution"].upper() + "\n"),
+            rec("x = 1\n" + test_row["code"]),
+            rec(f'"""{test_row["prompt"]}"""'),
+            rec(java["prompt"] + "  return 0; }\n}", lang="Java"),
+            rec(train_row["code"]),
+            rec("def add(x, y):\n    " + trivial["canonical_solution"].strip() + "\n"),
+            rec("def unrelated():\n    return 42\n"),
+        ]
+    )
     assert [d.keep for d in ds] == [False, False, False, False, True, True, True]
     assert "HumanEval/0 canonical solution" in ds[0].reason
     assert f"MBPP/{test_row['task_id']}" in ds[1].reason
@@ -479,8 +534,12 @@ def test_decontamination_prefilter_lets_every_benchmark_string_through(decon) ->
 def test_decontamination_anchors_and_strings_without_one() -> None:
     from santa.filters.decontaminate import _anchors
 
-    fingerprints, unanchored = _anchors(["no_inner_word_start_in_this_string_at_all_0123456789",
-                                         "def f(x):\n    return sorted(set(x), key=len)[0] + offset"])
+    fingerprints, unanchored = _anchors(
+        [
+            "no_inner_word_start_in_this_string_at_all_0123456789",
+            "def f(x):\n    return sorted(set(x), key=len)[0] + offset",
+        ]
+    )
     assert len(fingerprints) == 1 and unanchored == ["no_inner_word_start_in_this_string_at_all_0123456789"]
 
 

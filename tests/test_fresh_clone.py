@@ -60,8 +60,14 @@ def test_make_demo_on_a_fresh_clone_then_the_readme_evaluation(tmp_path: Path) -
     env = {k: v for k, v in os.environ.items() if k not in ("SANTA_DATA", "SANTA_CACHE", "PYTHONPATH")}
     env["PYTHONUNBUFFERED"] = "1"
 
-    demo = subprocess.run(["make", "demo", f"VENV={venv}", f"DEMO_ARGS={' '.join(DEMO_TINY)}"], cwd=clone, env=env,
-                          capture_output=True, text=True, timeout=1500)
+    demo = subprocess.run(
+        ["make", "demo", f"VENV={venv}", f"DEMO_ARGS={' '.join(DEMO_TINY)}"],
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
     assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-4000:]
     assert "pip" not in demo.stdout  # the set-up was up to date: nothing was installed
     runs = [p for p in (clone / "outputs").glob("*/*") if (p / "checkpoints" / "last.ckpt").is_file()]
@@ -75,8 +81,9 @@ def test_make_demo_on_a_fresh_clone_then_the_readme_evaluation(tmp_path: Path) -
     rel = run.relative_to(clone).as_posix()
     words = [re.sub(r"^model\.path=outputs/<run>$", f"model.path={rel}", w) for w in words]
     tiny = ["limit=2", "generation.n_samples=2", "generation.batch_size=2"]
-    ev = subprocess.run([venv / "bin" / "python", *words[1:], *tiny], cwd=clone, env=env, capture_output=True,
-                        text=True, timeout=900)
+    ev = subprocess.run(
+        [venv / "bin" / "python", *words[1:], *tiny], cwd=clone, env=env, capture_output=True, text=True, timeout=900
+    )
     assert ev.returncode == 0, ev.stderr[-4000:]
     found = list((clone / "outputs" / "eval").glob("*/*/results.json"))
     assert len(found) == 1, ev.stderr[-3000:]

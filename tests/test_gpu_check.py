@@ -17,9 +17,24 @@ def test_gpu_check_runs_tiny_on_cpu(tmp_path: Path) -> None:
     out = tmp_path / "report.json"
     env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(ROOT)}
     res = subprocess.run(
-        ["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--tiny", "--device", "cpu", "--compile", "off",
-         "--peak-tflops", "1", "--json", str(out)],
-        capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path,
+        [
+            "bash",
+            str(ROOT / "benchmarks" / "gpu_check.sh"),
+            "--tiny",
+            "--device",
+            "cpu",
+            "--compile",
+            "off",
+            "--peak-tflops",
+            "1",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=tmp_path,
     )
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
     report = json.loads(out.read_text())
@@ -40,7 +55,6 @@ def test_gpu_check_runs_tiny_on_cpu(tmp_path: Path) -> None:
 def test_flops_per_token_of_santacoder() -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import torch
-
     from gpu_check import flops_per_token
 
     from santa.model import GPT, santacoder_1b

@@ -15,8 +15,14 @@ from conftest import compose_eval
 from hydra import compose, initialize_config_dir
 
 import santa.entry  # noqa: F401  (registers santa's OmegaConf resolvers)
+from santa.data.fim_format import infill_prompt
 from santa.data.tokenizer import padded_vocab_size, special_ids, train_tokenizer
 from santa.errors import SantaError
+from santa.eval.harness import evaluate
+from santa.eval.models import load_generator
+from santa.eval.sampling import _StopWatch, encode_prompt, end_token_ids, generate_completions, plan_batches
+from santa.eval.scoring import aggregate, check_ks, read_samples, score
+from santa.eval.settings import EvaluationError, GenerationSettings
 from santa.eval.tasks import (
     BenchmarkDataError,
     FimJava,
@@ -27,14 +33,8 @@ from santa.eval.tasks import (
     resolve_data_dir,
     truncate_at_stop,
 )
-from santa.eval.harness import evaluate
-from santa.eval.models import load_generator
-from santa.eval.sampling import _StopWatch, encode_prompt, end_token_ids, generate_completions, plan_batches
-from santa.eval.scoring import aggregate, check_ks, read_samples, score
-from santa.eval.settings import EvaluationError, GenerationSettings
 from santa.model import GPT, GPTConfig
 from santa.model.hf import export_hf
-from santa.data.fim_format import infill_prompt
 
 ROOT = Path(__file__).resolve().parents[1]
 try:
@@ -53,7 +53,9 @@ def tokenizer():
 def hf_model(tmp_path_factory: pytest.TempPathFactory, tokenizer) -> Path:
     """A tiny random santa GPT exported as a GPTBigCode directory (what train.py writes to hf/)."""
     torch.manual_seed(0)
-    cfg = GPTConfig(vocab_size=padded_vocab_size(len(tokenizer)), n_embd=32, n_layer=2, n_head=4, n_positions=128, dropout=0.0)
+    cfg = GPTConfig(
+        vocab_size=padded_vocab_size(len(tokenizer)), n_embd=32, n_layer=2, n_head=4, n_positions=128, dropout=0.0
+    )
     out = tmp_path_factory.mktemp("model") / "hf"
     eot = special_ids(tokenizer).eot
     return export_hf(GPT(cfg).eval(), out, tokenizer=tokenizer, bos_token_id=eot, eos_token_id=eot)
@@ -174,8 +176,22 @@ def test_generation_cuts_at_stop_sequences_and_stops_early(hf_model: Path) -> No
 def test_evaluate_fim_end_to_end_resume_and_results_json(hf_model: Path, tmp_path: Path) -> None:
     res = run_eval(tmp_path, f"model.path={hf_model}", "benchmark=fim_js", "limit=7")
     saved = json.loads((tmp_path / "results.json").read_text())
-    for key in ("schema", "benchmark", "language", "scoring", "dataset", "n_problems", "model", "generation",
-                "scores", "counts", "paper", "samples", "timing", "skipped"):
+    for key in (
+        "schema",
+        "benchmark",
+        "language",
+        "scoring",
+        "dataset",
+        "n_problems",
+        "model",
+        "generation",
+        "scores",
+        "counts",
+        "paper",
+        "samples",
+        "timing",
+        "skipped",
+    ):
         assert key in saved, key
     assert saved["benchmark"] == "fim_js" and saved["n_problems"] == 7 and saved["skipped"] is None
     assert saved["dataset"]["version"] == "9b61dc6"
@@ -192,7 +208,11 @@ def test_evaluate_fim_end_to_end_resume_and_results_json(hf_model: Path, tmp_pat
         p, text = by_id[s["task_id"]], s["prompt"]
         assert text.startswith("<fim-prefix>") and text.endswith("<fim-middle>") and s["prompt_truncated"]
         prefix, suffix = text[len("<fim-prefix>") : -len("<fim-middle>")].split("<fim-suffix>")
-        assert p.prompt.endswith(prefix) and p.suffix.startswith(suffix) and len(prefix + suffix) < len(p.prompt + p.suffix)
+        assert (
+            p.prompt.endswith(prefix)
+            and p.suffix.startswith(suffix)
+            and len(prefix + suffix) < len(p.prompt + p.suffix)
+        )
     assert saved["paper"] == {"exact_match": 0.60}
     md = (tmp_path / "results.md").read_text()
     assert "| fim_js |" in md and "| 0.60 |" in md and "exact_match" in md
@@ -207,8 +227,14 @@ def test_evaluate_fim_end_to_end_resume_and_results_json(hf_model: Path, tmp_pat
 
 
 def test_resumed_sampling_draws_the_same_samples(hf_model: Path, tmp_path: Path) -> None:
-    common = [f"model.path={hf_model}", "benchmark=fim_py", "limit=5", "generation.temperature=0.8",
-              "generation.n_samples=3", "generation.batch_size=4"]
+    common = [
+        f"model.path={hf_model}",
+        "benchmark=fim_py",
+        "limit=5",
+        "generation.temperature=0.8",
+        "generation.n_samples=3",
+        "generation.batch_size=4",
+    ]
     run_eval(tmp_path / "full", *common)
     full = json.loads((tmp_path / "full" / "results.json").read_text())["samples"]
     # An interrupted run: only part of the generation cache was written before the kill.
@@ -228,11 +254,15 @@ def test_resumed_sampling_draws_the_same_samples(hf_model: Path, tmp_path: Path)
     assert other["timing"]["cached_units"] == 0
 
 
-def test_results_record_the_exact_prompt_the_model_was_conditioned_on(tokenizer, hf_model: Path, tmp_path: Path) -> None:
+def test_results_record_the_exact_prompt_the_model_was_conditioned_on(
+    tokenizer, hf_model: Path, tmp_path: Path
+) -> None:
     """MultiPL-E: the dataset's prompt.strip() (BigCode's harness), read here from the JSON file;
     a prompt cut to fit the context is recorded as cut; a samples file records what it continues."""
     torch.manual_seed(0)
-    cfg = GPTConfig(vocab_size=padded_vocab_size(len(tokenizer)), n_embd=32, n_layer=2, n_head=4, n_positions=1024, dropout=0.0)
+    cfg = GPTConfig(
+        vocab_size=padded_vocab_size(len(tokenizer)), n_embd=32, n_layer=2, n_head=4, n_positions=1024, dropout=0.0
+    )
     eot = special_ids(tokenizer).eot
     wide = export_hf(GPT(cfg).eval(), tmp_path / "wide", tokenizer=tokenizer, bos_token_id=eot, eos_token_id=eot)
     rows = json.loads((DATA / "multipl-e_8b88bd5/prompts/humaneval-py-reworded.json").read_text())[:3]
@@ -268,7 +298,9 @@ def test_a_samples_file_for_the_dataset_s_prompt_is_scored_with_samples_continue
         pytest.skip("no python toolchain")
     docs = list(read_problems().values())[:3]
     samples = tmp_path / "s.jsonl"
-    samples.write_text("".join(json.dumps({"task_id": d["task_id"], "completion": d["canonical_solution"]}) + "\n" for d in docs))
+    samples.write_text(
+        "".join(json.dumps({"task_id": d["task_id"], "completion": d["canonical_solution"]}) + "\n" for d in docs)
+    )
     common = ["benchmark=humaneval_py", "limit=3", f"samples={samples}"]
     assert run_eval(tmp_path / "a", *common, "samples_continue=dataset_prompt")["scores"] == {"pass@1": 1.0}
     assert run_eval(tmp_path / "b", *common)["scores"] == {"pass@1": 0.0}  # '"""' + '    return ...'
@@ -277,7 +309,13 @@ def test_a_samples_file_for_the_dataset_s_prompt_is_scored_with_samples_continue
 
 
 def test_hf_backend_generates_what_santa_generates(hf_model: Path, tmp_path: Path) -> None:
-    common = [f"model.path={hf_model}", "benchmark=fim_java", "limit=6", "generation=fim_greedy", "generation.batch_size=4"]
+    common = [
+        f"model.path={hf_model}",
+        "benchmark=fim_java",
+        "limit=6",
+        "generation=fim_greedy",
+        "generation.batch_size=4",
+    ]
     ours = run_eval(tmp_path / "santa", *common)
     theirs = run_eval(tmp_path / "hf", *common, "model.backend=hf")
     assert ours["model"]["backend"] == "santa" and theirs["model"]["backend"] == "hf"
@@ -291,7 +329,9 @@ def test_a_non_santa_hf_model_is_evaluated_with_transformers(tokenizer, tmp_path
 
     torch.manual_seed(0)
     eot = special_ids(tokenizer).eot
-    cfg = GPT2Config(vocab_size=len(tokenizer), n_positions=128, n_embd=32, n_layer=1, n_head=2, bos_token_id=eot, eos_token_id=eot)
+    cfg = GPT2Config(
+        vocab_size=len(tokenizer), n_positions=128, n_embd=32, n_layer=1, n_head=2, bos_token_id=eot, eos_token_id=eot
+    )
     model_dir = tmp_path / "gpt2"
     GPT2LMHeadModel(cfg).save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
@@ -322,7 +362,10 @@ def test_exact_match_scores_crafted_completions(tmp_path: Path) -> None:
 def test_exact_match_is_averaged_per_problem() -> None:
     bench = FimPy(data_dir=DATA)
     problems = bench.problems()[:2]
-    completions = {problems[0].task_id: [problems[0].answer, "no", "no", "no"], problems[1].task_id: [problems[1].answer]}
+    completions = {
+        problems[0].task_id: [problems[0].answer, "no", "no", "no"],
+        problems[1].task_id: [problems[1].answer],
+    }
     records = score(bench, problems, completions)
     assert aggregate(bench, records, (1,)) == {"exact_match": pytest.approx((0.25 + 1.0) / 2)}
 
@@ -336,7 +379,11 @@ def test_samples_files_are_checked(tmp_path: Path) -> None:
         return path
 
     ok = [{"task_id": p.task_id, "completion": "x"} for p in problems]
-    assert read_samples(write(*ok, ok[0]), problems) == {problems[0].task_id: ["x", "x"], problems[1].task_id: ["x"], problems[2].task_id: ["x"]}
+    assert read_samples(write(*ok, ok[0]), problems) == {
+        problems[0].task_id: ["x", "x"],
+        problems[1].task_id: ["x"],
+        problems[2].task_id: ["x"],
+    }
     with pytest.raises(EvaluationError, match=r"1 of 3 problems have no sample.*fim-humaneval-py/0/L"):
         read_samples(write(*ok[1:]), problems)
     with pytest.raises(EvaluationError, match=r"task_ids this benchmark does not have.*HumanEval/0.*another benchmark"):
@@ -356,7 +403,9 @@ def test_configuration_errors_are_clear(tmp_path: Path) -> None:
     with pytest.raises(EvaluationError, match="either model.path .* or samples"):
         run_eval(tmp_path / "b", "benchmark=fim_py", f"samples={samples}", "model.path=/x")
     with pytest.raises(SantaError, match="fim-humaneval-py.json not found"):
-        evaluate(compose_eval(f"run_dir={tmp_path / 'c'}", f"data_dir={tmp_path}", "benchmark=fim_py", f"samples={samples}"))
+        evaluate(
+            compose_eval(f"run_dir={tmp_path / 'c'}", f"data_dir={tmp_path}", "benchmark=fim_py", f"samples={samples}")
+        )
     with pytest.raises(EvaluationError, match="limit must be >= 1"):
         run_eval(tmp_path / "d", "benchmark=fim_py", f"samples={samples}", "limit=0")
 
@@ -375,7 +424,9 @@ def test_new_tokens_beyond_the_context_are_capped_with_a_note(hf_model: Path, tm
     # The presets' 512 new tokens on a 128-token model: half the context, said once, recorded.
     res = run_eval(tmp_path, f"model.path={hf_model}", "benchmark=fim_py", "limit=1", "generation.max_new_tokens=512")
     assert res["generation"]["max_new_tokens"] == 64
-    assert "generation.max_new_tokens=512 does not fit the model's 128-token context" in " ".join(capsys.readouterr().err.split())
+    assert "generation.max_new_tokens=512 does not fit the model's 128-token context" in " ".join(
+        capsys.readouterr().err.split()
+    )
 
 
 def test_copy_of_results_dir_is_self_contained(hf_model: Path, tmp_path: Path) -> None:

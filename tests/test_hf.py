@@ -14,6 +14,7 @@ transformers = pytest.importorskip("transformers")
 transformers.utils.logging.disable_progress_bar()
 transformers.utils.logging.set_verbosity_error()
 
+from santa.model.generation import GenerationModel  # noqa: E402
 from santa.model.hf import (  # noqa: E402
     HFGenerationModel,
     UnsupportedConversionError,
@@ -22,7 +23,6 @@ from santa.model.hf import (  # noqa: E402
     import_hf,
     to_hf_config,
 )
-from santa.model.generation import GenerationModel  # noqa: E402
 
 VOCAB = 384
 
@@ -30,13 +30,18 @@ VOCAB = 384
 def build(attention: str, n_query_groups: int | None = None, seed: int = 0) -> GPT:
     torch.manual_seed(seed)
     cfg = GPTConfig(
-        vocab_size=VOCAB, n_embd=64, n_layer=2, n_head=4, n_positions=64,
-        attention=attention, n_query_groups=n_query_groups,
+        vocab_size=VOCAB,
+        n_embd=64,
+        n_layer=2,
+        n_head=4,
+        n_positions=64,
+        attention=attention,
+        n_query_groups=n_query_groups,
     )
     model = GPT(cfg).eval()
     # Non-zero biases and LayerNorm affine parameters, so a mis-mapped bias cannot hide.
     with torch.no_grad():
-        for name, p in model.named_parameters():
+        for _name, p in model.named_parameters():
             if p.ndim == 1:
                 p.add_(torch.randn_like(p) * 0.1)
     return model
@@ -148,8 +153,13 @@ def test_export_needs_token_ids(tmp_path):
 
 @pytest.mark.parametrize(
     "key, value",
-    [("activation_function", "relu"), ("scale_attn_weights", False), ("add_cross_attention", True),
-     ("tie_word_embeddings", False), ("model_type", "gpt2")],
+    [
+        ("activation_function", "relu"),
+        ("scale_attn_weights", False),
+        ("add_cross_attention", True),
+        ("tie_word_embeddings", False),
+        ("model_type", "gpt2"),
+    ],
 )
 def test_import_refuses_unsupported_configs_naming_the_key(key, value):
     d = to_hf_config(build("mqa").config, bos_token_id=0, eos_token_id=0).to_dict()

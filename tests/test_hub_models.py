@@ -46,12 +46,20 @@ def hf_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from santa.data.tokenizer import special_ids, train_tokenizer
 
     data = resolve_data_dir(None)
-    tokenizer = train_tokenizer([p.prompt + (p.suffix or "") for p in FimPy(data_dir=data).problems()[:80]], vocab_size=320)
+    tokenizer = train_tokenizer(
+        [p.prompt + (p.suffix or "") for p in FimPy(data_dir=data).problems()[:80]], vocab_size=320
+    )
     eot = special_ids(tokenizer).eot
     torch.manual_seed(0)
     cfg = GPTBigCodeConfig(
-        vocab_size=len(tokenizer), n_positions=512, n_embd=32, n_layer=2, n_head=4, multi_query=True,
-        bos_token_id=eot, eos_token_id=eot,
+        vocab_size=len(tokenizer),
+        n_positions=512,
+        n_embd=32,
+        n_layer=2,
+        n_head=4,
+        multi_query=True,
+        bos_token_id=eot,
+        eos_token_id=eot,
     )
     model_dir = tmp_path_factory.mktemp("download")
     GPTBigCodeForCausalLM(cfg).save_pretrained(model_dir)
@@ -66,16 +74,28 @@ def run_evaluate(hf_home: Path, *overrides: str) -> subprocess.CompletedProcess:
     env.update(HF_HOME=str(hf_home), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     return subprocess.run(
         [sys.executable, str(ROOT / "evaluate.py"), *overrides],
-        cwd=ROOT, capture_output=True, text=True, timeout=600, env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
     )
 
 
 def test_a_hub_id_in_the_cache_is_evaluated_offline(hf_home: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    res = run_evaluate(hf_home, f"model.path={REPO_ID}", "benchmark=fim_py", "limit=2", "generation=fim_greedy", f"output={out}")
+    res = run_evaluate(
+        hf_home, f"model.path={REPO_ID}", "benchmark=fim_py", "limit=2", "generation=fim_greedy", f"output={out}"
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     saved = json.loads((out / "results.json").read_text())
-    snapshot = hf_home / "hub" / "models--santa-tests--tiny-gpt_bigcode" / "snapshots" / "0123456789abcdef0123456789abcdef01234567"
+    snapshot = (
+        hf_home
+        / "hub"
+        / "models--santa-tests--tiny-gpt_bigcode"
+        / "snapshots"
+        / "0123456789abcdef0123456789abcdef01234567"
+    )
     assert saved["model"]["path"] == REPO_ID and Path(saved["model"]["source"]) == snapshot
     assert saved["model"]["hub"] == {"repo_id": REPO_ID, "revision": "0123456789abcdef0123456789abcdef01234567"}
     assert saved["model"]["backend"] == "santa"  # a GPTBigCode santa converts: its own generation
@@ -83,8 +103,14 @@ def test_a_hub_id_in_the_cache_is_evaluated_offline(hf_home: Path, tmp_path: Pat
     # Pinned to the commit, and through transformers' own loader: the same snapshot.
     out2 = tmp_path / "out2"
     res = run_evaluate(
-        hf_home, f"model.path={REPO_ID}", "model.revision=0123456789abcdef0123456789abcdef01234567", "model.backend=hf",
-        "benchmark=fim_py", "limit=2", "generation=fim_greedy", f"output={out2}",
+        hf_home,
+        f"model.path={REPO_ID}",
+        "model.revision=0123456789abcdef0123456789abcdef01234567",
+        "model.backend=hf",
+        "benchmark=fim_py",
+        "limit=2",
+        "generation=fim_greedy",
+        f"output={out2}",
     )
     assert res.returncode == 0, res.stderr[-3000:]
     again = json.loads((out2 / "results.json").read_text())
@@ -93,13 +119,17 @@ def test_a_hub_id_in_the_cache_is_evaluated_offline(hf_home: Path, tmp_path: Pat
 
 
 def test_a_hub_id_not_in_the_cache_offline_is_one_clear_line(hf_home: Path, tmp_path: Path) -> None:
-    res = run_evaluate(hf_home, "model.path=bigcode/gpt_bigcode-santacoder", "benchmark=fim_py", f"output={tmp_path / 'o'}")
+    res = run_evaluate(
+        hf_home, "model.path=bigcode/gpt_bigcode-santacoder", "benchmark=fim_py", f"output={tmp_path / 'o'}"
+    )
     assert res.returncode == 2, res.stderr[-3000:]
     assert "Traceback" not in res.stderr
     lines = [line for line in res.stderr.splitlines() if "bigcode/gpt_bigcode-santacoder" in line]
     assert len(lines) == 1 and "HF_HUB_OFFLINE" in lines[0] and "not in the Hugging Face cache" in lines[0], res.stderr
     # A revision the cache does not hold is the same kind of error.
-    res = run_evaluate(hf_home, f"model.path={REPO_ID}", "model.revision=v2", "benchmark=fim_py", f"output={tmp_path / 'p'}")
+    res = run_evaluate(
+        hf_home, f"model.path={REPO_ID}", "model.revision=v2", "benchmark=fim_py", f"output={tmp_path / 'p'}"
+    )
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "HF_HUB_OFFLINE" in res.stderr and "revision v2" in res.stderr
 

@@ -17,10 +17,22 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, stdlib_records, write_jsonl_gz
 
-TINY = ["model.n_layer=2", "model.n_embd=64", "model.n_head=4", "data.seq_len=64", "data.micro_batch_size=4",
-        "data.global_batch_size=4", "data.val_windows=4", "tokenizer.vocab_size=400", "trainer.max_steps=3",
-        "trainer.val_every_n_steps=3", "trainer.checkpoint_every_n_steps=3", "trainer.enable_progress_bar=false",
-        "export_hf=false", "show_samples=false"]
+TINY = [
+    "model.n_layer=2",
+    "model.n_embd=64",
+    "model.n_head=4",
+    "data.seq_len=64",
+    "data.micro_batch_size=4",
+    "data.global_batch_size=4",
+    "data.val_windows=4",
+    "tokenizer.vocab_size=400",
+    "trainer.max_steps=3",
+    "trainer.val_every_n_steps=3",
+    "trainer.checkpoint_every_n_steps=3",
+    "trainer.enable_progress_bar=false",
+    "export_hf=false",
+    "show_samples=false",
+]
 
 
 @pytest.fixture(scope="module")
@@ -29,16 +41,32 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # Built from a copy: setuptools writes santa.egg-info (old entry points, once stale) and build/
     # into the tree it builds, and the checkout's copy would shadow the venv's metadata.
     src = root / "src"
-    shutil.copytree(ROOT, src, symlinks=True, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "cache", "outputs", "multirun", "wandb", "build", "*.egg-info", "__pycache__"))
+    shutil.copytree(
+        ROOT,
+        src,
+        symlinks=True,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "cache", "outputs", "multirun", "wandb", "build", "*.egg-info", "__pycache__"
+        ),
+    )
     wheels = root / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels),
-                    str(src)], check=True, timeout=600, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(src)],
+        check=True,
+        timeout=600,
+        capture_output=True,
+    )
     (wheel,) = wheels.glob("santa-*.whl")
     venv = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
-    site = Path(subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               capture_output=True, text=True, check=True).stdout.strip())
+    site = Path(
+        subprocess.run(
+            [str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
     # Every dependency, but not this environment's (editable) santa.
     deps = root / "deps"
     deps.mkdir()
@@ -48,8 +76,22 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
             continue
         (deps / entry.name).symlink_to(entry)
     (site / "santa-deps.pth").write_text(f"{deps}\n")
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q", "--no-deps",
-                    str(wheel)], check=True, timeout=600, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(venv / "bin" / "python"),
+            "install",
+            "-q",
+            "--no-deps",
+            str(wheel),
+        ],
+        check=True,
+        timeout=600,
+        capture_output=True,
+    )
     return venv
 
 
@@ -63,7 +105,13 @@ def _run(venv: Path, *args: str, cwd: Path, timeout: float = 900) -> subprocess.
 def test_the_wheel_works_from_an_empty_directory(installed: Path, tmp_path: Path) -> None:
     work = tmp_path / "work"
     work.mkdir()
-    where = _run(installed, "python", "-c", "import santa, santa.assets; print(santa.__file__); print(santa.assets.verify())", cwd=work)
+    where = _run(
+        installed,
+        "python",
+        "-c",
+        "import santa, santa.assets; print(santa.__file__); print(santa.assets.verify())",
+        cwd=work,
+    )
     assert where.returncode == 0, where.stderr
     path, problems = where.stdout.splitlines()
     assert path.startswith(str(installed)) and problems == "{}"
@@ -80,8 +128,17 @@ def test_the_wheel_works_from_an_empty_directory(installed: Path, tmp_path: Path
 
     # Training, then evaluation after training (the installed santa evaluates, no evaluate.py).
     run = work / "run"
-    train = _run(installed, "santa", "train", *TINY, f"data.input={corpus}", f"hydra.run.dir={run}",
-                 "evaluation.runs.fim.benchmarks=[fim_py]", "evaluation.runs.fim.overrides=['limit=2']", cwd=work)
+    train = _run(
+        installed,
+        "santa",
+        "train",
+        *TINY,
+        f"data.input={corpus}",
+        f"hydra.run.dir={run}",
+        "evaluation.runs.fim.benchmarks=[fim_py]",
+        "evaluation.runs.fim.overrides=['limit=2']",
+        cwd=work,
+    )
     assert train.returncode == 0, train.stderr[-4000:]
     job = json.loads((run / "job.json").read_text())
     assert job["state"] == "finished" and "fim_py" in job["evaluation"], job
@@ -93,9 +150,21 @@ def test_the_wheel_works_from_an_empty_directory(installed: Path, tmp_path: Path
 
     problems_ = list(read_problems().values())[:3]
     samples = work / "samples.jsonl"
-    samples.write_text("".join(json.dumps({"task_id": p["task_id"], "completion": p["canonical_solution"]}) + "\n"
-                               for p in problems_))
-    ev = _run(installed, "python", "-m", "santa", "evaluate", "benchmark=humaneval_py", f"samples={samples}", "limit=3",
-              "samples_continue=dataset_prompt", "output=ev", cwd=work)
+    samples.write_text(
+        "".join(json.dumps({"task_id": p["task_id"], "completion": p["canonical_solution"]}) + "\n" for p in problems_)
+    )
+    ev = _run(
+        installed,
+        "python",
+        "-m",
+        "santa",
+        "evaluate",
+        "benchmark=humaneval_py",
+        f"samples={samples}",
+        "limit=3",
+        "samples_continue=dataset_prompt",
+        "output=ev",
+        cwd=work,
+    )
     assert ev.returncode == 0, ev.stderr[-3000:]
     assert json.loads((work / "ev" / "results.json").read_text())["scores"]["pass@1"] == 1.0

@@ -239,8 +239,7 @@ def test_mqa_cache_is_n_head_times_smaller():
     assert mqa.cache_bytes == 2 * 2 * 2 * 1 * 32 * 16 * 4  # layers x (k, v) x B x kv x len x dim x fp32
     # SantaCoder at full context: 16x, sized on the meta device without building any layer.
     big = {
-        a: KVCache.for_config(santacoder_1b(attention=a), 1, 2048, device="meta").cache_bytes
-        for a in ("mqa", "mha")
+        a: KVCache.for_config(santacoder_1b(attention=a), 1, 2048, device="meta").cache_bytes for a in ("mqa", "mha")
     }
     assert big["mha"] == 16 * big["mqa"]
 
@@ -337,7 +336,11 @@ def _sdpa_kernels(fn) -> set[str]:
 
     with profile() as prof:
         fn()
-    return {e.key for e in prof.key_averages() if "scaled_dot_product" in e.key and e.key != "aten::scaled_dot_product_attention"}
+    return {
+        e.key
+        for e in prof.key_averages()
+        if "scaled_dot_product" in e.key and e.key != "aten::scaled_dot_product_attention"
+    }
 
 
 @pytest.mark.parametrize("attention", ["mqa", "mha"])

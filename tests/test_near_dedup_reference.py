@@ -46,8 +46,10 @@ NON_ALPHA = re.compile("[^A-Za-z_0-9]")
 
 # -- the reference, from its description ---------------------------------------------------------
 
-def reference_dedup_alt(contents: list[str], threshold: float = 0.7, num_perm: int = 256, ngram: int = 5,
-                        min_token_length: int = 10) -> tuple[set[int], set[int]]:
+
+def reference_dedup_alt(
+    contents: list[str], threshold: float = 0.7, num_perm: int = 256, ngram: int = 5, min_token_length: int = 10
+) -> tuple[set[int], set[int]]:
     """(indices the reference removes as too short, indices it removes as near-duplicates)."""
     short = {i for i, c in enumerate(contents) if len([t for t in NON_ALPHA.split(c) if t]) < min_token_length}
     ids = [i for i in range(len(contents)) if i not in short]  # __id__ k is record ids[k]
@@ -72,12 +74,17 @@ def reference_dedup_alt(contents: list[str], threshold: float = 0.7, num_perm: i
 
 # -- a corpus of real files with injected near-duplicates ----------------------------------------
 
+
 def _stdlibs() -> list[Path]:
     """This interpreter's standard library first, then any other Python 3 one on the machine."""
     own = Path(sysconfig.get_paths()["stdlib"]).resolve()
     found = [own]
-    for pattern in ("/usr/lib/python3.*", "/usr/local/lib/python3.*", "/opt/*/lib/python3.*",
-                    os.path.expanduser("~/.pyenv/versions/*/lib/python3.*")):
+    for pattern in (
+        "/usr/lib/python3.*",
+        "/usr/local/lib/python3.*",
+        "/opt/*/lib/python3.*",
+        os.path.expanduser("~/.pyenv/versions/*/lib/python3.*"),
+    ):
         for p in sorted(glob.glob(pattern)):
             path = Path(p).resolve()
             if (path / "os.py").is_file() and path not in found:
@@ -87,8 +94,11 @@ def _stdlibs() -> list[Path]:
 
 def _renamed(text: str) -> str:
     # The three most frequent long identifiers get new names everywhere.
-    names = Counter(n for n in re.findall(r"\b[A-Za-z_][A-Za-z0-9_]{3,}\b", text)
-                    if not keyword.iskeyword(n) and n not in dir(builtins))
+    names = Counter(
+        n
+        for n in re.findall(r"\b[A-Za-z_][A-Za-z0-9_]{3,}\b", text)
+        if not keyword.iskeyword(n) and n not in dir(builtins)
+    )
     for k, (name, _) in enumerate(names.most_common(3)):
         text = re.sub(rf"\b{name}\b", f"renamed_{k}_{name[:3]}", text)
     return text
@@ -105,8 +115,10 @@ def _with_lines(text: str, added: str) -> str:
 
 
 LINE = "# Local change: keep in sync with upstream.\n"
-BLOCK = ("\n\ndef _local_helper(values, scale=2):\n    \"\"\"Added downstream.\"\"\"\n    total = 0\n"
-         "    for value in values:\n        total += value * scale\n    return total\n\n")
+BLOCK = (
+    '\n\ndef _local_helper(values, scale=2):\n    """Added downstream."""\n    total = 0\n'
+    "    for value in values:\n        total += value * scale\n    return total\n\n"
+)
 
 
 def build_corpus() -> list[dict]:
@@ -116,15 +128,28 @@ def build_corpus() -> list[dict]:
     records: list[dict] = []
 
     def add(repo: str, path: str, content: str) -> None:
-        records.append({"content": content, "lang": "Python", "max_stars_repo_name": repo,
-                        "max_stars_repo_path": path, "max_stars_count": 1})
+        records.append(
+            {
+                "content": content,
+                "lang": "Python",
+                "max_stars_repo_name": repo,
+                "max_stars_repo_path": path,
+                "max_stars_count": 1,
+            }
+        )
 
     texts = {p.name: p.read_text(encoding="utf-8") for p in originals}
     for name, text in texts.items():
         add("python/cpython", f"Lib/{name}", text)
     names = list(texts)
-    for k, (kind, change) in enumerate([("renamed", _renamed), ("reindented", _reindented),
-                                        ("line", lambda t: _with_lines(t, LINE)), ("block", lambda t: _with_lines(t, BLOCK))]):
+    for k, (kind, change) in enumerate(
+        [
+            ("renamed", _renamed),
+            ("reindented", _reindented),
+            ("line", lambda t: _with_lines(t, LINE)),
+            ("block", lambda t: _with_lines(t, BLOCK)),
+        ]
+    ):
         for name in names[k::4][:10]:
             add(f"fork-{kind}/cpython", f"Lib/{name}", change(texts[name]))
     # Generated code: the Windows code pages differ only in their tables.
@@ -132,12 +157,21 @@ def build_corpus() -> list[dict]:
         add("python/cpython", f"Lib/encodings/{p.name}", p.read_text(encoding="utf-8"))
     # The same file from another release, where it changed.
     for lib in libs[1:2]:
-        changed = [p for p in sorted(own.glob("*.py")) if 2_000 <= p.stat().st_size <= 40_000
-                   and (lib / p.name).is_file() and (lib / p.name).read_bytes() != p.read_bytes()][:15]
+        changed = [
+            p
+            for p in sorted(own.glob("*.py"))
+            if 2_000 <= p.stat().st_size <= 40_000
+            and (lib / p.name).is_file()
+            and (lib / p.name).read_bytes() != p.read_bytes()
+        ][:15]
         for p in changed:
             if p.name not in texts:
                 add("python/cpython", f"Lib/{p.name}", p.read_text(encoding="utf-8"))
-            add(f"vendored/{lib.name}-{lib.parent.parent.name}", f"Lib/{p.name}", (lib / p.name).read_text(encoding="utf-8"))
+            add(
+                f"vendored/{lib.name}-{lib.parent.parent.name}",
+                f"Lib/{p.name}",
+                (lib / p.name).read_text(encoding="utf-8"),
+            )
     add("tiny/repo", "empty.py", "")
     add("tiny/repo", "one.py", "x = 1\n")
     add("copy/repo", f"Lib/{names[0]}", texts[names[0]])  # an exact copy is a near-duplicate too
@@ -162,7 +196,9 @@ def _key(r: dict) -> tuple[str, str]:
 def _side_by_side(corpus: list[dict], ours: set[int], theirs: set[int]) -> str:
     rows = [f"{'santa':>6} {'ref':>4}  record"]
     for i in sorted(ours ^ theirs):
-        rows.append(f"{'drop' if i in ours else 'keep':>6} {'drop' if i in theirs else 'keep':>4}  {'/'.join(_key(corpus[i]))}")
+        rows.append(
+            f"{'drop' if i in ours else 'keep':>6} {'drop' if i in theirs else 'keep':>4}  {'/'.join(_key(corpus[i]))}"
+        )
     return "\n".join(rows)
 
 
@@ -185,9 +221,24 @@ def test_prepare_dedup_alt_removes_what_the_reference_removes(corpus: list[dict]
     src.write_text("".join(json.dumps(r) + "\n" for r in corpus), encoding="utf-8")
     out = tmp_path / "out"
     res = subprocess.run(
-        [sys.executable, "-m", "santa.cli", "prepare", f"input={src}", f"output={out}", "pipeline.steps=[near_dedup]",
-         "pipeline.params.near_dedup.mode=dedup_alt", "engine.workers=1", "progress=false"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        [
+            sys.executable,
+            "-m",
+            "santa.cli",
+            "prepare",
+            f"input={src}",
+            f"output={out}",
+            "pipeline.steps=[near_dedup]",
+            "pipeline.params.near_dedup.mode=dedup_alt",
+            "engine.workers=1",
+            "progress=false",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     rejects = pq.read_table(sorted((out / "rejects").glob("*.parquet"))).to_pylist()
     assert {r["reject_step"] for r in rejects} == {"near_dedup"}

@@ -15,8 +15,9 @@ from conftest import ROOT, run_train_py, stdlib_records, tiny_overrides, write_j
 
 def santa_cli(*args: str, cwd: Path = ROOT, timeout: float = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "santa.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "santa.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +30,13 @@ def test_a_step_whose_setup_fails_blocks_no_rerun(corpus: Path, tmp_path: Path, 
     out = tmp_path / "clean"
     if not fresh:
         out.mkdir()
-    bad = santa_cli("prepare", f"input={corpus}", f"output={out}", "pipeline.steps=[basic,decontaminate]",
-                    f"pipeline.params.decontaminate.apps={tmp_path / 'missing-apps.jsonl'}")
+    bad = santa_cli(
+        "prepare",
+        f"input={corpus}",
+        f"output={out}",
+        "pipeline.steps=[basic,decontaminate]",
+        f"pipeline.params.decontaminate.apps={tmp_path / 'missing-apps.jsonl'}",
+    )
     assert bad.returncode == 2, bad.stderr[-3000:]
     assert "missing-apps.jsonl not found" in bad.stderr and "Traceback" not in bad.stderr
     # The output is as it was found: absent, or the empty folder the user made.
@@ -63,8 +69,14 @@ def test_evaluate_without_output_writes_under_outputs(tmp_path: Path) -> None:
     samples = tmp_path / "s.jsonl"
     samples.write_text("".join(json.dumps({"task_id": p.task_id, "completion": p.answer}) + "\n" for p in problems))
     env = {k: v for k, v in os.environ.items() if k != "SANTA_DATA"}
-    res = subprocess.run([sys.executable, str(ROOT / "evaluate.py"), "benchmark=fim_py", f"samples={samples}", "limit=2"],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=300, env={**env, "PYTHONUNBUFFERED": "1"})
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "evaluate.py"), "benchmark=fim_py", f"samples={samples}", "limit=2"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**env, "PYTHONUNBUFFERED": "1"},
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     found = list((tmp_path / "outputs" / "eval").glob("*/*/results.json"))
     assert len(found) == 1, res.stderr[-2000:]
@@ -107,14 +119,21 @@ def test_a_refused_resume_leaves_the_run_byte_identical(tiny_corpus: Path, cache
 
 @pytest.mark.slow
 def test_a_failed_invocation_leaves_no_run_folder(tmp_path: Path) -> None:
-    res = subprocess.run(_train_cmd([f"data.input={tmp_path / 'no-such-corpus'}"]), cwd=tmp_path,
-                         capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        _train_cmd([f"data.input={tmp_path / 'no-such-corpus'}"]),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 2 and "no-such-corpus" in res.stderr, res.stderr[-2000:]
     assert not (tmp_path / "outputs").exists() or not any((tmp_path / "outputs").rglob("*"))
 
 
 @pytest.mark.slow
-def test_sigterm_and_sigint_save_the_step_and_resume_exactly(tiny_corpus: Path, cache_dir: Path, tmp_path: Path) -> None:
+def test_sigterm_and_sigint_save_the_step_and_resume_exactly(
+    tiny_corpus: Path, cache_dir: Path, tmp_path: Path
+) -> None:
     import csv
     import json
     import signal
@@ -135,7 +154,11 @@ def test_sigterm_and_sigint_save_the_step_and_resume_exactly(tiny_corpus: Path, 
         first = 0 if attempt == 0 else int(json.loads((run / "job.json").read_text())["global_step"])
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and proc.poll() is None:
-            steps = {int(r["step"]) for r in read_metrics(run) if r.get("train/loss")} if (run / "csv" / "metrics.csv").exists() else set()
+            steps = (
+                {int(r["step"]) for r in read_metrics(run) if r.get("train/loss")}
+                if (run / "csv" / "metrics.csv").exists()
+                else set()
+            )
             if steps and max(steps) >= first + 3:
                 break
             time.sleep(0.01)
@@ -184,7 +207,12 @@ def test_prepare_says_when_nothing_was_produced(corpus: Path, tmp_path: Path) ->
     res = santa_cli("prepare", f"input={empty}", f"output={tmp_path / 'a'}", "pipeline.steps=[basic]")
     assert res.returncode == 2 and "read no records from input" in res.stderr and "(empty input)" in res.stderr
     # Every file dropped: a warning naming the step, exit 0 (the rejects are the output).
-    res = santa_cli("prepare", f"input={corpus}", f"output={tmp_path / 'b'}", "pipeline.steps=[basic]",
-                    "pipeline.params.basic.max_line_length=1")
+    res = santa_cli(
+        "prepare",
+        f"input={corpus}",
+        f"output={tmp_path / 'b'}",
+        "pipeline.steps=[basic]",
+        "pipeline.params.basic.max_line_length=1",
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     assert "every one of the" in res.stderr and "basic dropped" in " ".join(res.stderr.split())

@@ -11,10 +11,10 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 from santa import registry
+from santa.data.fim_format import fim_format, infill_prompt, undo_fim, undo_fim_window
 from santa.data.tokenizer import EOT, SpecialIds, TokenizerError, special_ids, train_tokenizer
 from santa.objectives import IGNORE_INDEX, Objective, to_sample
 from santa.objectives.ar import AutoRegressive
-from santa.data.fim_format import fim_format, infill_prompt, undo_fim, undo_fim_window
 from santa.objectives.fim import FillInTheMiddle, apply_fim, permute_piece
 
 DOCS = [
@@ -188,7 +188,11 @@ def test_fim_round_trips_every_document_and_keeps_separators(tok, ids, start):
     # Windows that start and end mid-document, a window starting on a separator, and
     # back-to-back separators (an empty document).
     window = data[start : start + 121]
-    windows = [window, np.concatenate([[ids.eot], window]), np.concatenate([window[:20], [ids.eot, ids.eot], window[20:]])]
+    windows = [
+        window,
+        np.concatenate([[ids.eot], window]),
+        np.concatenate([window[:20], [ids.eot, ids.eot], window[20:]]),
+    ]
     for w in windows:
         originals = split_on(w, ids.eot)
         for seed in range(40):
@@ -430,7 +434,11 @@ def _megatron_reference(sample, np_rng, tok, ids, fim_rate, fim_spm_rate):
 
 def test_megatron_quirks_with_random_state_match_megatron(tok, ids):
     data = stream(tok, ids)
-    windows = [data[5:140], data[: len(enc(tok, DOCS[0])) + 1], np.concatenate([[ids.eot], data[:60], [ids.eot, ids.eot], data[60:90]])]
+    windows = [
+        data[5:140],
+        data[: len(enc(tok, DOCS[0])) + 1],
+        np.concatenate([[ids.eot], data[:60], [ids.eot, ids.eot], data[60:90]]),
+    ]
     for w in windows:
         for seed in range(20):
             ours = apply_fim(w, np.random.RandomState(seed), tok, fim_rate=0.5, fim_spm_rate=0.5, megatron_quirks=True)

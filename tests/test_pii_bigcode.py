@@ -176,7 +176,7 @@ JWT = (
 SNIPPETS: dict[str, str] = {
     # --- emails
     "mail-headers": (
-        "From: Jane Roe <jane.roe@fastmail.fm>\nTo: ops-alerts@orbitfleet.io, \"Bo\" <bo@x.co.uk>\n"
+        'From: Jane Roe <jane.roe@fastmail.fm>\nTo: ops-alerts@orbitfleet.io, "Bo" <bo@x.co.uk>\n'
         "Reply-To: noreply+bounces@mail.kestrel-labs.com\nSubject: weekly report\n\nBody text.\n"
     ),
     "py-docstring-author": '"""Telemetry client.\n\nMaintainer: Jane Roe <jane.roe@fastmail.fm>\n'
@@ -193,7 +193,7 @@ SNIPPETS: dict[str, str] = {
         "  <span>press@quillpad.app.</span>\n  <p>(billing@quillpad.app)</p>\n</footer>\n"
     ),
     "dotenv": (
-        "ADMIN_EMAIL=admin@corp-mail.io\nSMTP_USER=\"mailer@corp-mail.io\"\nAPP_ENV=production\n"
+        'ADMIN_EMAIL=admin@corp-mail.io\nSMTP_USER="mailer@corp-mail.io"\nAPP_ENV=production\n'
         "SENTRY_DSN=https://4f1c9a7e@o12345.ingest.sentry.io/998877\n"
     ),
     "json-escaped": '{"text": "write to \\"jdoe@example.org\\" or \\\'ann@example.org\\\'", "n": 3}\n',
@@ -246,7 +246,8 @@ SNIPPETS: dict[str, str] = {
         'checksum = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"\n'
         "x = 1\n" * 3
     ),
-    "hash-line-before": 'digest = sha256(data)\n"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"\n' + "y = 2\n" * 60,
+    "hash-line-before": 'digest = sha256(data)\n"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"\n'
+    + "y = 2\n" * 60,
     "hash-line-words": (
         'key_bytes = "rR9QABSKPZ0D65wtMdAEqhaOiEW3EfR9"\n'
         'TOKEN = "nSq0qz0TxKTthZS1kZdR7dftVs2Tn12U"  # md5 of the secret\n'
@@ -261,7 +262,7 @@ SNIPPETS: dict[str, str] = {
     ),
     "yarn-lock": (
         'ms@2.1.3:\n  version "2.1.3"\n  resolved "https://registry.yarnpkg.com/ms/-/ms-2.1.3.tgz#574c8138ce1d2b5861f0b44579dbadd60c6615b2"\n'
-        '  integrity sha512-6FlzubTLZG3J2a/NVCAleEhjzq5oxgHyaCU9yYXvcLsvoVaHJq/s5xXI6/XXP6tz7R9xAOtHnSO/tXtF3WRTlA==\n'
+        "  integrity sha512-6FlzubTLZG3J2a/NVCAleEhjzq5oxgHyaCU9yYXvcLsvoVaHJq/s5xXI6/XXP6tz7R9xAOtHnSO/tXtF3WRTlA==\n"
     ),
     "dotenv-ini-fallback": (
         "DATABASE_URL=postgres://app@db.internal:5432/app\n"
@@ -301,7 +302,7 @@ PIECES = [
     '"3a11f590d757dca7eb9afe89850d1ac9"', "sha256", "hash", '"3f0c9c8e-5a4b-4c7d-9e2f-1a2b3c4d5e6f"',
     "ghp_Ii5jOy9bKFhJEnwIVPauu4I0VHmE43fhoSjz", "key =", "API_KEY=", "[section]", "#", "// ", "<", ">",
 ]  # fmt: skip
-JOINERS = [" ", ", ", ",", "\n", "\r\n", "(", ")", "[", "]", '"', "'", ":", ";", "/", "=", " = ", "\\\"", "\t", "."]
+JOINERS = [" ", ", ", ",", "\n", "\r\n", "(", ")", "[", "]", '"', "'", ":", ";", "/", "=", " = ", '\\"', "\t", "."]
 
 
 @pytest.mark.parametrize("seed", range(8))

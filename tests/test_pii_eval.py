@@ -106,7 +106,9 @@ def test_table_output(capsys: pytest.CaptureFixture[str]) -> None:
         ('{"text": "abc", "spans": [{"start": "0", "end": 2, "type": "ip"}]}', "integer"),
     ],
 )
-def test_malformed_input_names_file_and_line(tmp_path: Path, line: str, message: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_malformed_input_names_file_and_line(
+    tmp_path: Path, line: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = write_jsonl(tmp_path / "bad.jsonl", [{"text": "ok", "spans": []}, "", line])
     with pytest.raises(EvalError, match=message) as info:
         load_examples(path)

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from santa import registry
+from santa.assets import ASSETS as SHARED_DATA  # the benchmark data shipped in the package
 from santa.data.corpus import read_records
 from santa.errors import SantaError
 from santa.filters.base import StepContext
@@ -23,12 +24,19 @@ from santa.pipeline import PipelineConfig, StepSpec, run_pipeline
 from santa.pipeline.engine import WORK, PipelineError
 from santa.pipeline.parquet import read_dataset
 
-from santa.assets import ASSETS as SHARED_DATA  # the benchmark data shipped in the package
 
-
-def stack_record(content: str, lang: str = "Python", repo: str = "org/repo", path: str = "a.py", stars=7, **extra) -> dict:
-    return {"content": content, "lang": lang, "max_stars_repo_name": repo, "max_stars_repo_path": path,
-            "max_stars_count": stars, "hexsha": f"{abs(hash(content)) % 10**12:012d}", **extra}
+def stack_record(
+    content: str, lang: str = "Python", repo: str = "org/repo", path: str = "a.py", stars=7, **extra
+) -> dict:
+    return {
+        "content": content,
+        "lang": lang,
+        "max_stars_repo_name": repo,
+        "max_stars_repo_path": path,
+        "max_stars_count": stars,
+        "hexsha": f"{abs(hash(content)) % 10**12:012d}",
+        **extra,
+    }
 
 
 def write_jsonl(path: Path, records: list[dict], gz: bool = False) -> Path:
@@ -42,7 +50,7 @@ def code(i: int, lang: str = "Python") -> str:
     words = " ".join(f"name{(i * 7 + k) % 97}_{i}" for k in range(40))
     if lang == "Python":
         return f'"""Module {i}: what it does."""\n\ndef f{i}(x):\n    # add {i}\n    names = "{words}"\n    return x + {i}\n'
-    return f"/** Class {i}. */\nclass C{i} {{\n  // field {i}\n  String f = \"{words}\";\n}}\n"
+    return f'/** Class {i}. */\nclass C{i} {{\n  // field {i}\n  String f = "{words}";\n}}\n'
 
 
 def mixed_records() -> list[dict]:
@@ -60,8 +68,9 @@ STEPS = [StepSpec("basic"), StepSpec("comments"), StepSpec("exact_dedup"), StepS
 
 
 def run(tmp_path: Path, inputs, steps=STEPS, out: str = "out", **kw):
-    cfg = PipelineConfig(input=inputs, output=tmp_path / out, steps=steps, workers=kw.pop("workers", 1),
-                         progress=False, **kw)
+    cfg = PipelineConfig(
+        input=inputs, output=tmp_path / out, steps=steps, workers=kw.pop("workers", 1), progress=False, **kw
+    )
     return run_pipeline(cfg)
 
 
@@ -96,10 +105,14 @@ def test_accounting_outputs_rejects_and_duplicates(tmp_path: Path) -> None:
     assert next(r for r in rejects if r["max_stars_repo_path"] == "nocomment.py")["reject_step"] == "comments"
     dups = pq.read_table(tmp_path / "out" / "duplicates.parquet").to_pylist()
     assert {(d["step"], d["path"], d["duplicate_of_path"]) for d in dups} == {
-        ("exact_dedup", "copy.py", "p3.py"), ("near_dedup", "near.py", "p4.py")}
+        ("exact_dedup", "copy.py", "p3.py"),
+        ("near_dedup", "near.py", "p4.py"),
+    }
     assert (tmp_path / "out" / "plots" / "comments.png").stat().st_size > 1000
     # Each input file's clean shard is found again (train.py keeps the demo's splits this way).
-    assert {r["max_stars_repo_path"] for r in read_records(res.unit_data_files(b))} <= {r["max_stars_repo_path"] for r in src[15:]}
+    assert {r["max_stars_repo_path"] for r in read_records(res.unit_data_files(b))} <= {
+        r["max_stars_repo_path"] for r in src[15:]
+    }
     success = json.loads((tmp_path / "out" / "_SUCCESS").read_text())
     assert success["key"] == rep["key"] and "report.json" in success["files"]
     assert not (tmp_path / "out" / WORK).exists()
@@ -118,11 +131,17 @@ def test_rerun_reuses_and_a_changed_parameter_recomputes(tmp_path: Path) -> None
 
 def test_corrupt_inputs_are_counted_with_file_and_line(tmp_path: Path) -> None:
     good = [stack_record(code(i), path=f"g{i}.py") for i in range(3)]
-    lines = [json.dumps(good[0]).encode(), b'{"content": "broken', b'{"content": "bad \xff\xfe utf8", "lang": "Python"}',
-             b"[1, 2, 3]", json.dumps({"lang": "Python", "max_stars_repo_path": "nocontent.py"}).encode(),
-             json.dumps(stack_record("binary\x00\x01\x02", path="blob.py")).encode(),
-             json.dumps(stack_record("x = 1  # big\n" * 4_000_000, path="huge.py")).encode(),  # ~52 MB
-             json.dumps(stack_record("lone \ud800 surrogate", path="sur.py")).encode(), json.dumps(good[1]).encode()]
+    lines = [
+        json.dumps(good[0]).encode(),
+        b'{"content": "broken',
+        b'{"content": "bad \xff\xfe utf8", "lang": "Python"}',
+        b"[1, 2, 3]",
+        json.dumps({"lang": "Python", "max_stars_repo_path": "nocontent.py"}).encode(),
+        json.dumps(stack_record("binary\x00\x01\x02", path="blob.py")).encode(),
+        json.dumps(stack_record("x = 1  # big\n" * 4_000_000, path="huge.py")).encode(),  # ~52 MB
+        json.dumps(stack_record("lone \ud800 surrogate", path="sur.py")).encode(),
+        json.dumps(good[1]).encode(),
+    ]
     bad = tmp_path / "in" / "bad.jsonl"
     bad.parent.mkdir()
     bad.write_bytes(b"\n".join(lines) + b"\n")
@@ -168,7 +187,9 @@ def test_one_plugin_runs_twice_under_two_names(tmp_path: Path) -> None:
     from santa.pipeline.config import step_specs
 
     f = write_jsonl(tmp_path / "in.jsonl", mixed_records())
-    specs = step_specs({"steps": ["basic", "strict"], "params": {"strict": {"plugin": "basic", "min_alnum_fraction": 0.8}}})
+    specs = step_specs(
+        {"steps": ["basic", "strict"], "params": {"strict": {"plugin": "basic", "min_alnum_fraction": 0.8}}}
+    )
     assert specs[1] == StepSpec("strict", {"min_alnum_fraction": 0.8}, "basic")
     res = run(tmp_path, f, steps=specs)
     by = {s["name"]: s for s in res.report["steps"]}
@@ -229,8 +250,12 @@ def crashy_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     site = tmp_path / "site"
     (site / "santa_crashy-0.1.dist-info").mkdir(parents=True)
     (site / "santa_crashy.py").write_text(textwrap.dedent(PLUGIN))
-    (site / "santa_crashy-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: santa-crashy\nVersion: 0.1\n")
-    (site / "santa_crashy-0.1.dist-info" / "entry_points.txt").write_text("[santa.filters]\ncrashy = santa_crashy:Crashy\n")
+    (site / "santa_crashy-0.1.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: santa-crashy\nVersion: 0.1\n"
+    )
+    (site / "santa_crashy-0.1.dist-info" / "entry_points.txt").write_text(
+        "[santa.filters]\ncrashy = santa_crashy:Crashy\n"
+    )
     monkeypatch.syspath_prepend(str(site))
     registry.refresh()
     yield
@@ -243,8 +268,10 @@ def test_an_interrupted_run_resumes_and_gives_the_same_outputs(tmp_path: Path, c
     flag.write_text("")
     inputs = tmp_path / "in"
     for k in range(3):
-        recs = [stack_record(code(10 * k + i) + ("# CRASH\n" if k == 2 and i == 1 else ""), path=f"{k}/{i}.py")
-                for i in range(4)]
+        recs = [
+            stack_record(code(10 * k + i) + ("# CRASH\n" if k == 2 and i == 1 else ""), path=f"{k}/{i}.py")
+            for i in range(4)
+        ]
         write_jsonl(inputs / f"part{k}.jsonl", recs + [stack_record(code(10 * k), repo="dup", path=f"{k}/dup.py")])
     steps = [StepSpec("basic"), StepSpec("exact_dedup"), StepSpec("crashy", {"flag": str(flag)}), StepSpec("comments")]
     with pytest.raises(RuntimeError, match="simulated crash"):
@@ -288,9 +315,16 @@ def test_worker_processes_keep_the_same_files_as_one_process(tmp_path: Path) -> 
     steps = [StepSpec("basic"), StepSpec("comments"), StepSpec("near_dedup", {"mode": "dedup_alt"})]
     one = run(tmp_path, tmp_path / "in", steps=steps, out="one", workers=1)
     two = run(tmp_path, tmp_path / "in", steps=steps, out="two", workers=2, batch_size=4)
-    ids = lambda r: [x["reject_id"] for x in sorted(read_dataset(sorted((r.output / "rejects").glob("*.parquet"))).to_pylist(), key=lambda x: x["reject_id"])]  # noqa: E731
+    ids = lambda r: [
+        x["reject_id"]
+        for x in sorted(
+            read_dataset(sorted((r.output / "rejects").glob("*.parquet"))).to_pylist(), key=lambda x: x["reject_id"]
+        )
+    ]  # noqa: E731
     assert ids(one) == ids(two)
-    assert [pq.read_table(f).to_pylist() for f in one.data_files] == [pq.read_table(f).to_pylist() for f in two.data_files]
+    assert [pq.read_table(f).to_pylist() for f in one.data_files] == [
+        pq.read_table(f).to_pylist() for f in two.data_files
+    ]
 
 
 def test_forked_and_spawned_workers_keep_the_same_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -299,13 +333,20 @@ def test_forked_and_spawned_workers_keep_the_same_files(tmp_path: Path, monkeypa
     recs = mixed_records() * 2
     for k in range(2):
         write_jsonl(tmp_path / "in" / f"{k}.jsonl", recs[k::2])
-    steps = [StepSpec("basic"), StepSpec("exact_dedup"), StepSpec("comments"), StepSpec("near_dedup", {"mode": "dedup_alt"})]
+    steps = [
+        StepSpec("basic"),
+        StepSpec("exact_dedup"),
+        StepSpec("comments"),
+        StepSpec("near_dedup", {"mode": "dedup_alt"}),
+    ]
     forked = run(tmp_path, tmp_path / "in", steps=steps, out="fork", workers=2, batch_size=4)
     monkeypatch.setattr(engine, "_single_threaded", lambda: False)  # as if the driver ran threads
     spawned = run(tmp_path, tmp_path / "in", steps=steps, out="spawn", workers=2, batch_size=4)
     untimed = lambda r: [{k: v for k, v in s.items() if k != "corpus_seconds"} for s in r.report["steps"]]  # noqa: E731
     assert untimed(forked) == untimed(spawned)
-    assert [pq.read_table(f).to_pylist() for f in forked.data_files] == [pq.read_table(f).to_pylist() for f in spawned.data_files]
+    assert [pq.read_table(f).to_pylist() for f in forked.data_files] == [
+        pq.read_table(f).to_pylist() for f in spawned.data_files
+    ]
 
 
 def test_workers_are_forked_only_from_a_process_without_threads() -> None:
@@ -396,7 +437,9 @@ def test_pii_runs_like_any_record_step(tmp_path: Path) -> None:
 def test_decontamination_in_the_pipeline(tmp_path: Path) -> None:
     mbpp = json.loads((SHARED_DATA / "multipl-e_8b88bd5/datasets/sanitized-mbpp.json").read_text())
     row = next(r for r in mbpp if r["task_id"] == 11)
-    f = write_jsonl(tmp_path / "in.jsonl", [stack_record(code(1)), stack_record("# solution\n" + row["code"], path="s.py")])
+    f = write_jsonl(
+        tmp_path / "in.jsonl", [stack_record(code(1)), stack_record("# solution\n" + row["code"], path="s.py")]
+    )
     res = run(tmp_path, f, steps=[StepSpec("decontaminate")], context=StepContext(data_dirs=[SHARED_DATA]))
     (rej,) = read_dataset(sorted((tmp_path / "out" / "rejects").glob("*.parquet"))).to_pylist()
     assert rej["max_stars_repo_path"] == "s.py" and "MBPP/11 code" in rej["reject_reason"]

@@ -17,15 +17,17 @@ from santa.data.corpus import build_demo_corpus, find_local_sources, read_record
 
 def santa(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "santa.cli", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "santa.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 @pytest.fixture(scope="module")
 def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("demo") / "corpus"
-    build_demo_corpus(out, max_files_per_lang=60, max_bytes_per_file=50_000,
-                      sources=[s for s in find_local_sources() if s.available])
+    build_demo_corpus(
+        out, max_files_per_lang=60, max_bytes_per_file=50_000, sources=[s for s in find_local_sources() if s.available]
+    )
     return out
 
 
@@ -36,7 +38,16 @@ def test_prepare_final_on_a_real_corpus_end_to_end(small_corpus: Path, tmp_path:
     assert "pipeline report" in res.stderr and "near_dedup" in res.stderr
     report = json.loads((out / "report.json").read_text())
     names = [s["name"] for s in report["steps"]]
-    assert names == ["input", "pii", "basic", "exact_dedup", "near_dedup", "near_dedup_alt", "comments", "decontaminate"]
+    assert names == [
+        "input",
+        "pii",
+        "basic",
+        "exact_dedup",
+        "near_dedup",
+        "near_dedup_alt",
+        "comments",
+        "decontaminate",
+    ]
     near = report["steps"][names.index("near_dedup")]
     assert near["params"]["mode"] == "stack" and "plugin" not in near
     alt = report["steps"][names.index("near_dedup_alt")]
@@ -56,8 +67,14 @@ def test_prepare_final_on_a_real_corpus_end_to_end(small_corpus: Path, tmp_path:
 
 def test_prepare_takes_step_lists_and_parameters_as_overrides(small_corpus: Path, tmp_path: Path) -> None:
     out = tmp_path / "o"
-    res = santa("prepare", f"input={small_corpus}/train/*.jsonl.gz", f"output={out}",
-                "pipeline.steps=[basic,comments]", "pipeline.params.comments.max_ratio=0.3", "engine.workers=1")
+    res = santa(
+        "prepare",
+        f"input={small_corpus}/train/*.jsonl.gz",
+        f"output={out}",
+        "pipeline.steps=[basic,comments]",
+        "pipeline.params.comments.max_ratio=0.3",
+        "engine.workers=1",
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
     assert [s["name"] for s in report["steps"]] == ["input", "basic", "comments"]
@@ -95,9 +112,20 @@ def test_prepare_killed_midway_resumes_to_the_same_outputs(small_corpus: Path, t
     import time
 
     out = tmp_path / "killed"
-    args = [sys.executable, "-m", "santa.cli", "prepare", f"input={small_corpus}", f"output={out}",
-            "pipeline=dedup_alt", "engine.workers=1", "engine.batch_size=8"]
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    args = [
+        sys.executable,
+        "-m",
+        "santa.cli",
+        "prepare",
+        f"input={small_corpus}",
+        f"output={out}",
+        "pipeline=dedup_alt",
+        "engine.workers=1",
+        "engine.batch_size=8",
+    ]
+    proc = subprocess.Popen(
+        args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.monotonic() + 300
     try:
         while not list(out.glob(".santa-work/*/units/s0-u0000[1-9].done.json")):  # a few units done

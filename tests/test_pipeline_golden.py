@@ -30,15 +30,44 @@ GOLDEN = Path(__file__).parent / "golden" / "pipeline_presets.json"
 # fertility needs a trained tokenizer and runs no corpus step of its own; none runs nothing.
 PRESETS = ["base", "comments", "stars", "dedup_alt", "final"]
 
-_PY = ["{a} = {b}({c}, {d})", "if {a} > {b}:", "    return {a} + {b}", "for {a} in {b}:", "    {a}.{b}({c})",
-       "def {a}({b}, {c}):", "class {A}({B}):", "    self.{a} = {b}", "{a} = [{b} for {b} in {c} if {d}]",
-       "import {a}", "from {a} import {b}", "    raise {A}Error('{a} {b}')", "{a} = {{'{b}': {c}, '{d}': {a}}}"]
-_JAVA = ["public class {A} extends {B} {{", "    private int {a} = {n};", "    {a} = {b}.{c}({d});",
-         "    if ({a} > {b}) {{ return {c}; }}", "    for (int {a} = 0; {a} < {b}; {a}++) {{", "    }}",
-         "    public void {a}({A} {b}) {{", "import {a}.{b}.{A};", "    throw new {A}Exception(\"{a}\");", "}}"]
-_JS = ["const {a} = require('{b}');", "function {a}({b}, {c}) {{", "  return {a}.{b}({c});", "}}",
-       "let {a} = {b} + {c};", "  if ({a} === {b}) {{ {c}({d}); }}", "export const {a} = ({b}) => {b}.{c};",
-       "  {a}.forEach(({b}) => {c}.push({b}));", "module.exports = {{ {a}, {b} }};"]
+_PY = [
+    "{a} = {b}({c}, {d})",
+    "if {a} > {b}:",
+    "    return {a} + {b}",
+    "for {a} in {b}:",
+    "    {a}.{b}({c})",
+    "def {a}({b}, {c}):",
+    "class {A}({B}):",
+    "    self.{a} = {b}",
+    "{a} = [{b} for {b} in {c} if {d}]",
+    "import {a}",
+    "from {a} import {b}",
+    "    raise {A}Error('{a} {b}')",
+    "{a} = {{'{b}': {c}, '{d}': {a}}}",
+]
+_JAVA = [
+    "public class {A} extends {B} {{",
+    "    private int {a} = {n};",
+    "    {a} = {b}.{c}({d});",
+    "    if ({a} > {b}) {{ return {c}; }}",
+    "    for (int {a} = 0; {a} < {b}; {a}++) {{",
+    "    }}",
+    "    public void {a}({A} {b}) {{",
+    "import {a}.{b}.{A};",
+    '    throw new {A}Exception("{a}");',
+    "}}",
+]
+_JS = [
+    "const {a} = require('{b}');",
+    "function {a}({b}, {c}) {{",
+    "  return {a}.{b}({c});",
+    "}}",
+    "let {a} = {b} + {c};",
+    "  if ({a} === {b}) {{ {c}({d}); }}",
+    "export const {a} = ({b}) => {b}.{c};",
+    "  {a}.forEach(({b}) => {c}.push({b}));",
+    "module.exports = {{ {a}, {b} }};",
+]
 _LANGS = {"Python": (_PY, "#", ".py"), "Java": (_JAVA, "//", ".java"), "JavaScript": (_JS, "//", ".js")}
 
 
@@ -78,11 +107,20 @@ def synthetic_records(n: int, seed: int = 14) -> list[dict[str, Any]]:
             if rng.random() < 0.02:
                 content += "x = '" + "y" * 1200 + "'\n"  # basic: a line over 1000 characters
             if rng.random() < 0.05:
-                content += f"{comment} contact {rng.choice(vocab)}@example.com key AKIA{rng.randint(10**15, 10**16 - 1)}\n"
+                content += (
+                    f"{comment} contact {rng.choice(vocab)}@example.com key AKIA{rng.randint(10**15, 10**16 - 1)}\n"
+                )
         ext = _LANGS[lang][2]
         stars = rng.choice([0, 1, 3, 5, 12, 400])
-        out.append({"content": content, "lang": lang, "max_stars_repo_name": repo,
-                    "max_stars_repo_path": f"src/f{i:05d}{ext}", "max_stars_count": stars})
+        out.append(
+            {
+                "content": content,
+                "lang": lang,
+                "max_stars_repo_name": repo,
+                "max_stars_repo_path": f"src/f{i:05d}{ext}",
+                "max_stars_count": stars,
+            }
+        )
     return out
 
 
@@ -104,8 +142,13 @@ def run_preset(corpus: Path, out: Path, preset: str, workers: int = 1) -> dict[s
     conf = Path(__file__).resolve().parents[1] / "santa" / "conf"
     with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
         cfg = compose("prepare", overrides=["input=x", "output=y", f"pipeline={preset}"])
-    pcfg = build_config(pipeline=cfg.pipeline, engine={"name": "local", "workers": workers, "batch_size": 64},
-                        input=str(corpus), output=out, progress=False)
+    pcfg = build_config(
+        pipeline=cfg.pipeline,
+        engine={"name": "local", "workers": workers, "batch_size": 64},
+        input=str(corpus),
+        output=out,
+        progress=False,
+    )
     res = run_pipeline(pcfg)
     key = lambda r: f"{r['max_stars_repo_name']}/{r['max_stars_repo_path']}"
     rejects = read_dataset(sorted((out / "rejects").glob("*.parquet"))).to_pylist()
@@ -114,10 +157,16 @@ def run_preset(corpus: Path, out: Path, preset: str, workers: int = 1) -> dict[s
         "kept": sorted(key(r) for r in read_records(res.data_files)),
         "rejected": dict(sorted((key(r), r["reject_step"]) for r in rejects)),
         # What each corpus step said about the files it dropped (the rejects' reason, statistic, details).
-        "reasons": dict(sorted((key(r), [r["reject_reason"], r["reject_stat"], r["reject_details"]]) for r in rejects
-                               if r["reject_step"] in ("exact_dedup", "near_dedup", "near_dedup_alt"))),
-        "duplicates": sorted([d["step"], f"{d['repo']}/{d['path']}", f"{d['duplicate_of_repo']}/{d['duplicate_of_path']}"]
-                             for d in dups),
+        "reasons": dict(
+            sorted(
+                (key(r), [r["reject_reason"], r["reject_stat"], r["reject_details"]])
+                for r in rejects
+                if r["reject_step"] in ("exact_dedup", "near_dedup", "near_dedup_alt")
+            )
+        ),
+        "duplicates": sorted(
+            [d["step"], f"{d['repo']}/{d['path']}", f"{d['duplicate_of_repo']}/{d['duplicate_of_path']}"] for d in dups
+        ),
     }
 
 

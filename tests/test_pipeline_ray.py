@@ -19,10 +19,18 @@ from santa.pipeline.parquet import read_dataset  # noqa: E402
 
 
 def _run(tmp_path: Path, engine: str, steps: list[StepSpec], out: str) -> object:
-    return run_pipeline(PipelineConfig(
-        input=tmp_path / "in", output=tmp_path / out, steps=steps, engine=engine, workers=1 if engine == "local" else None,
-        ray_num_cpus=2, batch_size=8, progress=False,
-    ))
+    return run_pipeline(
+        PipelineConfig(
+            input=tmp_path / "in",
+            output=tmp_path / out,
+            steps=steps,
+            engine=engine,
+            workers=1 if engine == "local" else None,
+            ray_num_cpus=2,
+            batch_size=8,
+            progress=False,
+        )
+    )
 
 
 @pytest.mark.slow
@@ -31,8 +39,13 @@ def test_ray_engine_keeps_the_same_files_as_the_local_engine(tmp_path: Path) -> 
     for k in range(3):  # several units, batches that straddle them, duplicates across units
         write_jsonl(tmp_path / "in" / f"{k}.jsonl", recs[k::3] + [stack_record("{broken", path="x")] * (k == 1))
     (tmp_path / "in" / "1.jsonl").write_text((tmp_path / "in" / "1.jsonl").read_text() + "{not json\n")
-    steps = [StepSpec("basic"), StepSpec("comments"), StepSpec("exact_dedup"),
-             StepSpec("near_dedup", {"mode": "dedup_alt"}), StepSpec("stars", {"missing": "zero"})]
+    steps = [
+        StepSpec("basic"),
+        StepSpec("comments"),
+        StepSpec("exact_dedup"),
+        StepSpec("near_dedup", {"mode": "dedup_alt"}),
+        StepSpec("stars", {"missing": "zero"}),
+    ]
     local = _run(tmp_path, "local", steps, "local")
     ray = _run(tmp_path, "ray", steps, "ray")
     assert ray.report["engine"] == "ray" and local.report["engine"] == "local"
@@ -40,7 +53,8 @@ def test_ray_engine_keeps_the_same_files_as_the_local_engine(tmp_path: Path) -> 
     assert rows(ray) == rows(local) and rows(local)
     rej = lambda r: sorted(  # noqa: E731
         (x["reject_id"], x["reject_step"], x["reject_reason"])
-        for x in read_dataset(sorted((r.output / "rejects").glob("*.parquet"))).to_pylist())
+        for x in read_dataset(sorted((r.output / "rejects").glob("*.parquet"))).to_pylist()
+    )
     assert rej(ray) == rej(local)
     strip = lambda r: [{k: v for k, v in s.items() if k != "corpus_seconds"} for s in r.report["steps"]]  # noqa: E731
     assert strip(ray) == strip(local)

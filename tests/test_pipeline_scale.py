@@ -53,15 +53,21 @@ def test_decision_table_round_trips_a_steps_decisions(tmp_path: Path) -> None:
     assert back.table.to_pylist()[1]["repo"] is None  # id 4 was not located
 
     # Columns straight from a step, in any order: the details dict in the order a dedup step writes it.
-    cols = DecisionTable.from_columns([8, 5], [0.9, 0.8], ["b", "a"], duplicate_of=[1, 2], component_size=[3, 3],
-                                      similarity=[0.9, 0.8])
+    cols = DecisionTable.from_columns(
+        [8, 5], [0.9, 0.8], ["b", "a"], duplicate_of=[1, 2], component_size=[3, 3], similarity=[0.9, 0.8]
+    )
     assert cols[5] == Decision(False, 0.8, "a", details={"duplicate_of": 2, "component_size": 3, "similarity": 0.8})
     assert cols[8].reason == "b"
 
 
 def _three_corpus_steps(flag: Path) -> list[StepSpec]:
-    return [StepSpec("basic"), StepSpec("exact_dedup"), StepSpec("near_dedup", {"mode": "stack"}),
-            StepSpec("crashy", {"flag": str(flag)}), StepSpec("comments")]
+    return [
+        StepSpec("basic"),
+        StepSpec("exact_dedup"),
+        StepSpec("near_dedup", {"mode": "stack"}),
+        StepSpec("crashy", {"flag": str(flag)}),
+        StepSpec("comments"),
+    ]
 
 
 def test_spills_are_compressed_dropped_once_read_and_a_stopped_run_resumes(tmp_path: Path, crashy_plugin) -> None:  # noqa: F811
@@ -123,8 +129,13 @@ def test_spilled_records_are_compressed_about_2x_on_code() -> None:
 
 def test_keep_work_keeps_the_spills(tmp_path: Path) -> None:
     write_jsonl(tmp_path / "in.jsonl", [stack_record(code(i), path=f"p{i}.py") for i in range(8)])
-    res = run(tmp_path, tmp_path / "in.jsonl", steps=[StepSpec("exact_dedup"), StepSpec("basic")], keep_work=True,
-              batch_size=3)
+    res = run(
+        tmp_path,
+        tmp_path / "in.jsonl",
+        steps=[StepSpec("exact_dedup"), StepSpec("basic")],
+        keep_work=True,
+        batch_size=3,
+    )
     assert len(spill_parts(next((res.output / WORK).glob("*/units/s0-u00000.spill")))) == 3
 
 

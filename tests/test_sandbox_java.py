@@ -36,19 +36,27 @@ def run_all(sb: Sandbox, items: list[tuple[str, str, float, object]]) -> list[Ex
 
 def java(body: str, main: str, imports: str = "", extra: str = "") -> str:
     """A MultiPL-E-shaped program: imports, ``class Problem`` with a method and a main."""
-    return (f"import java.util.*;\nimport org.javatuples.*;\n{imports}class Problem {{\n{body}\n"
-            f"    public static void main(String[] args) throws Exception {{\n{main}\n    }}\n}}\n{extra}")
+    return (
+        f"import java.util.*;\nimport org.javatuples.*;\n{imports}class Problem {{\n{body}\n"
+        f"    public static void main(String[] args) throws Exception {{\n{main}\n    }}\n}}\n{extra}"
+    )
 
 
-UID_LINE = ('        for (String l : java.nio.file.Files.readAllLines(java.nio.file.Paths.get("/proc/self/status")))'
-            ' if (l.startsWith("Uid:")) System.out.println("uid " + l.split("\\\\s+")[1]);\n'
-            "        System.out.flush();\n")
+UID_LINE = (
+    '        for (String l : java.nio.file.Files.readAllLines(java.nio.file.Paths.get("/proc/self/status")))'
+    ' if (l.startsWith("Uid:")) System.out.println("uid " + l.split("\\\\s+")[1]);\n'
+    "        System.out.flush();\n"
+)
 
 ADD = "    static long add(long a, long b) { return a + b; }"
 MIXED = {
     "pass": java(ADD, '        assert add(2L, 3L) == 5L;\n        System.out.println(Pair.with(1, "a"));'),
-    "assertion fails": java("    static long add(long a, long b) { return a - b; }", "        assert add(2L, 3L) == 5L;"),
-    "compile error": java("    static long add(long a, long b) { return \"five\"; }", "        assert add(2L, 3L) == 5L;"),
+    "assertion fails": java(
+        "    static long add(long a, long b) { return a - b; }", "        assert add(2L, 3L) == 5L;"
+    ),
+    "compile error": java(
+        '    static long add(long a, long b) { return "five"; }', "        assert add(2L, 3L) == 5L;"
+    ),
     "missing symbol": java(ADD, "        assert add(2L, 3L) == Helper.FIVE;"),
     "timeout": java(ADD, "        while (args.length == 0) { }"),
     "exception": java(ADD, '        throw new IllegalStateException("boom");'),
@@ -56,16 +64,25 @@ MIXED = {
     "exit 3": java(ADD, "        System.exit(3);"),
     "stack overflow": java("    static long down(long n) { return down(n + 1) + 1; }", "        down(0);"),
     "public class, other name": "public class Solution {\n    public static void main(String[] a) {\n"
-                                '        System.out.println("hi");\n    }\n}\n',
+    '        System.out.println("hi");\n    }\n}\n',
     "null pointer": java("    static String s() { return null; }", "        assert s().length() == 1;"),
-    "unchecked warning only": java("    static List raw() { return new ArrayList(); }",
-                                   "        List<String> l = raw();\n        l.add(\"x\");\n"
-                                   "        assert l.size() == 1;"),
+    "unchecked warning only": java(
+        "    static List raw() { return new ArrayList(); }",
+        '        List<String> l = raw();\n        l.add("x");\n        assert l.size() == 1;',
+    ),
 }
 EXPECTED = {
-    "pass": "passed", "assertion fails": "failed", "compile error": "failed", "missing symbol": "failed",
-    "timeout": "timeout", "exception": "failed", "exit 0 before the tests": "failed", "exit 3": "failed",
-    "stack overflow": "failed", "public class, other name": "passed", "null pointer": "failed",
+    "pass": "passed",
+    "assertion fails": "failed",
+    "compile error": "failed",
+    "missing symbol": "failed",
+    "timeout": "timeout",
+    "exception": "failed",
+    "exit 0 before the tests": "failed",
+    "exit 3": "failed",
+    "stack overflow": "failed",
+    "public class, other name": "passed",
+    "null pointer": "failed",
     "unchecked warning only": "passed",
 }
 
@@ -216,31 +233,53 @@ def java_hostile(victim: Path, port: int, secret: str) -> dict[str, str]:
         "spin": java("", UID_LINE + "        while (args.length == 0) { }"),
         "exit 0 early": java("", "        System.exit(0);"),
         "halt 0 early": java("", "        Runtime.getRuntime().halt(0);"),
-        "thread bomb": java("", UID_LINE + "        while (true) { Thread t = new Thread(() -> { try { Thread.sleep(600000); }"
-                            " catch (InterruptedException e) { } }); t.start(); }"),
-        "process bomb": java("", UID_LINE + "        java.util.List<Process> ps = new java.util.ArrayList<>();\n"
-                             '        while (true) ps.add(new ProcessBuilder("/bin/sleep", "600").start());'),
-        "daemonized child": java("", UID_LINE + '        new ProcessBuilder("/bin/sh", "-c", "setsid /bin/sleep 600 &").start().waitFor();'),
+        "thread bomb": java(
+            "",
+            UID_LINE + "        while (true) { Thread t = new Thread(() -> { try { Thread.sleep(600000); }"
+            " catch (InterruptedException e) { } }); t.start(); }",
+        ),
+        "process bomb": java(
+            "",
+            UID_LINE + "        java.util.List<Process> ps = new java.util.ArrayList<>();\n"
+            '        while (true) ps.add(new ProcessBuilder("/bin/sleep", "600").start());',
+        ),
+        "daemonized child": java(
+            "", UID_LINE + '        new ProcessBuilder("/bin/sh", "-c", "setsid /bin/sleep 600 &").start().waitFor();'
+        ),
         "write outside": java("", f'        java.nio.file.Files.writeString(java.nio.file.Paths.get("{v}"), "gone");'),
         "delete outside": java("", f'        java.nio.file.Files.delete(java.nio.file.Paths.get("{v}"));'),
         "network": java("", f'        new java.net.Socket("127.0.0.1", {port}).close();'),
         # Leaves a file in its own /tmp and working directory for the next program to find.
-        "plant": java("", f'        java.nio.file.Files.writeString(java.nio.file.Paths.get("/tmp/planted"), "{secret}");\n'
-                          f'        java.nio.file.Files.writeString(java.nio.file.Paths.get("planted"), "{secret}");'),
+        "plant": java(
+            "",
+            f'        java.nio.file.Files.writeString(java.nio.file.Paths.get("/tmp/planted"), "{secret}");\n'
+            f'        java.nio.file.Files.writeString(java.nio.file.Paths.get("planted"), "{secret}");',
+        ),
         # Looks for anything another program left: its own cwd holds only its own files.
-        "snoop": java("", '        for (String p : new String[] {"/tmp/planted", "planted", "/tmp/run/planted"})\n'
-                          "            if (new java.io.File(p).exists()) throw new RuntimeException(\"found \" + p);\n"
-                          "        for (String f : new java.io.File(\".\").list())\n"
-                          '            if (!f.endsWith(".java") && !f.endsWith(".class")) throw new RuntimeException("saw " + f);'),
+        "snoop": java(
+            "",
+            '        for (String p : new String[] {"/tmp/planted", "planted", "/tmp/run/planted"})\n'
+            '            if (new java.io.File(p).exists()) throw new RuntimeException("found " + p);\n'
+            '        for (String f : new java.io.File(".").list())\n'
+            '            if (!f.endsWith(".java") && !f.endsWith(".class")) throw new RuntimeException("saw " + f);',
+        ),
         "static state": java("    static int counter = 0;", "        counter++;\n        assert counter == 1;"),
     }
 
 
 JAVA_HOSTILE_EXPECTED = {
-    "spin": {"timeout"}, "exit 0 early": {"failed"}, "halt 0 early": {"failed"},
-    "thread bomb": {"failed", "timeout"}, "process bomb": {"failed", "timeout"},
-    "daemonized child": {"passed"}, "write outside": {"failed"}, "delete outside": {"failed"},
-    "network": {"failed"}, "plant": {"passed"}, "snoop": {"passed"}, "static state": {"passed"},
+    "spin": {"timeout"},
+    "exit 0 early": {"failed"},
+    "halt 0 early": {"failed"},
+    "thread bomb": {"failed", "timeout"},
+    "process bomb": {"failed", "timeout"},
+    "daemonized child": {"passed"},
+    "write outside": {"failed"},
+    "delete outside": {"failed"},
+    "network": {"failed"},
+    "plant": {"passed"},
+    "snoop": {"passed"},
+    "static state": {"passed"},
 }
 
 
@@ -264,10 +303,15 @@ def test_hostile_java_is_contained_and_leaves_good_programs_alone(victim: Path, 
         assert r.status in JAVA_HOSTILE_EXPECTED[n], (n, r)
     assert all(r.status == "passed" and r.stdout_tail.strip() == "[1, a]" for r in res[1::2]), res[1::2]
     assert "sentinel" in hostile_res["exit 0 early"].detail and "sentinel" in hostile_res["halt 0 early"].detail
-    assert "FileSystemException" in hostile_res["write outside"].stderr_tail or \
-        "AccessDeniedException" in hostile_res["write outside"].stderr_tail, hostile_res["write outside"]
+    assert (
+        "FileSystemException" in hostile_res["write outside"].stderr_tail
+        or "AccessDeniedException" in hostile_res["write outside"].stderr_tail
+    ), hostile_res["write outside"]
     assert victim.read_text() == "precious"
-    assert "ConnectException" in hostile_res["network"].stderr_tail or "SocketException" in hostile_res["network"].stderr_tail
+    assert (
+        "ConnectException" in hostile_res["network"].stderr_tail
+        or "SocketException" in hostile_res["network"].stderr_tail
+    )
     # Nothing any of them started is still alive, whatever it did (threads, setsid, children).
     for n in ("spin", "thread bomb", "process bomb", "daemonized child"):
         uid = uid_of(hostile_res[n])
@@ -284,26 +328,32 @@ def test_hostile_javascript_is_contained(victim: Path, listener: int) -> None:
         "spin": uid + "for (;;) {}\n",
         "exit 0 early": "process.exit(0);\nrequire('node:assert').equal(1, 2);\n",
         "process bomb": uid + "const cp = require('child_process');\n"
-                        "for (;;) { try { cp.spawn('/bin/sleep', ['600']); } catch (e) { } }\n",
+        "for (;;) { try { cp.spawn('/bin/sleep', ['600']); } catch (e) { } }\n",
         # The classic shell fork bomb, bounded by the run's process limit, killed with the run.
         "fork bomb": uid + "require('child_process').spawn('/bin/sh', ['-c', 'bomb() { bomb | bomb & }; bomb'], "
-                     "{stdio: 'ignore'});\nsetTimeout(() => {}, 600000);\n",
+        "{stdio: 'ignore'});\nsetTimeout(() => {}, 600000);\n",
         "daemonized child": uid + "require('child_process').spawn('/bin/sleep', ['600'], "
-                            "{detached: true, stdio: 'ignore'}).unref();\n",
+        "{detached: true, stdio: 'ignore'}).unref();\n",
         "write outside": f"require('fs').writeFileSync({v!r}, 'gone');\n",
         "delete outside": f"require('fs').unlinkSync({v!r});\n",
         "network": f"const s = require('net').connect({listener}, '127.0.0.1');\n"
-                   "s.on('connect', () => process.exit(0));\ns.on('error', (e) => { console.error(e.code); process.exit(1); });\n",
+        "s.on('connect', () => process.exit(0));\ns.on('error', (e) => { console.error(e.code); process.exit(1); });\n",
         "plant": f"require('fs').writeFileSync('/tmp/planted', '{secret}');\n"
-                 f"require('fs').writeFileSync('planted', '{secret}');\n",
+        f"require('fs').writeFileSync('planted', '{secret}');\n",
         "snoop": "const fs = require('fs');\nfor (const p of ['/tmp/planted', 'planted']) "
-                 "if (fs.existsSync(p)) throw new Error('found ' + p);\n"
-                 "if (fs.readdirSync('.').join() !== 'program.js') throw new Error('saw ' + fs.readdirSync('.'));\n",
+        "if (fs.existsSync(p)) throw new Error('found ' + p);\n"
+        "if (fs.readdirSync('.').join() !== 'program.js') throw new Error('saw ' + fs.readdirSync('.'));\n",
     }
     expected = {
-        "spin": {"timeout"}, "exit 0 early": {"failed"},
-        "process bomb": {"failed", "timeout"}, "fork bomb": {"timeout"}, "daemonized child": {"passed"},
-        "write outside": {"failed"}, "delete outside": {"failed"}, "network": {"failed"}, "plant": {"passed"},
+        "spin": {"timeout"},
+        "exit 0 early": {"failed"},
+        "process bomb": {"failed", "timeout"},
+        "fork bomb": {"timeout"},
+        "daemonized child": {"passed"},
+        "write outside": {"failed"},
+        "delete outside": {"failed"},
+        "network": {"failed"},
+        "plant": {"passed"},
         "snoop": {"passed"},
     }
     good = "const assert = require('node:assert');\nassert.deepEqual([1, 2].map(x => x * 2), [2, 4]);\nconsole.log('ok');\n"
@@ -337,7 +387,9 @@ def test_unisolated_mode_compiles_warm_and_leaves_nothing() -> None:
     before = set(descendants_of(os.getpid()))
     with Sandbox(workers=2, isolation="none", **WARM) as sb:
         assert not sb.guarantees.pid_namespace
-        res = run_all(sb, [("java", MIXED[n], JAVA_TIMEOUT, None) for n in ("pass", "compile error", "exit 0 before the tests")])
+        res = run_all(
+            sb, [("java", MIXED[n], JAVA_TIMEOUT, None) for n in ("pass", "compile error", "exit 0 before the tests")]
+        )
         assert sb.java_stats == {"warm": 3, "per-program": 0}
         assert any("java" in _cmdline(p) for p in descendants_of(os.getpid())), "the compiler JVM is not running"
     assert [r.status for r in res] == ["passed", "failed", "failed"]
@@ -359,8 +411,11 @@ def test_deep_nesting_gets_the_javac_commands_verdict() -> None:
     need("java")
 
     def prog(n: int) -> str:
-        return ("class Problem { public static void main(String[] a) { long x = " + "+".join(["1"] * n)
-                + f"; assert x == {n}; }} }}\n")
+        return (
+            "class Problem { public static void main(String[] a) { long x = "
+            + "+".join(["1"] * n)
+            + f"; assert x == {n}; }} }}\n"
+        )
 
     items = [("java", prog(n), JAVA_TIMEOUT, None) for n in (50, 3000)]
     with Sandbox(workers=2, **WARM) as warm_box:
@@ -368,8 +423,11 @@ def test_deep_nesting_gets_the_javac_commands_verdict() -> None:
         assert warm_box.java_stats == {"warm": 1, "per-program": 1}
     with Sandbox(workers=2, java_compiler=False) as cold_box:
         cold = run_all(cold_box, items)
-    assert [(r.status, r.detail) for r in warm] == [(r.status, r.detail) for r in cold] == [
-        ("passed", ""), ("failed", "compile error")]
+    assert (
+        [(r.status, r.detail) for r in warm]
+        == [(r.status, r.detail) for r in cold]
+        == [("passed", ""), ("failed", "compile error")]
+    )
 
 
 def test_tighter_limits_compile_in_the_run() -> None:

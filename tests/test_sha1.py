@@ -60,7 +60,7 @@ def test_real_shingles_match_hashlib() -> None:
     # included), as near-dedup lays them out, against hashlib on the same bytes.
     texts = [
         "def f(a, b):\n    return a  +  b  # ünïcode\n\n\n",
-        "public static void main(String[] args) { System.out.println(\"hi\"); }\n" * 3,
+        'public static void main(String[] args) { System.out.println("hi"); }\n' * 3,
         "x" * 70 + " = " + "y" * 130 + ";\n",  # shingles of several blocks
         "\t\t\t;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;",
     ]
@@ -188,10 +188,26 @@ def test_distinct_sha1_keeps_each_texts_set_when_keys_share_their_top_bits() -> 
     span = {w: (int(s), int(s) + len(w)) for w, s in zip(words, starts)}
     # Keys: alpha, beta and delta share their top 32 bits; their shingles interleave.
     top = np.uint64(0xDEADBEEF) << np.uint64(32)
-    key_of = {b"alpha": top | np.uint64(1), b"beta": top | np.uint64(2), b"gamma": np.uint64(7), b"delta": top | np.uint64(3),
-              b"eps": np.uint64(9)}
-    shingles = [(0, b"alpha"), (0, b"beta"), (0, b"alpha"), (0, b"delta"), (1, b"beta"), (1, b"alpha"), (1, b"eps"),
-                (1, b"beta"), (2, b"gamma"), (2, b"alpha"), (2, b"gamma")]
+    key_of = {
+        b"alpha": top | np.uint64(1),
+        b"beta": top | np.uint64(2),
+        b"gamma": np.uint64(7),
+        b"delta": top | np.uint64(3),
+        b"eps": np.uint64(9),
+    }
+    shingles = [
+        (0, b"alpha"),
+        (0, b"beta"),
+        (0, b"alpha"),
+        (0, b"delta"),
+        (1, b"beta"),
+        (1, b"alpha"),
+        (1, b"eps"),
+        (1, b"beta"),
+        (2, b"gamma"),
+        (2, b"alpha"),
+        (2, b"gamma"),
+    ]
     key = np.array([key_of[w] for _, w in shingles], dtype=np.uint64)
     text_of = np.array([t for t, _ in shingles], dtype=np.int64)
     start = np.array([span[w][0] for _, w in shingles], dtype=np.int64)

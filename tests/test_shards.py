@@ -37,7 +37,9 @@ def make_shard(tmp_path, tok, docs=DOCS, name="s"):
 
 
 def test_round_trip_and_layout(tmp_path, tok):
-    info = tokenize_corpus(({"content": d, "lang": "Python"} for d in DOCS), tok, tmp_path / "out" / "train", batch_size=4)
+    info = tokenize_corpus(
+        ({"content": d, "lang": "Python"} for d in DOCS), tok, tmp_path / "out" / "train", batch_size=4
+    )
     eot = special_ids(tok).eot
     shard = TokenShard(tmp_path / "out" / "train")
     assert (info.n_docs, info.n_tokens, info.eot_id, info.vocab_size) == (len(DOCS), shard.n_tokens, eot, len(tok))

@@ -22,9 +22,30 @@ EXPECTED = {
     "mha": ("mha", "ar_fim", "base", BASE_STEPS, False, 1),
     "no_fim": ("mqa", "ar", "base", BASE_STEPS, False, 1),
     "fim": ("mqa", "ar_fim", "base", BASE_STEPS, False, 1),
-    "stars": ("mqa", "ar_fim", "stars", ["pii", "basic", "exact_dedup", "near_dedup", "stars", "decontaminate"], False, 1),
-    "fertility": ("mqa", "ar_fim", "fertility", ["pii", "basic", "exact_dedup", "near_dedup", "fertility", "decontaminate"], False, 1),
-    "comments": ("mqa", "ar_fim", "comments", ["pii", "basic", "exact_dedup", "near_dedup", "comments", "decontaminate"], False, 1),
+    "stars": (
+        "mqa",
+        "ar_fim",
+        "stars",
+        ["pii", "basic", "exact_dedup", "near_dedup", "stars", "decontaminate"],
+        False,
+        1,
+    ),
+    "fertility": (
+        "mqa",
+        "ar_fim",
+        "fertility",
+        ["pii", "basic", "exact_dedup", "near_dedup", "fertility", "decontaminate"],
+        False,
+        1,
+    ),
+    "comments": (
+        "mqa",
+        "ar_fim",
+        "comments",
+        ["pii", "basic", "exact_dedup", "near_dedup", "comments", "decontaminate"],
+        False,
+        1,
+    ),
     "dedup_alt": ("mqa", "ar_fim", "dedup_alt", [*DEDUP_ALT, "decontaminate"], True, 1),
     "final": ("mqa", "ar_fim", "final", [*DEDUP_ALT, "comments", "decontaminate"], True, 2),
 }
@@ -57,7 +78,14 @@ def test_experiment_composes_to_the_papers_combination(name: str) -> None:
         # One tokenizer for every variant of a sweep.
         assert cfg.tokenizer.train_on == "raw"
         benches = [b for run in cfg.evaluation.runs.values() for b in run.benchmarks]
-        assert {"multiple_humaneval_py", "multiple_humaneval_js", "multiple_humaneval_java", "fim_py", "fim_js", "fim_java"} <= set(benches)
+        assert {
+            "multiple_humaneval_py",
+            "multiple_humaneval_js",
+            "multiple_humaneval_java",
+            "fim_py",
+            "fim_js",
+            "fim_java",
+        } <= set(benches)
         if scale == "paper":
             assert (cfg.model.n_layer, cfg.model.n_embd, cfg.model.n_head, cfg.model.n_inner) == (24, 2048, 16, 8192)
             assert cfg.data.seq_len == 2048 and cfg.data.global_batch_size == 192 and cfg.data.micro_batch_size == 2
@@ -91,7 +119,9 @@ def test_pseudo_stars_are_deterministic_and_calibrated_to_the_papers_removal() -
     assert 0.57 < removed < 0.63
     assert [d.keep for d in decisions] == [d.keep for d in step.process(batch)]
     # A real star count is used as it is.
-    assert [d.keep for d in step.process([{"repo": "r", "path": "p", "stars": 4}, {"repo": "r", "path": "p", "stars": 5}])] == [False, True]
+    assert [
+        d.keep for d in step.process([{"repo": "r", "path": "p", "stars": 4}, {"repo": "r", "path": "p", "stars": 5}])
+    ] == [False, True]
     with pytest.raises(Exception, match="pseudo_below"):
         Stars(missing="pseudo", pseudo_below=1.5)
 
@@ -99,7 +129,13 @@ def test_pseudo_stars_are_deterministic_and_calibrated_to_the_papers_removal() -
 # ------------------------------------------------------------------------- end to end (slow)
 # conftest's TINY, with the step count coming from the scale (so `final` would double it).
 TINY_SWEEP = [
-    *(o for o in TINY if not o.startswith(("trainer.max_steps=", "trainer.val_every", "trainer.checkpoint_every", "show_samples", "data.num_workers"))),
+    *(
+        o
+        for o in TINY
+        if not o.startswith(
+            ("trainer.max_steps=", "trainer.val_every", "trainer.checkpoint_every", "show_samples", "data.num_workers")
+        )
+    ),
     "scale.steps=4",
     "trainer.val_every_n_steps=2",
     "trainer.checkpoint_every_n_steps=2",
@@ -123,16 +159,27 @@ def tiny_sweep(tmp_path_factory: pytest.TempPathFactory, tiny_corpus: Path) -> P
     tmp = tmp_path_factory.mktemp("sweep")
     sweep = tmp / "multirun" / "tiny"
     proc = run_train_py(
-        ["-m", "experiment=fim,no_fim,dedup_alt", *TINY_SWEEP, *TINY_EVAL, f"data.input={tiny_corpus}",
-         f"cache_dir={tmp / 'cache'}", f"hydra.sweep.dir={sweep}", "logger=wandb"],
-        timeout=900, env=_wandb_env(tmp),
+        [
+            "-m",
+            "experiment=fim,no_fim,dedup_alt",
+            *TINY_SWEEP,
+            *TINY_EVAL,
+            f"data.input={tiny_corpus}",
+            f"cache_dir={tmp / 'cache'}",
+            f"hydra.sweep.dir={sweep}",
+            "logger=wandb",
+        ],
+        timeout=900,
+        env=_wandb_env(tmp),
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     return sweep
 
 
 def _jobs(sweep: Path) -> dict[str, Path]:
-    return {json.loads((d / "job.json").read_text())["experiment"]: d for d in sweep.iterdir() if (d / "job.json").is_file()}
+    return {
+        json.loads((d / "job.json").read_text())["experiment"]: d for d in sweep.iterdir() if (d / "job.json").is_file()
+    }
 
 
 @pytest.mark.slow
@@ -154,7 +201,11 @@ def test_a_multirun_trains_and_evaluates_each_variant_on_shared_data(tiny_sweep:
         assert set(summaries[name]["evaluation"]) == {"multiple_humaneval_py", "fim_py"}
     # Same data config -> the same prepared data; another one -> its own, with the same tokenizer.
     assert summaries["fim"]["pipeline"] == summaries["no_fim"]["pipeline"] != summaries["dedup_alt"]["pipeline"]
-    assert summaries["fim"]["token_shards"] == summaries["no_fim"]["token_shards"] != summaries["dedup_alt"]["token_shards"]
+    assert (
+        summaries["fim"]["token_shards"]
+        == summaries["no_fim"]["token_shards"]
+        != summaries["dedup_alt"]["token_shards"]
+    )
     assert len({s["tokenizer"] for s in summaries.values()}) == 1
     assert json.loads((jobs["dedup_alt"] / "job.json").read_text())["pipeline"]["name"] == "dedup_alt"
     cache = Path(summaries["fim"]["pipeline"]).parent
@@ -181,7 +232,11 @@ def test_each_multirun_job_is_its_own_wandb_run_in_one_group(tiny_sweep: Path) -
         assert rec["name"] == name and rec["job_type"] == "train"
         assert rec["config"]["config"]["experiment_name"] == name
         history = {k for row in rec["history"] for k in row}
-        assert "train/loss" in history and "eval/fim_py/exact_match" in history and "eval/multiple_humaneval_py/pass@1" in history
+        assert (
+            "train/loss" in history
+            and "eval/fim_py/exact_match" in history
+            and "eval/multiple_humaneval_py/pass@1" in history
+        )
         # Nothing of another job's run merged into this one: 4 training steps logged once each.
         steps = [row["trainer/global_step"] for row in rec["history"] if "train/loss" in row]
         assert steps == [0, 1, 2, 3]
@@ -193,10 +248,21 @@ def test_ddp_jobs_in_a_multirun_get_one_process_group_each(tmp_path: Path, tiny_
     the sweep), in the job's directory, and the next job must start its own process group."""
     sweep = tmp_path / "sweep"
     proc = run_train_py(
-        ["-m", "experiment=fim,no_fim", "trainer=ddp", *TINY_SWEEP, "data.micro_batch_size=2", f"data.input={tiny_corpus}",
-         f"cache_dir={tmp_path / 'cache'}", f"hydra.sweep.dir={sweep}", "evaluation.runs.passk.benchmarks=[]",
-         "evaluation.runs.fim.benchmarks=[]", "hydra.run.dir=" + str(tmp_path / "stray")],
-        timeout=600, env={"OMP_NUM_THREADS": "1"},
+        [
+            "-m",
+            "experiment=fim,no_fim",
+            "trainer=ddp",
+            *TINY_SWEEP,
+            "data.micro_batch_size=2",
+            f"data.input={tiny_corpus}",
+            f"cache_dir={tmp_path / 'cache'}",
+            f"hydra.sweep.dir={sweep}",
+            "evaluation.runs.passk.benchmarks=[]",
+            "evaluation.runs.fim.benchmarks=[]",
+            "hydra.run.dir=" + str(tmp_path / "stray"),
+        ],
+        timeout=600,
+        env={"OMP_NUM_THREADS": "1"},
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     jobs = _jobs(sweep)
@@ -221,10 +287,20 @@ def test_a_failed_job_ends_itself_not_the_sweep(tmp_path: Path, tiny_corpus: Pat
     and the sweep ends with exit 2 and a line per failed job (no traceback)."""
     sweep = tmp_path / "sweep"
     proc = run_train_py(
-        ["-m", "experiment=fim", "model.attention=no_such_attention,mqa", *TINY_SWEEP, f"data.input={tiny_corpus}",
-         "pipeline=none", f"cache_dir={tmp_path / 'cache'}", f"hydra.sweep.dir={sweep}",
-         "evaluation.runs.passk.benchmarks=[]", "evaluation.runs.fim.benchmarks=[]"],
-        timeout=600, env={"OMP_NUM_THREADS": "1"},
+        [
+            "-m",
+            "experiment=fim",
+            "model.attention=no_such_attention,mqa",
+            *TINY_SWEEP,
+            f"data.input={tiny_corpus}",
+            "pipeline=none",
+            f"cache_dir={tmp_path / 'cache'}",
+            f"hydra.sweep.dir={sweep}",
+            "evaluation.runs.passk.benchmarks=[]",
+            "evaluation.runs.fim.benchmarks=[]",
+        ],
+        timeout=600,
+        env={"OMP_NUM_THREADS": "1"},
     )
     assert proc.returncode == 2, proc.stderr[-4000:]
     assert "Traceback" not in proc.stderr
@@ -233,18 +309,33 @@ def test_a_failed_job_ends_itself_not_the_sweep(tmp_path: Path, tiny_corpus: Pat
     done = json.loads((sweep / "1" / "job.json").read_text())
     assert done["state"] == "finished" and done["global_step"] == 4
     assert "1 job(s) of the sweep failed" in proc.stderr
-    assert f"job #0 {sweep / '0'}: no plugin named 'no_such_attention' in group 'santa.attention'" in proc.stderr, proc.stderr[-2000:]
+    assert f"job #0 {sweep / '0'}: no plugin named 'no_such_attention' in group 'santa.attention'" in proc.stderr, (
+        proc.stderr[-2000:]
+    )
     # The same sweep again with ckpt_path=auto: each job in its old directory, the finished one
     # resumed from its last checkpoint (nothing left to train), the failed one failing again.
     again = run_train_py(
-        ["-m", "experiment=fim", "model.attention=no_such_attention,mqa", *TINY_SWEEP, f"data.input={tiny_corpus}",
-         "pipeline=none", f"cache_dir={tmp_path / 'cache'}", f"hydra.sweep.dir={sweep}", "ckpt_path=auto",
-         "evaluation.runs.passk.benchmarks=[]", "evaluation.runs.fim.benchmarks=[]"],
-        timeout=600, env={"OMP_NUM_THREADS": "1"},
+        [
+            "-m",
+            "experiment=fim",
+            "model.attention=no_such_attention,mqa",
+            *TINY_SWEEP,
+            f"data.input={tiny_corpus}",
+            "pipeline=none",
+            f"cache_dir={tmp_path / 'cache'}",
+            f"hydra.sweep.dir={sweep}",
+            "ckpt_path=auto",
+            "evaluation.runs.passk.benchmarks=[]",
+            "evaluation.runs.fim.benchmarks=[]",
+        ],
+        timeout=600,
+        env={"OMP_NUM_THREADS": "1"},
     )
     assert again.returncode == 2, again.stderr[-4000:]
     out = again.stdout + again.stderr
-    assert f"Restoring states from the checkpoint path at {sweep / '1' / 'checkpoints' / 'last.ckpt'}" in out, out[-3000:]
+    assert f"Restoring states from the checkpoint path at {sweep / '1' / 'checkpoints' / 'last.ckpt'}" in out, out[
+        -3000:
+    ]
     assert json.loads((sweep / "1" / "job.json").read_text())["state"] == "finished"
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"]
 
@@ -309,8 +400,16 @@ def test_the_passk_temperature_wandb_sweep_composes_evaluate_jobs(monkeypatch: p
 @pytest.mark.slow
 def test_a_batch_that_does_not_split_over_the_devices_is_a_one_line_error(tmp_path: Path, tiny_corpus: Path) -> None:
     proc = run_train_py(
-        ["trainer=ddp", "data.micro_batch_size=4", "data.global_batch_size=4", f"data.input={tiny_corpus}",
-         f"cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}", "pipeline=none", "tokenizer.vocab_size=400"],
+        [
+            "trainer=ddp",
+            "data.micro_batch_size=4",
+            "data.global_batch_size=4",
+            f"data.input={tiny_corpus}",
+            f"cache_dir={tmp_path / 'cache'}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+            "pipeline=none",
+            "tokenizer.vocab_size=400",
+        ],
         timeout=300,
     )
     assert proc.returncode == 2
@@ -329,7 +428,9 @@ def test_santa_report_on_a_finished_tiny_sweep(tiny_sweep: Path, tmp_path: Path)
     out = tmp_path / "report"
     proc = subprocess.run(
         [sys.executable, "-m", "santa.cli", "report", str(tiny_sweep), "--out", str(out)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     md = (out / "report.md").read_text()
@@ -342,7 +443,9 @@ def test_santa_report_on_a_finished_tiny_sweep(tiny_sweep: Path, tmp_path: Path)
     # Our scores come from the jobs' results.json; the paper's from its tables.
     for variant, d in _jobs(tiny_sweep).items():
         fim = json.loads((d / "eval" / "fim_py" / "results.json").read_text())["scores"]["exact_match"]
-        row = next(r for r in rows if r["table"].startswith("fim") and r["variant"] == variant and r["language"] == "Python")
+        row = next(
+            r for r in rows if r["table"].startswith("fim") and r["variant"] == variant and r["language"] == "Python"
+        )
         assert float(row["ours"]) == pytest.approx(fim)
     baseline = next(r for r in rows if r["table"] == "humaneval" and r["variant"] == "fim" and r["metric"] == "pass@1")
     assert float(baseline["paper"]) == pytest.approx(0.12)

@@ -38,20 +38,34 @@ BASE_STEPS = ["pii", "basic", "exact_dedup", "near_dedup", "decontaminate"]
 def write_results(run_dir: Path, benchmark: str, scores: dict[str, float], **extra: Any) -> Path:
     language = benchmark.rsplit("_", 1)[1]
     results = {
-        "schema": "santa.eval.results/1", "benchmark": benchmark, "language": language,
+        "schema": "santa.eval.results/1",
+        "benchmark": benchmark,
+        "language": language,
         "scoring": "exact_match" if benchmark.startswith("fim_") else "execution",
-        "dataset": {"name": "MultiPL-E", "version": "8b88bd5", "files": {}}, "n_problems": 4, "limit": None,
-        "scores": scores, "counts": {}, "skipped": None, "model": {"path": str(run_dir)},
-        "generation": {"temperature": 0.8, "top_p": 0.95, "n_samples": 10}, "ks": [1, 10],
-        "paper": {}, "paper_source": "", **extra,
+        "dataset": {"name": "MultiPL-E", "version": "8b88bd5", "files": {}},
+        "n_problems": 4,
+        "limit": None,
+        "scores": scores,
+        "counts": {},
+        "skipped": None,
+        "model": {"path": str(run_dir)},
+        "generation": {"temperature": 0.8, "top_p": 0.95, "n_samples": 10},
+        "ks": [1, 10],
+        "paper": {},
+        "paper_source": "",
+        **extra,
     }
     out = eval_report.write(run_dir, results, [{"task_id": "t0", "sample": 0, "completion": "", "passed": False}])
     assert out.name == "results.json"
     return out
 
 
-def pipeline_report(path: Path, name: str, steps: list[tuple[str, dict[str, Any], dict[str, float]]],
-                    langs: dict[str, tuple[int, int]] | None = None) -> Path:
+def pipeline_report(
+    path: Path,
+    name: str,
+    steps: list[tuple[str, dict[str, Any], dict[str, float]]],
+    langs: dict[str, tuple[int, int]] | None = None,
+) -> Path:
     """A report.json in the pipeline's format: each step removes the given fraction (files and
     bytes) of what reaches it, per language (The Stack's language names)."""
     langs = langs or {"Python": (1000, 10_000_000), "Java": (2000, 30_000_000), "JavaScript": (1500, 20_000_000)}
@@ -63,25 +77,46 @@ def pipeline_report(path: Path, name: str, steps: list[tuple[str, dict[str, Any]
             frac = removed.get(lang, removed.get("all", 0.0))
             xf, xb = int(round(files * frac)), int(round(nbytes * frac))
             by_lang[lang] = {
-                "read": {"files": files, "bytes": nbytes}, "kept": {"files": files - xf, "bytes": nbytes - xb},
+                "read": {"files": files, "bytes": nbytes},
+                "kept": {"files": files - xf, "bytes": nbytes - xb},
                 "rejected": {"files": xf, "bytes": xb},
                 "removed_pct": {"files": round(100 * xf / files, 3), "bytes": round(100 * xb / nbytes, 3)},
             }
             current[lang] = (files - xf, nbytes - xb)
-        total = {k: {u: sum(e[k][u] for e in by_lang.values()) for u in ("files", "bytes")} for k in ("read", "kept", "rejected")}
-        out_steps.append({
-            "name": step_name, "kind": "input" if step_name == "input" else "record", "params": params, **total,
-            "removed_pct": {u: round(100 * total["rejected"][u] / total["read"][u], 3) for u in ("files", "bytes")},
-            "by_lang": by_lang, "notes": {}, "stat": {},
-        })
+        total = {
+            k: {u: sum(e[k][u] for e in by_lang.values()) for u in ("files", "bytes")}
+            for k in ("read", "kept", "rejected")
+        }
+        out_steps.append(
+            {
+                "name": step_name,
+                "kind": "input" if step_name == "input" else "record",
+                "params": params,
+                **total,
+                "removed_pct": {u: round(100 * total["rejected"][u] / total["read"][u], 3) for u in ("files", "bytes")},
+                "by_lang": by_lang,
+                "notes": {},
+                "stat": {},
+            }
+        )
     check_accounting(out_steps)  # the real report's invariants hold for this one too
     first, last = out_steps[0], out_steps[-1]
     report = {
-        "format": PIPELINE_FORMAT, "key": f"key-{name}", "engine": "local", "created": "2026-01-01T00:00:00+0000",
-        "seconds": 1.0, "resumed_units": 0, "steps": out_steps,
-        "totals": {"read": first["read"], "kept": last["kept"],
-                   "rejected": {u: first["read"][u] - last["kept"][u] for u in ("files", "bytes")}},
-        "input_errors": {"count": 0, "examples": []}, "inputs": [], "outputs": {},
+        "format": PIPELINE_FORMAT,
+        "key": f"key-{name}",
+        "engine": "local",
+        "created": "2026-01-01T00:00:00+0000",
+        "seconds": 1.0,
+        "resumed_units": 0,
+        "steps": out_steps,
+        "totals": {
+            "read": first["read"],
+            "kept": last["kept"],
+            "rejected": {u: first["read"][u] - last["kept"][u] for u in ("files", "bytes")},
+        },
+        "input_errors": {"count": 0, "examples": []},
+        "inputs": [],
+        "outputs": {},
     }
     path.mkdir(parents=True, exist_ok=True)
     (path / "report.json").write_text(json.dumps(report))
@@ -90,51 +125,98 @@ def pipeline_report(path: Path, name: str, steps: list[tuple[str, dict[str, Any]
 
 def pipelines(cache: Path) -> dict[str, Path]:
     stack = {"mode": "stack", "threshold": 0.85}
-    base = [("pii", {}, {}), ("basic", {}, {"all": 0.01}), ("exact_dedup", {}, {}), ("near_dedup", stack, {"all": 0.1}),
-            ("decontaminate", {}, {})]
+    base = [
+        ("pii", {}, {}),
+        ("basic", {}, {"all": 0.01}),
+        ("exact_dedup", {}, {}),
+        ("near_dedup", stack, {"all": 0.1}),
+        ("decontaminate", {}, {}),
+    ]
     with_step = lambda step, at=4: base[:at] + [step] + base[at:]  # noqa: E731
     return {
         "base": pipeline_report(cache / "base", "base", base),
-        "stars": pipeline_report(cache / "stars", "stars", with_step(("stars", {"min_stars": 5}, {"Python": 0.6, "Java": 0.5, "JavaScript": 0.7}))),
+        "stars": pipeline_report(
+            cache / "stars",
+            "stars",
+            with_step(("stars", {"min_stars": 5}, {"Python": 0.6, "Java": 0.5, "JavaScript": 0.7})),
+        ),
         "fertility": pipeline_report(cache / "fertility", "fertility", with_step(("fertility", {}, {"all": 0.05}))),
         "comments": pipeline_report(cache / "comments", "comments", with_step(("comments", {}, {"all": 0.2}))),
-        "dedup_alt": pipeline_report(cache / "dedup_alt", "dedup_alt",
-                                     base[:3] + [("near_dedup", {"mode": "dedup_alt", "threshold": 0.7}, {"all": 0.28})] + base[4:]),
+        "dedup_alt": pipeline_report(
+            cache / "dedup_alt",
+            "dedup_alt",
+            base[:3] + [("near_dedup", {"mode": "dedup_alt", "threshold": 0.7}, {"all": 0.28})] + base[4:],
+        ),
     }
 
 
-DATA = {"mha": "base", "no_fim": "base", "fim": "base", "stars": "stars", "fertility": "fertility",
-        "comments": "comments", "dedup_alt": "dedup_alt", "final": "final"}
+DATA = {
+    "mha": "base",
+    "no_fim": "base",
+    "fim": "base",
+    "stars": "stars",
+    "fertility": "fertility",
+    "comments": "comments",
+    "dedup_alt": "dedup_alt",
+    "final": "final",
+}
 
 
 def write_multirun(sweep: Path, task: list[str]) -> None:
     sweep.mkdir(parents=True, exist_ok=True)
-    cfg = {"experiment_name": None, "hydra": {
-        "sweeper": {"_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper", "max_batch_size": None, "params": None},
-        "overrides": {"hydra": ["hydra.mode=MULTIRUN"], "task": task}}}
+    cfg = {
+        "experiment_name": None,
+        "hydra": {
+            "sweeper": {
+                "_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper",
+                "max_batch_size": None,
+                "params": None,
+            },
+            "overrides": {"hydra": ["hydra.mode=MULTIRUN"], "task": task},
+        },
+    }
     (sweep / "multirun.yaml").write_text(yaml.safe_dump(cfg))
 
 
-def make_job(sweep: Path, n: int, experiment: str, state: str, *, pid: int | None = None, error: str | None = None,
-             scores: dict[str, dict[str, float]] | None = None, reports: dict[str, Path] | None = None,
-             extra_overrides: list[str] | None = None, benchmarks: list[str] = BENCHMARKS) -> Path:
+def make_job(
+    sweep: Path,
+    n: int,
+    experiment: str,
+    state: str,
+    *,
+    pid: int | None = None,
+    error: str | None = None,
+    scores: dict[str, dict[str, float]] | None = None,
+    reports: dict[str, Path] | None = None,
+    extra_overrides: list[str] | None = None,
+    benchmarks: list[str] = BENCHMARKS,
+) -> Path:
     run = sweep / str(n)
     (run / ".hydra").mkdir(parents=True)
     overrides = [f"experiment={experiment}"] + (extra_overrides or [])
     (run / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
-    (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"experiment_name": experiment, "pipeline": {"name": DATA[experiment]}}))
+    (run / ".hydra" / "config.yaml").write_text(
+        yaml.safe_dump({"experiment_name": experiment, "pipeline": {"name": DATA[experiment]}})
+    )
     evaluation = {}
     for bench, sc in (scores or {}).items():
         write_results(run / "eval" / bench, bench, sc)
         evaluation[bench] = f"eval/{bench}/results.json"
     report = (reports or {}).get(DATA[experiment])
     job = {
-        "schema": "santa-job/1", "experiment": experiment, "state": state, "error": error, "scale": "cpu",
+        "schema": "santa-job/1",
+        "experiment": experiment,
+        "state": state,
+        "error": error,
+        "scale": "cpu",
         "pipeline": {"name": DATA[experiment], "report": str(report) if report else None},
-        "benchmarks": benchmarks, "evaluation": evaluation,
-        "global_step": 200 if state in ("evaluating", "finished") else 0, "max_steps": 200,
+        "benchmarks": benchmarks,
+        "evaluation": evaluation,
+        "global_step": 200 if state in ("evaluating", "finished") else 0,
+        "max_steps": 200,
         "train": {"train/loss": 2.5, "val/loss": 2.75, "val/ppl": 15.6} if state in ("evaluating", "finished") else {},
-        "updated": "2026-01-01T00:00:00+0000", "pid": pid if pid is not None else os.getpid(),
+        "updated": "2026-01-01T00:00:00+0000",
+        "pid": pid if pid is not None else os.getpid(),
     }
     (run / "job.json").write_text(json.dumps(job))
     return run
@@ -166,8 +248,15 @@ def partial_sweep(tmp_path: Path) -> Path:
     make_job(sweep, 1, "no_fim", "training", pid=os.getpid(), reports=reports)  # this process: alive
     make_job(sweep, 2, "fim", "finished", scores=all_scores(0.20), reports=reports)
     make_job(sweep, 3, "stars", "failed", error="RuntimeError: CUDA out of memory", reports=reports)
-    make_job(sweep, 4, "fertility", "evaluating", pid=dead_pid(), reports=reports,
-             scores={"multiple_humaneval_py": {"pass@1": 0.05, "pass@10": 0.15}})
+    make_job(
+        sweep,
+        4,
+        "fertility",
+        "evaluating",
+        pid=dead_pid(),
+        reports=reports,
+        scores={"multiple_humaneval_py": {"pass@1": 0.05, "pass@10": 0.15}},
+    )
     comments = all_scores(0.25)
     del comments["fim_java"]
     make_job(sweep, 5, "comments", "finished", scores=comments, reports=reports)
@@ -198,8 +287,11 @@ def test_paper_numbers_name_their_source_and_cover_every_variant() -> None:
     data = sweep_report.load_paper()
     experiments = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
     assert sorted(data["variants"]) == experiments == sorted(PAPER_ORDER)
-    for table, metrics in (("humaneval", {"pass@1", "pass@10", "pass@100"}), ("mbpp", {"pass@1", "pass@10", "pass@100"}),
-                           ("fim", {"exact_match"})):
+    for table, metrics in (
+        ("humaneval", {"pass@1", "pass@10", "pass@100"}),
+        ("mbpp", {"pass@1", "pass@10", "pass@100"}),
+        ("fim", {"exact_match"}),
+    ):
         for variant, block in data[table].items():
             assert variant in experiments
             assert "arXiv 2301.03988" in block["source"] or "model card" in block["source"]
@@ -222,7 +314,9 @@ def test_paper_numbers_name_their_source_and_cover_every_variant() -> None:
 
 
 def test_approximate_paper_numbers_are_marked() -> None:
-    paper = sweep_report.Paper({"humaneval": {"fim": {"source": "Figure 4", "py": {"pass@1": {"value": 0.1, "approx": True}}}}})
+    paper = sweep_report.Paper(
+        {"humaneval": {"fim": {"source": "Figure 4", "py": {"pass@1": {"value": 0.1, "approx": True}}}}}
+    )
     value = paper.score("humaneval", "fim", "py", "pass@1")
     assert value.approx and value.value == 0.1
     assert sweep_report._fmt_paper(value) == "≈0.10"
@@ -237,8 +331,14 @@ def test_partial_sweep_lists_every_variant_with_its_state(partial_sweep: Path) -
     states = {v.label: v.state for v in sweep.variants}
     assert [v.label for v in sweep.variants] == PAPER_ORDER
     assert states == {
-        "mha": "finished", "no_fim": "running", "fim": "finished", "stars": "failed", "fertility": "crashed",
-        "comments": "incomplete", "dedup_alt": "not started", "final": "not started",
+        "mha": "finished",
+        "no_fim": "running",
+        "fim": "finished",
+        "stars": "failed",
+        "fertility": "crashed",
+        "comments": "incomplete",
+        "dedup_alt": "not started",
+        "final": "not started",
     }
     assert sweep.partial and sweep.finished == 2
     # A job not started is expected to run what the others run.
@@ -252,8 +352,13 @@ def test_partial_sweep_report_markdown(partial_sweep: Path) -> None:
     md = (out / "report.md").read_text()
     head = md.split("## Jobs")[0]
     assert "partial: 2 of 8 jobs finished" in head
-    for part in ("1 running (no_fim)", "1 crashed (fertility)", "1 failed (stars)", "1 incomplete (comments)",
-                 "2 not started (dedup_alt, final)"):
+    for part in (
+        "1 running (no_fim)",
+        "1 crashed (fertility)",
+        "1 failed (stars)",
+        "1 incomplete (comments)",
+        "2 not started (dedup_alt, final)",
+    ):
         assert part in head
     jobs = md.split("## Jobs")[1].split("## 1.")[0]
     assert "CUDA out of memory" in jobs
@@ -301,8 +406,16 @@ def test_partial_sweep_report_csv(partial_sweep: Path) -> None:
     assert row(rows, table="fim", variant="fertility", language="Python", metric="exact_match")["state"] == "crashed"
     assert row(rows, table="fim", variant="comments", language="Java", metric="exact_match")["state"] == "missing"
     jobs = {r["variant"]: r["state"] for r in rows if r["table"] == "jobs"}
-    assert jobs == {"mha": "finished", "no_fim": "running", "fim": "finished", "stars": "failed",
-                    "fertility": "crashed", "comments": "incomplete", "dedup_alt": "not started", "final": "not started"}
+    assert jobs == {
+        "mha": "finished",
+        "no_fim": "running",
+        "fim": "finished",
+        "stars": "failed",
+        "fertility": "crashed",
+        "comments": "incomplete",
+        "dedup_alt": "not started",
+        "final": "not started",
+    }
     training = row(rows, table="training", variant="mha", metric="val/loss")
     assert float(training["ours"]) == 2.75
 
@@ -337,7 +450,10 @@ def test_data_removed_each_data_variant_once_beside_table_3(tmp_path: Path) -> N
     assert "Table 3" in r["paper_source"]
     r = row(rows, table="data_removed", variant="stars", language="Python", metric="stars:files_pct")
     assert float(r["ours"]) == pytest.approx(60.0, abs=0.1)
-    assert row(rows, table="data_removed", variant="final", language="all", metric="vs_base:bytes_pct")["state"] == "not started"
+    assert (
+        row(rows, table="data_removed", variant="final", language="all", metric="vs_base:bytes_pct")["state"]
+        == "not started"
+    )
     steps = md.split("### Every pipeline step")[1].split("## 4.")[0]
     assert "| base | near_dedup (stack) | " in steps and "| dedup_alt | near_dedup (dedup_alt) |" in steps
     assert steps.count("| base | pii |") == 1
@@ -361,8 +477,15 @@ def test_complete_sweep_with_a_second_swept_parameter(tmp_path: Path) -> None:
     n = 0
     for exp in ("fim", "final"):
         for seed in (1, 2):
-            make_job(sweep, n, exp, "finished", scores=all_scores(0.1 * seed), benchmarks=BENCHMARKS,
-                     extra_overrides=[f"seed={seed}", "trainer.max_steps=10"])
+            make_job(
+                sweep,
+                n,
+                exp,
+                "finished",
+                scores=all_scores(0.1 * seed),
+                benchmarks=BENCHMARKS,
+                extra_overrides=[f"seed={seed}", "trainer.max_steps=10"],
+            )
             n += 1
     rep = sweep_report.report(sweep, out=tmp_path / "out", formats=["md", "csv"])
     labels = [v.label for v in rep["sweep"].variants]

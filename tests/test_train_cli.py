@@ -41,7 +41,11 @@ def test_resume_after_kill_gives_the_uninterrupted_losses(tiny_corpus: Path, cac
     killed_dir = tmp_path / "killed"
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "train.py"), *tiny_overrides(tiny_corpus, cache_dir, killed_dir, *common)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     ckpt = killed_dir / "checkpoints" / "step_000004.ckpt"
     try:
@@ -51,9 +55,7 @@ def test_resume_after_kill_gives_the_uninterrupted_losses(tiny_corpus: Path, cac
         proc.communicate()
     assert proc.returncode == -signal.SIGKILL
 
-    resumed = run_train_py(
-        tiny_overrides(tiny_corpus, cache_dir, tmp_path / "resumed", *common, f"ckpt_path={ckpt}")
-    )
+    resumed = run_train_py(tiny_overrides(tiny_corpus, cache_dir, tmp_path / "resumed", *common, f"ckpt_path={ckpt}"))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     want, got = losses_by_step(tmp_path / "full"), losses_by_step(tmp_path / "resumed")
     assert sorted(got) == list(range(4, 16))

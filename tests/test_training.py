@@ -50,8 +50,12 @@ def test_deepspeed_96gpu_composes_and_builds_the_strategy() -> None:
     assert isinstance(strategy, DeepSpeedStrategy)
     ds = strategy.config
     assert ds["fp16"] == {
-        "enabled": True, "loss_scale": 0, "initial_scale_power": 16,
-        "loss_scale_window": 1000, "hysteresis": 2, "min_loss_scale": 1,
+        "enabled": True,
+        "loss_scale": 0,
+        "initial_scale_power": 16,
+        "loss_scale_window": 1000,
+        "hysteresis": 2,
+        "min_loss_scale": 1,
     }
     assert 2 ** ds["fp16"]["initial_scale_power"] == 65536
     assert ds["train_micro_batch_size_per_gpu"] == 2 and ds["gradient_accumulation_steps"] == 1
@@ -122,18 +126,35 @@ def test_tiny_fit_end_to_end(tiny_cfg, tmp_path: Path) -> None:
     santa_cli = [sys.executable, "-m", "santa.cli"]
     gen = subprocess.run(
         [*santa_cli, "generate", "--model", str(run / "hf"), "--prompt", "def f(x):", "--max-new-tokens", "8", "--raw"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert gen.returncode == 0, gen.stderr
     inf = subprocess.run(
-        [*santa_cli, "infill", "--model", str(run / "checkpoints" / "last.ckpt"), "--prefix", "def f(x):\n    ",
-         "--suffix", "\n    return y\n", "--max-new-tokens", "8", "--raw"],
-        capture_output=True, text=True, timeout=300,
+        [
+            *santa_cli,
+            "infill",
+            "--model",
+            str(run / "checkpoints" / "last.ckpt"),
+            "--prefix",
+            "def f(x):\n    ",
+            "--suffix",
+            "\n    return y\n",
+            "--max-new-tokens",
+            "8",
+            "--raw",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert inf.returncode == 0, inf.stderr
     too_long = subprocess.run(
         [*santa_cli, "generate", "--model", str(run), "--prompt", "x " * 200, "--max-new-tokens", "8"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert too_long.returncode == 2 and "exceeds the model's context of 64 tokens" in too_long.stderr + too_long.stdout
 
@@ -171,7 +192,13 @@ def test_fp16_overflow_skips_do_not_advance_the_schedule(tiny_cfg, tmp_path: Pat
     class Watch(Callback):
         def on_train_batch_end(self, trainer, pl_module, *args) -> None:
             sched = trainer.lr_scheduler_configs[0].scheduler
-            seen.append((sched.last_epoch, float(trainer.optimizers[0].param_groups[0]["lr"]), pl_module.optimizer_step_was_skipped()))
+            seen.append(
+                (
+                    sched.last_epoch,
+                    float(trainer.optimizers[0].param_groups[0]["lr"]),
+                    pl_module.optimizer_step_was_skipped(),
+                )
+            )
 
     cfg = tiny_cfg("trainer.max_steps=16", run_dir=tmp_path / "r")
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**27)
@@ -236,7 +263,7 @@ def test_precision_auto_follows_the_hardware(monkeypatch: pytest.MonkeyPatch) ->
     assert resolve_precision("auto", "cpu") == ("bf16-mixed" if cpu_has_bf16() else "32-true")
     # The CPU answer depends on the instruction set torch reports: both branches.
     for bf16, want in ((True, "bf16-mixed"), (False, "32-true")):
-        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: bf16)
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda bf16=bf16: bf16)
         monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
         assert resolve_precision("auto", "cpu") == want
     cfg = compose_train([])

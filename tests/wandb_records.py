@@ -58,7 +58,14 @@ def read_run(path: str | Path) -> dict[str, Any]:
     from wandb.proto import wandb_internal_pb2
 
     out: dict[str, Any] = {
-        "id": None, "name": None, "group": None, "job_type": None, "config": {}, "history": [], "summary": {}, "finished": False,
+        "id": None,
+        "name": None,
+        "group": None,
+        "job_type": None,
+        "config": {},
+        "history": [],
+        "summary": {},
+        "finished": False,
     }
     for payload in iter_payloads(path):
         rec = wandb_internal_pb2.Record()

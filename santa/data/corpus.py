@@ -61,6 +61,7 @@ __all__ = [
     "stable_unit",
 ]
 
+
 class CorpusError(SantaError, ValueError):
     """Input records or sources that cannot make a corpus; the message names the file and line."""
 
@@ -171,7 +172,12 @@ def _jdk_homes() -> list[Path]:
         if found:
             bin_dir = Path(os.path.realpath(found)).parent
             homes += [bin_dir.parent, bin_dir.parent.parent]  # JDK 8: <home>/jre/bin/java
-    for pattern in ("/usr/lib/jvm/*", "/usr/java/*", "/opt/java/*", "/Library/Java/JavaVirtualMachines/*/Contents/Home"):
+    for pattern in (
+        "/usr/lib/jvm/*",
+        "/usr/java/*",
+        "/opt/java/*",
+        "/Library/Java/JavaVirtualMachines/*/Contents/Home",
+    ):
         homes += sorted(Path(p) for p in glob.glob(pattern))
     return homes
 
@@ -191,7 +197,9 @@ def _jdk_source() -> LocalSource:
                 best = (version, Path(os.path.realpath(home)), Path(real))
     if best is None:
         return LocalSource(
-            "Java", "absent", None,
+            "Java",
+            "absent",
+            None,
             "no JDK with lib/src.zip ($JAVA_HOME, javac/java on PATH, /usr/lib/jvm/*); "
             "install a JDK's source package (e.g. openjdk-17-source) to add Java",
         )
@@ -243,7 +251,9 @@ def _npm_source() -> LocalSource:
         )
     node = shutil.which("node") or shutil.which("nodejs")
     return LocalSource(
-        "JavaScript", "absent", None,
+        "JavaScript",
+        "absent",
+        None,
         f"no npm installation found (node on PATH: {node or 'none'}; checked lib/node_modules/npm "
         "next to node, /usr/lib/node_modules/npm, /usr/share/nodejs/npm); install node + npm to add JavaScript",
     )
@@ -600,7 +610,9 @@ def build_demo_corpus(
     sources = find_local_sources() if sources is None else list(sources)
     for s in sources:
         if s.lang not in LANGUAGES:
-            raise CorpusError(f"source {s.repo or s.location}: unknown language {s.lang!r}; use one of {list(LANGUAGES)}")
+            raise CorpusError(
+                f"source {s.repo or s.location}: unknown language {s.lang!r}; use one of {list(LANGUAGES)}"
+            )
     present = [s for s in sources if s.available]
     if not present:
         raise CorpusError("no available sources to build a corpus from")
@@ -626,9 +638,14 @@ def build_demo_corpus(
                 if not lang_sources:
                     continue
                 stats, written = _build_language(
-                    lang, lang_sources, tmp,
-                    max_files=max_files_per_lang, max_bytes_per_file=max_bytes_per_file,
-                    val_fraction=val_fraction, seed=seed, progress=progress,
+                    lang,
+                    lang_sources,
+                    tmp,
+                    max_files=max_files_per_lang,
+                    max_bytes_per_file=max_bytes_per_file,
+                    val_fraction=val_fraction,
+                    seed=seed,
+                    progress=progress,
                 )
                 languages[lang] = stats
                 for split, rel in written.items():
@@ -832,8 +849,14 @@ def manifest_table(manifest: CorpusManifest) -> Table:
             f"val fraction {p.get('val_fraction')}, seed {p.get('seed')}; built in {manifest.build_seconds:.1f} s"
         ),
     )
-    for col, justify in (("language", "left"), ("source", "left"), ("train files", "right"), ("val files", "right"),
-                         ("MB", "right"), ("skipped", "left")):
+    for col, justify in (
+        ("language", "left"),
+        ("source", "left"),
+        ("train files", "right"),
+        ("val files", "right"),
+        ("MB", "right"),
+        ("skipped", "left"),
+    ):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for lang, s in manifest.languages.items():
         skipped = ", ".join(f"{k} {v}" for k, v in sorted(s.skipped.items())) or "-"

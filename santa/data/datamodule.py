@@ -14,9 +14,9 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from santa import registry
-from santa.errors import SantaError
 from santa.data.shards import PackedDataset, TokenShard
 from santa.data.tokenizer import load_tokenizer
+from santa.errors import SantaError
 
 
 def permutation(n: int, seed: int, epoch: int) -> np.ndarray:
@@ -131,7 +131,9 @@ class SantaDataModule(pl.LightningDataModule):
         if self.train_windows is not None:
             return
         tokenizer = load_tokenizer(self.files.tokenizer_dir)
-        self.objective = registry.build("santa.objectives", self.objective_name, self.objective_params, tokenizer=tokenizer)
+        self.objective = registry.build(
+            "santa.objectives", self.objective_name, self.objective_params, tokenizer=tokenizer
+        )
         self.train_windows = PackedDataset([TokenShard(p) for p in self.files.train], self.seq_len)
         self.val_set = PackedDataset([TokenShard(p) for p in self.files.val], self.seq_len)
 
@@ -144,8 +146,13 @@ class SantaDataModule(pl.LightningDataModule):
         rank, world = self._world()
         start = self.trainer.global_step if self.trainer is not None else 0
         sampler = StepBatchSampler(
-            len(self.train_windows), seed=self.seed, start_step=start, micro=self.micro,
-            accumulate=self.accumulation(world), rank=rank, world=world,
+            len(self.train_windows),
+            seed=self.seed,
+            start_step=start,
+            micro=self.micro,
+            accumulate=self.accumulation(world),
+            rank=rank,
+            world=world,
         )
         return self._loader(ObjectiveDataset(self.train_windows, self.objective, self.seed, 0), sampler)
 
@@ -159,7 +166,9 @@ class SantaDataModule(pl.LightningDataModule):
         batches = [mine[i : i + self.micro] for i in range(0, len(mine), self.micro)]
         return self._loader(ObjectiveDataset(self.val_set, self.objective, self.seed, 1), batches)
 
-    def _loader(self, dataset: torch.utils.data.Dataset[dict[str, np.ndarray]], batch_sampler: Any) -> DataLoader[dict[str, np.ndarray]]:
+    def _loader(
+        self, dataset: torch.utils.data.Dataset[dict[str, np.ndarray]], batch_sampler: Any
+    ) -> DataLoader[dict[str, np.ndarray]]:
         return DataLoader(
             dataset,
             batch_sampler=batch_sampler,

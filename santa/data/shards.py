@@ -163,8 +163,9 @@ def tokenize_corpus(
                 np.asarray(flat, dtype=DTYPE).tofile(out)
                 n_tokens += len(flat)
                 elapsed = time.perf_counter() - start
-                progress.update(task, completed=len(lengths), docs=len(lengths), toks=n_tokens,
-                                rate=n_tokens / max(elapsed, 1e-9))
+                progress.update(
+                    task, completed=len(lengths), docs=len(lengths), toks=n_tokens, rate=n_tokens / max(elapsed, 1e-9)
+                )
         if not lengths:
             raise ValueError(f"no documents to tokenize for {prefix}: the input was empty")
         offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
@@ -213,31 +214,48 @@ class TokenShard:
         if not json_path.is_file():
             if bin_path.exists() or idx_path.exists():
                 raise _corrupt(json_path, "is missing (an interrupted write?)", self.prefix)
-            raise FileNotFoundError(f"no token shard at {self.prefix} ({json_path} does not exist); tokenize the corpus first")
+            raise FileNotFoundError(
+                f"no token shard at {self.prefix} ({json_path} does not exist); tokenize the corpus first"
+            )
         try:
             meta = json.loads(json_path.read_text())
             info = ShardInfo(
                 prefix=self.prefix,
-                **{k: meta[k] for k in ("n_docs", "n_tokens", "vocab_size", "eot_id", "tokenizer_fingerprint", "dtype")},
+                **{
+                    k: meta[k] for k in ("n_docs", "n_tokens", "vocab_size", "eot_id", "tokenizer_fingerprint", "dtype")
+                },
                 seconds=meta.get("seconds", 0.0),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise _corrupt(json_path, f"is not a valid shard description ({exc!r})", self.prefix) from exc
         if meta.get("format") != _FORMAT or info.dtype != "uint16":
-            raise _corrupt(json_path, f"has format {meta.get('format')!r}, dtype {info.dtype!r} (expected {_FORMAT!r}, 'uint16')", self.prefix)
+            raise _corrupt(
+                json_path,
+                f"has format {meta.get('format')!r}, dtype {info.dtype!r} (expected {_FORMAT!r}, 'uint16')",
+                self.prefix,
+            )
         if not bin_path.is_file():
             raise _corrupt(bin_path, "is missing", self.prefix)
         expected = info.n_tokens * np.dtype(DTYPE).itemsize
         actual = bin_path.stat().st_size
         if actual != expected:
-            raise _corrupt(bin_path, f"has {actual:,} bytes but {json_path.name} says {info.n_tokens:,} tokens ({expected:,} bytes)", self.prefix)
+            raise _corrupt(
+                bin_path,
+                f"has {actual:,} bytes but {json_path.name} says {info.n_tokens:,} tokens ({expected:,} bytes)",
+                self.prefix,
+            )
         try:
             offsets = np.load(idx_path, mmap_mode="r")
         except FileNotFoundError:
             raise _corrupt(idx_path, "is missing", self.prefix) from None
         except (ValueError, OSError, EOFError) as exc:
             raise _corrupt(idx_path, f"cannot be read ({exc})", self.prefix) from exc
-        if offsets.dtype != np.int64 or offsets.shape != (info.n_docs + 1,) or offsets[0] != 0 or offsets[-1] != info.n_tokens:
+        if (
+            offsets.dtype != np.int64
+            or offsets.shape != (info.n_docs + 1,)
+            or offsets[0] != 0
+            or offsets[-1] != info.n_tokens
+        ):
             raise _corrupt(
                 idx_path,
                 f"has {offsets.shape} {offsets.dtype} offsets ending at {int(offsets[-1]) if offsets.size else None}; "

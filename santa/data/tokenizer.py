@@ -106,7 +106,9 @@ def train_tokenizer(
         log.warning(
             "the corpus yielded only %d BPE entries of the %d asked for; the special tokens follow "
             "at id %d. Give the tokenizer more text or lower tokenizer.vocab_size.",
-            learned, vocab_size, learned,
+            learned,
+            vocab_size,
+            learned,
         )
     tok.add_special_tokens(list(special_tokens(spelling)))
     return _wrap(tok, spelling)

@@ -83,8 +83,21 @@ UID_BASE = 1_900_000_000
 UID_SPAN = 1 << 24
 
 SENTINEL_SCAN = 1 << 16
-PRELOAD = ("typing", "collections", "copy", "functools", "hashlib", "heapq", "bisect", "itertools",
-           "math", "operator", "random", "re", "string")
+PRELOAD = (
+    "typing",
+    "collections",
+    "copy",
+    "functools",
+    "hashlib",
+    "heapq",
+    "bisect",
+    "itertools",
+    "math",
+    "operator",
+    "random",
+    "re",
+    "string",
+)
 PATH_ENV = "/usr/local/bin:/usr/bin:/bin"
 
 _libc: ctypes.CDLL | None
@@ -442,8 +455,9 @@ def _report(ctl_w: int, **msg: object) -> None:
         pass
 
 
-def _enter_run_namespaces(feats: Features, scratch: str, uid: int | None, limits: dict[str, Any], name: str,
-                          nproc_extra: int) -> tuple[str, dict[str, Any], dict[str, Any]]:
+def _enter_run_namespaces(
+    feats: Features, scratch: str, uid: int | None, limits: dict[str, Any], name: str, nproc_extra: int
+) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """In a freshly forked process: the run's namespaces, fresh /proc, /tmp and /dev/shm, and its
     working directory. Returns (working directory, environment, limits)."""
     flags = feats.run_flags
@@ -470,20 +484,26 @@ def _enter_run_namespaces(feats: Features, scratch: str, uid: int | None, limits
     if lim.get("processes") is not None and nproc_extra:
         # The run shares its uid with the caller: the kernel counts all of that uid's tasks.
         lim["processes"] = int(lim["processes"]) + nproc_extra
-    env = {"PATH": PATH_ENV, "HOME": workdir, "TMPDIR": "/tmp" if flags & CLONE_NEWNS else workdir,
-           "LANG": "C.UTF-8"}
+    env = {"PATH": PATH_ENV, "HOME": workdir, "TMPDIR": "/tmp" if flags & CLONE_NEWNS else workdir, "LANG": "C.UTF-8"}
     return workdir, env, lim
 
 
-def _run_b(job: dict[str, Any], feats: Features, scratch: str, uid: int | None, out_fd: int, err_fd: int,
-           ctl_w: int, nproc_extra: int) -> None:
+def _run_b(
+    job: dict[str, Any],
+    feats: Features,
+    scratch: str,
+    uid: int | None,
+    out_fd: int,
+    err_fd: int,
+    ctl_w: int,
+    nproc_extra: int,
+) -> None:
     """The run's first process (PID 1 of its PID namespace): namespaces and mounts, then either
     the Python program itself, or a root init that forks the node / JVM process and reports its
     exit status (so that those get the ordinary signal semantics a PID 1 would not).
     Never returns."""
     try:
-        workdir, env, lim = _enter_run_namespaces(feats, scratch, uid, job["limits"], f"run-{job['id']}",
-                                                  nproc_extra)
+        workdir, env, lim = _enter_run_namespaces(feats, scratch, uid, job["limits"], f"run-{job['id']}", nproc_extra)
         lang = job["language"]
         if lang == "python":
             _become_the_run(feats, workdir, uid, out_fd, err_fd, ctl_w, lim, job["zygote_pid"])
@@ -519,8 +539,17 @@ def _run_b(job: dict[str, Any], feats: Features, scratch: str, uid: int | None, 
     os._exit(127)
 
 
-def _become_the_run(feats: Features, workdir: str, uid: int | None, out_fd: int, err_fd: int, ctl_w: int,
-                    lim: dict[str, Any], parent: int, in_fd: int | None = None) -> None:
+def _become_the_run(
+    feats: Features,
+    workdir: str,
+    uid: int | None,
+    out_fd: int,
+    err_fd: int,
+    ctl_w: int,
+    lim: dict[str, Any],
+    parent: int,
+    in_fd: int | None = None,
+) -> None:
     """Take the run's identity: own session, stdio, limits, unprivileged uid, no way back.
     ``ctl_w`` -1: no control pipe; ``in_fd`` None: stdin is /dev/null."""
     os.setsid()
@@ -669,8 +698,14 @@ def _jvm_flags(job: dict[str, Any]) -> list[str]:
     heap_mb = max(64, mem // (4 << 20))
     # Small fixed reservations keep the JVM inside RLIMIT_AS; SerialGC and, for javac only,
     # C1-only compilation cut start-up CPU and thread count (the program's own JIT is untouched).
-    return ["-XX:+UseSerialGC", "-XX:-UsePerfData", "-Xshare:auto", f"-Xmx{heap_mb}m",
-            "-XX:CompressedClassSpaceSize=64m", "-XX:ReservedCodeCacheSize=64m"]
+    return [
+        "-XX:+UseSerialGC",
+        "-XX:-UsePerfData",
+        "-Xshare:auto",
+        f"-Xmx{heap_mb}m",
+        "-XX:CompressedClassSpaceSize=64m",
+        "-XX:ReservedCodeCacheSize=64m",
+    ]
 
 
 def _java_class_path(tc: dict[str, Any]) -> str:
@@ -684,8 +719,19 @@ def _run_java(job: dict[str, Any], workdir: str, env: dict[str, Any], ctl_w: int
     _write_file(os.path.join(workdir, name), source)
     jvm = _jvm_flags(job)
     cp = _java_class_path(tc)
-    javac = [tc["javac"], *("-J" + f for f in [*jvm, "-XX:TieredStopAtLevel=1"]),
-             "-encoding", "UTF-8", "-nowarn", "-proc:none", "-cp", cp, "-d", ".", name]
+    javac = [
+        tc["javac"],
+        *("-J" + f for f in [*jvm, "-XX:TieredStopAtLevel=1"]),
+        "-encoding",
+        "UTF-8",
+        "-nowarn",
+        "-proc:none",
+        "-cp",
+        cp,
+        "-d",
+        ".",
+        name,
+    ]
     pid = os.posix_spawn(tc["javac"], javac, env)
     while True:
         try:
@@ -738,8 +784,25 @@ def _count_tasks_of(uid: int) -> int:
 class Run:
     """One program's run as the supervisor tracks it (every field is set by ``Zygote.start``)."""
 
-    __slots__ = ("id", "pid", "pidfd", "ctl", "msgs", "buf", "deadline", "start", "out", "err", "uid",
-                 "nonce", "timed_out", "tail", "max_output", "output_killed", "java")
+    __slots__ = (
+        "id",
+        "pid",
+        "pidfd",
+        "ctl",
+        "msgs",
+        "buf",
+        "deadline",
+        "start",
+        "out",
+        "err",
+        "uid",
+        "nonce",
+        "timed_out",
+        "tail",
+        "max_output",
+        "output_killed",
+        "java",
+    )
     id: int  # the evaluator's job id
     pid: int
     pidfd: int  # -1 without pidfd_open
@@ -773,7 +836,7 @@ def _stat_fields(pid: int | str) -> list[bytes]:
     with open(f"/proc/{pid}/stat", "rb") as fh:
         data = fh.read()
     # The command name may hold spaces and parentheses: the fields start after the last ')'.
-    return data[data.rfind(b")") + 2:].split()
+    return data[data.rfind(b")") + 2 :].split()
 
 
 def _processes_of_uid(uid: int) -> list[int]:
@@ -825,13 +888,24 @@ def _kill_uid(uid: int) -> None:
 # CPU) as well. Compiling never executes a program; each program still runs in its own sandbox.
 # --------------------------------------------------------------------------------------------
 
-SERVER_JVM = ["-XX:+UseSerialGC", "-XX:-UsePerfData", "-Xshare:auto", "-Xmx512m",
-              "-XX:CompressedClassSpaceSize=64m", "-XX:ReservedCodeCacheSize=64m",
-              # C1 only: a batch of a few hundred programs is over before C2 would pay off.
-              "-XX:TieredStopAtLevel=1"]
-SERVER_LIMITS = {"cpu_seconds": 1 << 20,  # the supervisor's per-compilation wall budget polices it
-                 "memory_bytes": 2 << 30, "file_size_bytes": 16 << 20, "processes": 128,
-                 "open_files": 256, "tmpfs_bytes": 16 << 20}
+SERVER_JVM = [
+    "-XX:+UseSerialGC",
+    "-XX:-UsePerfData",
+    "-Xshare:auto",
+    "-Xmx512m",
+    "-XX:CompressedClassSpaceSize=64m",
+    "-XX:ReservedCodeCacheSize=64m",
+    # C1 only: a batch of a few hundred programs is over before C2 would pay off.
+    "-XX:TieredStopAtLevel=1",
+]
+SERVER_LIMITS = {
+    "cpu_seconds": 1 << 20,  # the supervisor's per-compilation wall budget polices it
+    "memory_bytes": 2 << 30,
+    "file_size_bytes": 16 << 20,
+    "processes": 128,
+    "open_files": 256,
+    "tmpfs_bytes": 16 << 20,
+}
 
 
 def _warm_compile_fits(limits: dict[str, Any]) -> bool:
@@ -841,8 +915,18 @@ def _warm_compile_fits(limits: dict[str, Any]) -> bool:
     return all(int(limits.get(k) or 0) >= SERVER_LIMITS[k] for k in ("memory_bytes", "processes", "open_files"))
 
 
-def _server_b(server: dict[str, Any], toolchain: dict[str, Any], feats: Features, scratch: str, uid: int | None,
-              in_fd: int, out_fd: int, err_fd: int, nproc_extra: int, name: str) -> None:
+def _server_b(
+    server: dict[str, Any],
+    toolchain: dict[str, Any],
+    feats: Features,
+    scratch: str,
+    uid: int | None,
+    in_fd: int,
+    out_fd: int,
+    err_fd: int,
+    nproc_extra: int,
+    name: str,
+) -> None:
     """First process of the compiler's sandbox: the same namespaces, mounts, uid and rlimits as a
     run's, then ``java SantaJavac.java`` with the zygote's pipes as stdin and stdout."""
     try:
@@ -1071,7 +1155,7 @@ class JavaServer:
             nonlocal pos
             if len(buf) < pos + n:
                 return None
-            out = buf[pos:pos + n]
+            out = buf[pos : pos + n]
             pos += n
             return out
 
@@ -1094,10 +1178,14 @@ class JavaServer:
         rid, status = struct.unpack(">qb", head)
         return rid, status, diagnostics, classes
 
-    def answer(self, job: dict[str, Any], status: int, diagnostics: bytes, classes: list[tuple[str, bytes]],
-               seconds: float) -> None:
+    def answer(
+        self, job: dict[str, Any], status: int, diagnostics: bytes, classes: list[tuple[str, bytes]], seconds: float
+    ) -> None:
         lim = job["limits"]
-        if status == 0 and sum(len(d) for _, d in classes) + len(job["program"]) > int(lim.get("tmpfs_bytes") or 0) // 2:
+        if (
+            status == 0
+            and sum(len(d) for _, d in classes) + len(job["program"]) > int(lim.get("tmpfs_bytes") or 0) // 2
+        ):
             status = 2  # might not fit the run's /tmp where javac would write it: let javac try there
         if status == 1 and len(diagnostics) >= int(lim.get("file_size_bytes") or 0):
             status = 2  # javac's own stderr would hit the file-size limit: the run decides what then
@@ -1110,13 +1198,26 @@ class JavaServer:
             # diagnostics on stderr, no program run.
             self.stats["compile_errors"] += 1
             tail = int(job.get("tail_bytes", 4096))
-            self.z.send({
-                "id": job["id"], "timed_out": False, "output_limit": False, "exit_code": 1, "sentinel": False,
-                "compile_error": True, "setup_error": None, "stdout_tail": "",
-                "stderr_tail": diagnostics[-tail:].decode("utf-8", "replace") if tail else "",
-                "stdout_bytes": 0, "stderr_bytes": len(diagnostics), "duration": seconds,
-                "cpu_seconds": None, "max_rss_kb": None, "uid": None, "java": "warm",
-            })
+            self.z.send(
+                {
+                    "id": job["id"],
+                    "timed_out": False,
+                    "output_limit": False,
+                    "exit_code": 1,
+                    "sentinel": False,
+                    "compile_error": True,
+                    "setup_error": None,
+                    "stdout_tail": "",
+                    "stderr_tail": diagnostics[-tail:].decode("utf-8", "replace") if tail else "",
+                    "stdout_bytes": 0,
+                    "stderr_bytes": len(diagnostics),
+                    "duration": seconds,
+                    "cpu_seconds": None,
+                    "max_rss_kb": None,
+                    "uid": None,
+                    "java": "warm",
+                }
+            )
         else:
             self.fallback(job)
 
@@ -1141,8 +1242,18 @@ class JavaServer:
         if pid == 0:
             try:
                 _close_fds_except({in_r, out_w, err_fd})
-                _server_b(self.cfg, z.cfg.get("toolchain", {}), z.feats, z.scratch, self.uid, in_r, out_w,
-                          err_fd, z.nproc_extra, f"javac-server-{self.n}")
+                _server_b(
+                    self.cfg,
+                    z.cfg.get("toolchain", {}),
+                    z.feats,
+                    z.scratch,
+                    self.uid,
+                    in_r,
+                    out_w,
+                    err_fd,
+                    z.nproc_extra,
+                    f"javac-server-{self.n}",
+                )
             finally:
                 os._exit(126)
         for fd in (in_r, out_w, err_fd):
@@ -1249,7 +1360,7 @@ class Zygote:
     def send(self, obj: dict[str, Any]) -> None:
         data = (json.dumps(obj) + "\n").encode()
         while data:
-            data = data[os.write(1, data):]
+            data = data[os.write(1, data) :]
 
     def new_uid(self) -> int | None:
         if not self.feats.uid_drop:
@@ -1294,10 +1405,24 @@ class Zygote:
                 self.send_setup_error(job, f"could not start: {e}")
 
     def send_setup_error(self, job: dict[str, Any], why: str) -> None:
-        self.send({"id": job["id"], "setup_error": why, "timed_out": False,
-                   "exit_code": None, "sentinel": False, "compile_error": False,
-                   "stdout_tail": "", "stderr_tail": "", "stdout_bytes": 0, "stderr_bytes": 0,
-                   "duration": 0.0, "cpu_seconds": None, "max_rss_kb": None, "uid": None})
+        self.send(
+            {
+                "id": job["id"],
+                "setup_error": why,
+                "timed_out": False,
+                "exit_code": None,
+                "sentinel": False,
+                "compile_error": False,
+                "stdout_tail": "",
+                "stderr_tail": "",
+                "stdout_bytes": 0,
+                "stderr_bytes": 0,
+                "duration": 0.0,
+                "cpu_seconds": None,
+                "max_rss_kb": None,
+                "uid": None,
+            }
+        )
 
     def start(self, job: dict[str, Any]) -> None:
         run = Run()
@@ -1392,7 +1517,7 @@ class Zygote:
         marker = f"\n{run.nonce}\n".encode()
         idx = out.rfind(marker)
         if idx >= 0:
-            out = out[:idx] + out[idx + len(marker):]
+            out = out[:idx] + out[idx + len(marker) :]
         for p in (run.out, run.err):
             try:
                 os.unlink(p)
@@ -1402,24 +1527,26 @@ class Zygote:
             shutil.rmtree(os.path.join(self.scratch, f"run-{run.id}"), ignore_errors=True)
         if "child_status" in info:  # node / JVM under a root init: their own status
             status = int(info["child_status"])
-        self.send({
-            "id": run.id,
-            "timed_out": run.timed_out,
-            "output_limit": run.output_killed,
-            "exit_code": os.waitstatus_to_exitcode(status),
-            "sentinel": idx >= 0,
-            "compile_error": bool(info.get("compile_error")),
-            "setup_error": info.get("setup_error"),
-            "stdout_tail": out[-run.tail:].decode("utf-8", "replace") if run.tail else "",
-            "stderr_tail": err[-run.tail:].decode("utf-8", "replace") if run.tail else "",
-            "stdout_bytes": out_size,
-            "stderr_bytes": err_size,
-            "duration": time.monotonic() - run.start,
-            "cpu_seconds": ru.ru_utime + ru.ru_stime,
-            "max_rss_kb": ru.ru_maxrss,
-            "uid": run.uid,
-            "java": run.java,
-        })
+        self.send(
+            {
+                "id": run.id,
+                "timed_out": run.timed_out,
+                "output_limit": run.output_killed,
+                "exit_code": os.waitstatus_to_exitcode(status),
+                "sentinel": idx >= 0,
+                "compile_error": bool(info.get("compile_error")),
+                "setup_error": info.get("setup_error"),
+                "stdout_tail": out[-run.tail :].decode("utf-8", "replace") if run.tail else "",
+                "stderr_tail": err[-run.tail :].decode("utf-8", "replace") if run.tail else "",
+                "stdout_bytes": out_size,
+                "stderr_bytes": err_size,
+                "duration": time.monotonic() - run.start,
+                "cpu_seconds": ru.ru_utime + ru.ru_stime,
+                "max_rss_kb": ru.ru_maxrss,
+                "uid": run.uid,
+                "java": run.java,
+            }
+        )
 
     def reap(self, pid: int = -1, block: bool = False) -> None:
         while self.runs or pid != -1:
@@ -1647,8 +1774,11 @@ def main() -> None:
         except ImportError:
             pass
     # compile() builds the ~120 AST node classes on its first use: once here, not in every run.
-    compile("def _warm(a: int, *b, **c) -> None:\n    return [x for x in b] or {k: v for k, v in c.items()}\n",
-            "<warm-up>", "exec")
+    compile(
+        "def _warm(a: int, *b, **c) -> None:\n    return [x for x in b] or {k: v for k, v in c.items()}\n",
+        "<warm-up>",
+        "exec",
+    )
     gc.collect()
     gc.freeze()  # forked runs then leave the zygote's objects alone: fewer copy-on-write faults
     z = Zygote(cfg, feats, scratch, host_pid)

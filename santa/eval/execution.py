@@ -103,13 +103,29 @@ def execute(
         if k not in done and k not in todo:
             todo[k] = j
     if todo:
-        _run(todo, done, workers or default_workers(), cache_path, progress, isolation,
-             already=len(jobs) - sum(1 for k in keys if k in todo), java_compiler=java_compiler)
+        _run(
+            todo,
+            done,
+            workers or default_workers(),
+            cache_path,
+            progress,
+            isolation,
+            already=len(jobs) - sum(1 for k in keys if k in todo),
+            java_compiler=java_compiler,
+        )
     return [done[k] for k in keys]
 
 
-def _run(todo: dict[str, Job], done: dict[str, ExecResult], workers: int, cache_path: Path | None,
-         progress: bool, isolation: str, already: int, java_compiler: bool = True) -> None:
+def _run(
+    todo: dict[str, Job],
+    done: dict[str, ExecResult],
+    workers: int,
+    cache_path: Path | None,
+    progress: bool,
+    isolation: str,
+    already: int,
+    java_compiler: bool = True,
+) -> None:
     order = list(todo)
     items = [(todo[k].language, todo[k].program, todo[k].resolved_timeout(), todo[k].limits) for k in order]
     sink = None
@@ -148,8 +164,14 @@ class _Progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.counts = {s: 0 for s in ("passed", "failed", "timeout", "error")}
-        self.p = Progress(TextColumn("[bold]executing"), BarColumn(), MofNCompleteColumn(),
-                          TextColumn("{task.fields[counts]}"), TimeRemainingColumn(), transient=False)
+        self.p = Progress(
+            TextColumn("[bold]executing"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[counts]}"),
+            TimeRemainingColumn(),
+            transient=False,
+        )
         note = f" ({cached} cached)" if cached else ""
         self.task = self.p.add_task("exec", total=total, counts=note)
         self.cached = note

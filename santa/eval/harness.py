@@ -25,11 +25,11 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
 from santa import registry
-from santa.eval.tasks.base import Benchmark
 from santa.eval.models import load_generator
 from santa.eval.sampling import generate_completions
 from santa.eval.scoring import check_ks, check_samples, read_samples, score, toolchain_problem
 from santa.eval.settings import EvaluationError, ExecutionSettings, GenerationSettings
+from santa.eval.tasks.base import Benchmark
 from santa.runs import sweep_group
 
 SCHEMA = "santa.eval.results/1"
@@ -71,7 +71,9 @@ def _run_dir(cfg: DictConfig) -> Path:
     return Path(run_dir)
 
 
-def _settings_key(benchmark: Benchmark, dataset: dict[str, Any], model_info: dict[str, Any], settings: GenerationSettings) -> str:
+def _settings_key(
+    benchmark: Benchmark, dataset: dict[str, Any], model_info: dict[str, Any], settings: GenerationSettings
+) -> str:
     ident = {
         "benchmark": benchmark.name,
         "dataset": dataset,
@@ -160,8 +162,12 @@ def evaluate(cfg: DictConfig, console: Console | None = None) -> dict[str, Any]:
         check_ks(benchmark, settings)
         m = cfg.model
         generator = load_generator(
-            m.path, backend=m.get("backend", "auto"), device=m.get("device", "auto"), dtype=m.get("dtype", "auto"),
-            revision=m.get("revision"), console=console,
+            m.path,
+            backend=m.get("backend", "auto"),
+            device=m.get("device", "auto"),
+            dtype=m.get("dtype", "auto"),
+            revision=m.get("revision"),
+            console=console,
         )
         results["model"] = generator.info
         settings = fit_to_context(settings, int(generator.model.max_length), console)
@@ -172,9 +178,14 @@ def evaluate(cfg: DictConfig, console: Console | None = None) -> dict[str, Any]:
             f"top-p {settings.top_p}, {settings.max_new_tokens} new tokens"
         )
         gen = generate_completions(
-            generator, problems, settings, prompts=[benchmark.prompt(p) for p in problems],
+            generator,
+            problems,
+            settings,
+            prompts=[benchmark.prompt(p) for p in problems],
             settings_key=_settings_key(benchmark, dataset, generator.info, settings),
-            cache_file=run_dir / GENERATIONS_FILE, console=console, progress=progress,
+            cache_file=run_dir / GENERATIONS_FILE,
+            console=console,
+            progress=progress,
         )
         raw = gen.raw
         prompts = gen.prompts
@@ -195,8 +206,13 @@ def evaluate(cfg: DictConfig, console: Console | None = None) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     records = score(
-        benchmark, problems, completions, execution,
-        cache_file=run_dir / EXECUTIONS_FILE, console=console, progress=progress,
+        benchmark,
+        problems,
+        completions,
+        execution,
+        cache_file=run_dir / EXECUTIONS_FILE,
+        console=console,
+        progress=progress,
     )
     results["timing"]["scoring_s"] = round(time.perf_counter() - t0, 2)
     by_id = {p.task_id: p for p in problems}
@@ -247,7 +263,11 @@ def log_results(cfg: DictConfig, results: dict[str, Any], console: Console | Non
         "skipped": results["skipped"],
     }
     logger.log_hyperparams(flat)
-    metrics = {f"{results['benchmark']}/{k}": float(v) for k, v in results["scores"].items() if v is not None and math.isfinite(v)}
+    metrics = {
+        f"{results['benchmark']}/{k}": float(v)
+        for k, v in results["scores"].items()
+        if v is not None and math.isfinite(v)
+    }
     metrics.update({f"{results['benchmark']}/{s}": float(n) for s, n in results.get("counts", {}).items()})
     if metrics:
         logger.log_metrics(metrics, step=0)

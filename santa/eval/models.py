@@ -106,10 +106,14 @@ def load_generator(
 
     console = console or Console(stderr=True)
     if path in (None, ""):
-        raise EvaluationError("model.path is not set: give a checkpoint, an HF export or a run directory (or samples=<file.jsonl>)")
+        raise EvaluationError(
+            "model.path is not set: give a checkpoint, an HF export or a run directory (or samples=<file.jsonl>)"
+        )
     requested = str(path)
     if not Path(requested).expanduser().exists() and not is_hub_id(requested):
-        raise EvaluationError(f"model.path={Path(requested).expanduser()} does not exist (and is not a Hugging Face hub id)")
+        raise EvaluationError(
+            f"model.path={Path(requested).expanduser()} does not exist (and is not a Hugging Face hub id)"
+        )
     if backend not in ("auto", "santa", "hf"):
         raise EvaluationError(f"model.backend must be auto, santa or hf, got {backend!r}")
     try:
@@ -117,7 +121,9 @@ def load_generator(
     except ArtifactError as exc:
         raise EvaluationError(str(exc)) from None
     if hub is not None:
-        console.print(f"[dim]{escape(hub.repo_id)}: Hugging Face cache snapshot {escape(hub.revision)} ({escape(str(path))})[/dim]")
+        console.print(
+            f"[dim]{escape(hub.repo_id)}: Hugging Face cache snapshot {escape(hub.revision)} ({escape(str(path))})[/dim]"
+        )
     dev = _resolve_device(device)
     torch_dtype = _resolve_dtype(dtype, dev)
     generator: Generator | None = None
@@ -130,7 +136,9 @@ def load_generator(
         except (ArtifactError, UnsupportedConversionError, TokenizerError) as exc:
             if backend == "santa" or _hf_dir(path) is None:
                 raise EvaluationError(f"cannot load {path} with santa: {exc}") from exc
-            console.print(f"[dim]{escape(str(path))}: not a santa model ({escape(str(exc))}); generating with transformers[/dim]")
+            console.print(
+                f"[dim]{escape(str(path))}: not a santa model ({escape(str(exc))}); generating with transformers[/dim]"
+            )
     if generator is None:
         generator = _load_hf(path, dev, torch_dtype)
     generator.info["path"] = requested

@@ -14,8 +14,9 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 
-def pass_at_k_per_problem(n_samples: int | Sequence[int] | np.ndarray,
-                          n_correct: Sequence[int] | np.ndarray, k: int) -> np.ndarray:
+def pass_at_k_per_problem(
+    n_samples: int | Sequence[int] | np.ndarray, n_correct: Sequence[int] | np.ndarray, k: int
+) -> np.ndarray:
     """pass@k of each problem. ``n_samples`` is one count for all problems or one per problem."""
     correct = np.asarray(n_correct, dtype=np.int64).reshape(-1)
     if np.ndim(n_samples) == 0:
@@ -49,7 +50,8 @@ def pass_at_k(n_samples: int | Sequence[int] | np.ndarray, n_correct: Sequence[i
     return float(per.mean())
 
 
-def pass_at_ks(n_samples: int | Sequence[int] | np.ndarray, n_correct: Sequence[int] | np.ndarray,
-               ks: Iterable[int]) -> dict[str, float]:
+def pass_at_ks(
+    n_samples: int | Sequence[int] | np.ndarray, n_correct: Sequence[int] | np.ndarray, ks: Iterable[int]
+) -> dict[str, float]:
     """``{"pass@1": ..., "pass@10": ...}`` for every k (each k must be <= every problem's n)."""
     return {f"pass@{k}": pass_at_k(n_samples, n_correct, k) for k in ks}

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
-from santa.eval.tasks.base import Problem
 from santa.eval.models import Generator
 from santa.eval.settings import EvaluationError, GenerationSettings
+from santa.eval.tasks.base import Problem
 
 if TYPE_CHECKING:
     import torch
@@ -259,8 +259,12 @@ def generate_completions(
     t0 = time.perf_counter()
     try:
         with Progress(
-            TextColumn("generating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-            console=console, disable=not progress or total_rows == 0,
+            TextColumn("generating"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not progress or total_rows == 0,
         ) as bar:
             task = bar.add_task("generate", total=total_rows)
             for batch in todo:
@@ -303,7 +307,12 @@ def generate_completions(
                     row += u.count
                     keep(u, part)
                     if fh is not None:
-                        rec = {"key": _unit_key(settings_key, problems[u.problem], texts_in[u.problem], u), "task_id": problems[u.problem].task_id, "first": u.first, "raw": part}
+                        rec = {
+                            "key": _unit_key(settings_key, problems[u.problem], texts_in[u.problem], u),
+                            "task_id": problems[u.problem].task_id,
+                            "first": u.first,
+                            "raw": part,
+                        }
                         fh.write(json.dumps(rec) + "\n")
                 if fh is not None:
                     fh.flush()

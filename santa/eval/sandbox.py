@@ -131,8 +131,10 @@ class ExecResult:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ExecResult:
-        return cls(**{k: d[k] for k in ("status", "returncode", "stdout_tail", "stderr_tail", "duration")},
-                   detail=d.get("detail", ""))
+        return cls(
+            **{k: d[k] for k in ("status", "returncode", "stdout_tail", "stderr_tail", "duration")},
+            detail=d.get("detail", ""),
+        )
 
 
 @dataclass(frozen=True)
@@ -157,8 +159,7 @@ class Guarantees:
             + ("" if self.net_namespace else " -> programs CAN reach the network"),
             f"own mount namespace, private /tmp working directory: {yes(self.mount_namespace)}",
             f"file systems read-only outside /tmp: {yes(self.readonly_fs)}",
-            f"own unprivileged uid per run (files of others protected, process limit enforced): "
-            f"{yes(self.uid_drop)}",
+            f"own unprivileged uid per run (files of others protected, process limit enforced): {yes(self.uid_drop)}",
             "rlimits (CPU, address space, file size, open files, processes), wall-clock kill: yes",
         ]
         if not self.uid_drop and self.mode != "root":
@@ -190,12 +191,16 @@ def toolchain_problem(language: str) -> str | None:
         return None
     missing = [t for t in ("javac", "java") if shutil.which(t) is None]
     if missing:
-        return (f"{' and '.join(missing)} not on PATH: install a JDK >= 11 "
-                f"(Debian/Ubuntu: apt-get install default-jdk-headless)")
+        return (
+            f"{' and '.join(missing)} not on PATH: install a JDK >= 11 "
+            f"(Debian/Ubuntu: apt-get install default-jdk-headless)"
+        )
     if _javatuples() is None:
-        return (f"the javatuples jar (MultiPL-E's Java tests import org.javatuples) is not at "
-                f"{os.environ.get('SANTA_JAVATUPLES', _JAVATUPLES_DEFAULT)}: apt-get install libjavatuples-java, "
-                f"or set SANTA_JAVATUPLES=/path/to/javatuples-1.2.jar")
+        return (
+            f"the javatuples jar (MultiPL-E's Java tests import org.javatuples) is not at "
+            f"{os.environ.get('SANTA_JAVATUPLES', _JAVATUPLES_DEFAULT)}: apt-get install libjavatuples-java, "
+            f"or set SANTA_JAVATUPLES=/path/to/javatuples-1.2.jar"
+        )
     return None
 
 
@@ -249,8 +254,7 @@ def classify(raw: dict[str, Any], timeout: float, limits: dict[str, int]) -> Exe
     if raw.get("timed_out"):
         status, rc, detail = "timeout", None, f"killed at the {timeout:g} s wall-clock limit"
     elif raw.get("output_limit"):
-        status, rc, detail = "failed", code, (f"killed: its output reached the {limits['file_size_bytes']}-byte "
-                                              f"limit")
+        status, rc, detail = "failed", code, (f"killed: its output reached the {limits['file_size_bytes']}-byte limit")
         notes = []
     elif code is None:
         status, rc, detail = "error", None, "the run ended without an exit status"
@@ -304,9 +308,16 @@ class Sandbox:
     ``java`` separately), compiling in the program's own run inside it.
     """
 
-    def __init__(self, workers: int = 1, *, isolation: str = "auto", python: str | None = None,
-                 java_compiler: bool = True, java_compile_budget: float | None = None,
-                 java_compilers: int | None = None) -> None:
+    def __init__(
+        self,
+        workers: int = 1,
+        *,
+        isolation: str = "auto",
+        python: str | None = None,
+        java_compiler: bool = True,
+        java_compile_budget: float | None = None,
+        java_compilers: int | None = None,
+    ) -> None:
         if isolation not in ("auto", "none"):
             raise ValueError("isolation must be 'auto' (the strongest the kernel allows) or 'none'")
         self.workers = max(1, int(workers))
@@ -332,14 +343,22 @@ class Sandbox:
             # One compiler turns out ~40 programs/s once warm, a run of ``java`` takes ~50 ms of
             # CPU: about one compiler per four cores keeps the runs fed.
             count = java_compilers or max(1, min(self.workers, os.cpu_count() or 1) // 4)
-            cfg["java_server"] = {"source": _JAVA_SERVER.read_text(encoding="utf-8"), "budget": java_compile_budget,
-                                  "count": int(count)}
+            cfg["java_server"] = {
+                "source": _JAVA_SERVER.read_text(encoding="utf-8"),
+                "budget": java_compile_budget,
+                "count": int(count),
+            }
         self._stderr = tempfile.TemporaryFile()
         env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
         self._proc = subprocess.Popen(
             [self.python, "-I", str(_ZYGOTE)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
-            env=env, cwd="/", start_new_session=True, close_fds=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            env=env,
+            cwd="/",
+            start_new_session=True,
+            close_fds=True,
         )
         self._send(cfg)
         hello = self._recv()
@@ -347,8 +366,12 @@ class Sandbox:
             raise SandboxError(f"sandbox supervisor said {hello!r}")
         f = hello["features"]
         self.guarantees = Guarantees(
-            mode=f["mode"], pid_namespace=f["pid_namespace"], net_namespace=f["net_namespace"],
-            mount_namespace=f["mount_namespace"], readonly_fs=f["readonly_fs"], uid_drop=f["uid_drop"],
+            mode=f["mode"],
+            pid_namespace=f["pid_namespace"],
+            net_namespace=f["net_namespace"],
+            mount_namespace=f["mount_namespace"],
+            readonly_fs=f["readonly_fs"],
+            uid_drop=f["uid_drop"],
             notes=tuple(f["notes"]),
         )
         self.pid = int(hello["pid"])
@@ -412,8 +435,16 @@ class Sandbox:
                     slots.acquire()
                     if stop.is_set():
                         return
-                    self._send({"id": base + i, "language": lang, "program": program, "timeout": t,
-                                "limits": lim, "tail_bytes": lim["tail_bytes"]})
+                    self._send(
+                        {
+                            "id": base + i,
+                            "language": lang,
+                            "program": program,
+                            "timeout": t,
+                            "limits": lim,
+                            "tail_bytes": lim["tail_bytes"],
+                        }
+                    )
             except BaseException as e:  # noqa: BLE001  (re-raised in the caller)
                 failure.put(e)
 
@@ -531,8 +562,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         problem = toolchain_problem(lang)
         print(f"  {lang}: {'ok' if problem is None else 'MISSING - ' + problem}")
     if toolchain_problem("java") is None:
-        print("  java programs compile in a warm javax.tools compiler sandboxed like a run (it never runs them);"
-              " javac in the program's own run whenever it fails")
+        print(
+            "  java programs compile in a warm javax.tools compiler sandboxed like a run (it never runs them);"
+            " javac in the program's own run whenever it fails"
+        )
     return 0
 
 

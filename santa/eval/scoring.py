@@ -13,8 +13,8 @@ from typing import Any
 
 from rich.console import Console
 
-from santa.eval.tasks.base import Benchmark, Problem
 from santa.eval.settings import EvaluationError, ExecutionSettings, GenerationSettings
+from santa.eval.tasks.base import Benchmark, Problem
 
 STDERR_TAIL = 2000  # characters of a failure's stderr kept per sample in results.json
 
@@ -39,7 +39,9 @@ def read_samples(path: str | Path, problems: Sequence[Problem], *, limited: bool
                 rec = json.loads(line)
                 task_id, completion = rec["task_id"], rec["completion"]
             except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise EvaluationError(f"{path}:{n}: expected a JSON object with task_id and completion ({exc})") from exc
+                raise EvaluationError(
+                    f"{path}:{n}: expected a JSON object with task_id and completion ({exc})"
+                ) from exc
             if not isinstance(completion, str):
                 raise EvaluationError(f"{path}:{n}: completion must be a string")
             if task_id in known:
@@ -123,7 +125,11 @@ def score(
     for r in records:
         p = by_id[r["task_id"]]
         timeout = program_timeout(benchmark, p.language, execution.timeout)
-        jobs.append(execution_mod.Job(language=p.language, program=benchmark.program(p, r["completion"]), key=p.task_id, timeout=timeout))
+        jobs.append(
+            execution_mod.Job(
+                language=p.language, program=benchmark.program(p, r["completion"]), key=p.task_id, timeout=timeout
+            )
+        )
     console.print(
         f"executing {len({j.program for j in jobs})} distinct programs for {len(records)} samples "
         f"({benchmark.language}, {program_timeout(benchmark, benchmark.language, execution.timeout):g} s each at most)"

@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from santa.confdict import plain_dict
 from omegaconf import DictConfig
 
+from santa.confdict import plain_dict
 from santa.errors import SantaError
 
 

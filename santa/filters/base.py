@@ -55,10 +55,17 @@ class Decision:
     details: dict[str, Any] | None = None
 
 
-_DECISION_SCHEMA = pa.schema([
-    ("id", pa.int64()), ("stat", pa.float64()), ("reason", pa.large_string()), ("duplicate_of", pa.int64()),
-    ("component_size", pa.int64()), ("similarity", pa.float64()), ("details", pa.large_string()),
-])
+_DECISION_SCHEMA = pa.schema(
+    [
+        ("id", pa.int64()),
+        ("stat", pa.float64()),
+        ("reason", pa.large_string()),
+        ("duplicate_of", pa.int64()),
+        ("component_size", pa.int64()),
+        ("similarity", pa.float64()),
+        ("details", pa.large_string()),
+    ]
+)
 # The details a dedup step gives, as columns, in the order its details dict had them.
 _DETAIL_COLUMNS = ("duplicate_of", "component_size", "similarity")
 
@@ -80,8 +87,15 @@ class DecisionTable(Mapping[int, Decision]):
             raise ValueError("DecisionTable: ids must be sorted and distinct")
 
     @classmethod
-    def from_columns(cls, ids: Any, stat: Any, reason: list[str], duplicate_of: Any = None,
-                     component_size: Any = None, similarity: Any = None) -> DecisionTable:
+    def from_columns(
+        cls,
+        ids: Any,
+        stat: Any,
+        reason: list[str],
+        duplicate_of: Any = None,
+        component_size: Any = None,
+        similarity: Any = None,
+    ) -> DecisionTable:
         """Dropped records' decisions from arrays (in any order; ``stat`` and the details may be
         None for a whole column)."""
         ids = np.asarray(ids, dtype=np.int64)
@@ -93,15 +107,20 @@ class DecisionTable(Mapping[int, Decision]):
                 return pa.nulls(n, type)
             return pa.array(np.asarray(values, dtype=dtype)[order], type)
 
-        return cls(pa.table({
-            "id": pa.array(ids[order], pa.int64()),
-            "stat": col(stat, np.float64, pa.float64()),
-            "reason": pa.array(reason, pa.large_string()).take(pa.array(order)),
-            "duplicate_of": col(duplicate_of, np.int64, pa.int64()),
-            "component_size": col(component_size, np.int64, pa.int64()),
-            "similarity": col(similarity, np.float64, pa.float64()),
-            "details": pa.nulls(n, pa.large_string()),
-        }, schema=_DECISION_SCHEMA))
+        return cls(
+            pa.table(
+                {
+                    "id": pa.array(ids[order], pa.int64()),
+                    "stat": col(stat, np.float64, pa.float64()),
+                    "reason": pa.array(reason, pa.large_string()).take(pa.array(order)),
+                    "duplicate_of": col(duplicate_of, np.int64, pa.int64()),
+                    "component_size": col(component_size, np.int64, pa.int64()),
+                    "similarity": col(similarity, np.float64, pa.float64()),
+                    "details": pa.nulls(n, pa.large_string()),
+                },
+                schema=_DECISION_SCHEMA,
+            )
+        )
 
     @classmethod
     def from_mapping(cls, decisions: Mapping[int, Decision]) -> DecisionTable:
@@ -110,16 +129,24 @@ class DecisionTable(Mapping[int, Decision]):
             return decisions
         rows = sorted((int(i), d) for i, d in decisions.items() if not d.keep)
         dup = [d.details.get("duplicate_of") if d.details else None for _, d in rows]
-        return cls(pa.table({
-            "id": pa.array([i for i, _ in rows], pa.int64()),
-            "stat": pa.array([None if d.stat is None else float(d.stat) for _, d in rows], pa.float64()),
-            "reason": pa.array([d.reason for _, d in rows], pa.large_string()),
-            "duplicate_of": pa.array([int(x) if isinstance(x, (int, np.integer)) else None for x in dup], pa.int64()),
-            "component_size": pa.nulls(len(rows), pa.int64()),
-            "similarity": pa.nulls(len(rows), pa.float64()),
-            "details": pa.array([json.dumps(d.details, default=str) if d.details else None for _, d in rows],
-                                pa.large_string()),
-        }, schema=_DECISION_SCHEMA))
+        return cls(
+            pa.table(
+                {
+                    "id": pa.array([i for i, _ in rows], pa.int64()),
+                    "stat": pa.array([None if d.stat is None else float(d.stat) for _, d in rows], pa.float64()),
+                    "reason": pa.array([d.reason for _, d in rows], pa.large_string()),
+                    "duplicate_of": pa.array(
+                        [int(x) if isinstance(x, (int, np.integer)) else None for x in dup], pa.int64()
+                    ),
+                    "component_size": pa.nulls(len(rows), pa.int64()),
+                    "similarity": pa.nulls(len(rows), pa.float64()),
+                    "details": pa.array(
+                        [json.dumps(d.details, default=str) if d.details else None for _, d in rows], pa.large_string()
+                    ),
+                },
+                schema=_DECISION_SCHEMA,
+            )
+        )
 
     @classmethod
     def concat(cls, tables: list[DecisionTable]) -> DecisionTable:
@@ -194,14 +221,21 @@ class DecisionTable(Mapping[int, Decision]):
             pos = np.searchsorted(ids, want).clip(0, max(len(ids) - 1, 0))
             found = valid & (ids[pos] == want) if len(ids) else np.zeros(len(want), dtype=bool)
             idx = pa.array(np.where(found, pos, 0), mask=~found) if len(ids) else pa.nulls(len(want), pa.int64())
-            return (repo_arr.take(idx), path_arr.take(idx)) if len(ids) else (pa.nulls(len(want), pa.large_string()),) * 2
+            return (
+                (repo_arr.take(idx), path_arr.take(idx)) if len(ids) else (pa.nulls(len(want), pa.large_string()),) * 2
+            )
 
         t = self.table.select(_DECISION_SCHEMA.names)
         repo, path = lookup(self.ids, np.ones(len(self.ids), dtype=bool))
         dup_col = t.column("duplicate_of")
         dup_valid = dup_col.is_valid().to_numpy(zero_copy_only=False)
         dup_repo, dup_path = lookup(dup_col.fill_null(0).to_numpy(), dup_valid)
-        for name, col in (("repo", repo), ("path", path), ("duplicate_of_repo", dup_repo), ("duplicate_of_path", dup_path)):
+        for name, col in (
+            ("repo", repo),
+            ("path", path),
+            ("duplicate_of_repo", dup_repo),
+            ("duplicate_of_path", dup_path),
+        ):
             t = t.append_column(pa.field(name, pa.large_string()), col)
         return DecisionTable(t)
 
@@ -234,7 +268,7 @@ class Step(ABC):
     name: str = ""
     plugin: str = ""
 
-    def setup(self, context: StepContext) -> None:
+    def setup(self, context: StepContext) -> None:  # noqa: B027  (an optional hook, empty by default)
         """Load models, tables or tokenizers; called once per worker process."""
 
     def params(self) -> dict[str, Any]:

@@ -29,7 +29,7 @@ import re
 import tokenize
 import warnings
 from collections.abc import Iterator
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -145,8 +145,13 @@ def _python_text_linewise(content: str) -> tuple[list[str], list[str]]:
         prev_end = m.end()
         if kind == "s":
             if (
-                (at_start and doc_allowed
-                 or header and balance.item(start) - hidden <= 0 and _ends_with_colon(content, line_start, start))
+                (
+                    at_start
+                    and doc_allowed
+                    or header
+                    and balance.item(start) - hidden <= 0
+                    and _ends_with_colon(content, line_start, start)
+                )
                 and not set(prefix.lower()) & {"f", "b"}
                 and _STATEMENT_END.match(content, prev_end)
             ):
@@ -169,14 +174,11 @@ def _python_text_linewise(content: str) -> tuple[list[str], list[str]]:
     return docs, comments
 
 
-
 # One match per token: the run of characters that cannot start one, then the token (a string, a
 # comment or a backslash continuation; a lone backslash is skipped), so that finditer does the
 # whole loop in C. Possessive: the skip never backtracks; \Z ends the text in one match.
 _PY_SKIP_TOKEN = re.compile(
-    r"""(?:[^"'#\\]++|\\(?!\r?\n))*+(?:"""
-    + _PY_TOKENS.pattern[: _PY_TOKENS.pattern.index("| (?P<n>")]
-    + r"""|\Z)""",
+    r"""(?:[^"'#\\]++|\\(?!\r?\n))*+(?:""" + _PY_TOKENS.pattern[: _PY_TOKENS.pattern.index("| (?P<n>")] + r"""|\Z)""",
     re.X | re.S,
 )
 _BRACKET_STEP = np.zeros(256, dtype=np.int8)
@@ -355,6 +357,7 @@ def _python_ratio(docs: list[str], comments: list[str], length: int) -> float:
 # --------------------------------------------------------------------------------------------
 # Python, reference: ast + tokenize (BigCode's code), with the fast lexer as the fallback.
 
+
 def python_text_reference(content: str) -> tuple[list[str], list[str], str | None]:
     """(docstrings, comments, note): ``note`` says what could not be parsed and how it was read."""
     import ast
@@ -370,8 +373,7 @@ def python_text_reference(content: str) -> tuple[list[str], list[str], str | Non
         docs = [
             d
             for node in ast.walk(tree)
-            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef))
-            and (d := ast.get_docstring(node))
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef)) and (d := ast.get_docstring(node))
         ]
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
         notes.append(f"ast: {type(exc).__name__} (line {getattr(exc, 'lineno', '?')}); docstrings by regex lexer")
@@ -434,9 +436,7 @@ _C_SKIP = {"Java": re.compile(r"""[^/"']*"""), "JavaScript": re.compile(r"""[^/"
 
 
 # Java needs no context for a "/", so one finditer does the loop in C (as for Python).
-_JAVA_SKIP_TOKEN = re.compile(
-    r"""(?:[^/"']++|/(?![/*]))*+(?:""" + _C_TOKENS["Java"].pattern + r"""|\Z)""", re.X | re.S
-)
+_JAVA_SKIP_TOKEN = re.compile(r"""(?:[^/"']++|/(?![/*]))*+(?:""" + _C_TOKENS["Java"].pattern + r"""|\Z)""", re.X | re.S)
 
 
 def c_like_comment_chars_fast(content: str, lang: str) -> int:
@@ -474,7 +474,7 @@ def c_like_comment_chars_fast(content: str, lang: str) -> int:
 _PYGMENTS_NAMES = {"Java": "java", "JavaScript": "javascript"}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _pygments_lexer(lang: str) -> Any:
     from pygments.lexers import get_lexer_by_name
 
@@ -516,7 +516,9 @@ class CommentRatio(RecordStep):
         self, min_ratio: float = 0.01, max_ratio: float = 0.8, method: str = "fast", other_languages: str = "keep"
     ) -> None:
         if method not in METHODS:
-            raise SantaError(f"comments: method must be one of {list(METHODS)}, got {method!r} (pipeline.params.comments.method)")
+            raise SantaError(
+                f"comments: method must be one of {list(METHODS)}, got {method!r} (pipeline.params.comments.method)"
+            )
         if not 0 <= min_ratio < max_ratio <= 1:
             raise SantaError(f"comments: need 0 <= min_ratio < max_ratio <= 1, got {min_ratio}, {max_ratio}")
         if other_languages not in ("keep", "drop"):
@@ -537,8 +539,12 @@ class CommentRatio(RecordStep):
         details = {"note": note} if note else None
         if ratio is None:
             keep = self.other_languages == "keep"
-            return Decision(keep, None, "" if keep else f"comment ratio not measured for {lang}",
-                            details={"note": f"comment ratio not measured for {lang}: {self.other_languages}"})
+            return Decision(
+                keep,
+                None,
+                "" if keep else f"comment ratio not measured for {lang}",
+                details={"note": f"comment ratio not measured for {lang}: {self.other_languages}"},
+            )
         r = round(ratio, 5)
         if ratio <= self.min_ratio:
             return Decision(False, r, f"comment ratio {ratio:.4f} <= {self.min_ratio:g}", details=details)

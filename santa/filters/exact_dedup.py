@@ -22,7 +22,9 @@ class ExactDedup(CorpusStep):
         return {"hash": "blake2b-128"}
 
     def prepare(self, batch: list[Record]) -> list[Any]:
-        return [hashlib.blake2b(rec["content"].encode("utf-8", "surrogatepass"), digest_size=16).digest() for rec in batch]
+        return [
+            hashlib.blake2b(rec["content"].encode("utf-8", "surrogatepass"), digest_size=16).digest() for rec in batch
+        ]
 
     def process_corpus(self, records: Iterable[Record]) -> DecisionTable:
         # 24 bytes per file, in two flat buffers (Python tuples and a dict cost ~200).
@@ -43,6 +45,8 @@ class ExactDedup(CorpusStep):
         kept = rid[np.maximum.accumulate(np.where(first, np.arange(n), 0))]
         drop = ~first
         return DecisionTable.from_columns(
-            rid[drop], np.ones(int(drop.sum())), [f"exact duplicate of id {k}" for k in kept[drop].tolist()],
+            rid[drop],
+            np.ones(int(drop.sum())),
+            [f"exact duplicate of id {k}" for k in kept[drop].tolist()],
             duplicate_of=kept[drop],
         )

@@ -17,7 +17,9 @@ class Fertility(RecordStep):
     stat_label = "characters / token"
 
     def __init__(self, thresholds: Mapping[str, float] | None = None, default: float | None = None) -> None:
-        self.thresholds = {str(k): float(v) for k, v in (thresholds if thresholds is not None else PAPER_THRESHOLDS).items()}
+        self.thresholds = {
+            str(k): float(v) for k, v in (thresholds if thresholds is not None else PAPER_THRESHOLDS).items()
+        }
         # Threshold for languages not listed; None keeps them unmeasured.
         self.default = None if default is None else float(default)
         self._backend: Any = None
@@ -37,7 +39,9 @@ class Fertility(RecordStep):
         try:
             self._backend = rust_tokenizer(tokenizer)
         except TypeError:
-            raise SantaError(f"fertility: the tokenizer ({type(tokenizer).__name__}) is not a fast (Rust) tokenizer") from None
+            raise SantaError(
+                f"fertility: the tokenizer ({type(tokenizer).__name__}) is not a fast (Rust) tokenizer"
+            ) from None
 
     def process(self, batch: list[Record]) -> list[Decision]:
         if self._backend is None:

@@ -61,10 +61,26 @@ from santa.filters.base import CorpusStep, DecisionTable, Record
 _TOKEN = re.compile(r"[A-Za-z_0-9]+")
 
 MODES: dict[str, dict[str, Any]] = {
-    "stack": {"ngram": 1, "threshold": 0.85, "bands": None, "rows": None, "jaccard_check": True, "small": "keep",
-              "tokens": "alnum", "hash": "fast"},
-    "dedup_alt": {"ngram": 5, "threshold": 0.7, "bands": 25, "rows": 10, "jaccard_check": False, "small": "drop",
-                  "tokens": "split", "hash": "sha1"},
+    "stack": {
+        "ngram": 1,
+        "threshold": 0.85,
+        "bands": None,
+        "rows": None,
+        "jaccard_check": True,
+        "small": "keep",
+        "tokens": "alnum",
+        "hash": "fast",
+    },
+    "dedup_alt": {
+        "ngram": 5,
+        "threshold": 0.7,
+        "bands": 25,
+        "rows": 10,
+        "jaccard_check": False,
+        "small": "drop",
+        "tokens": "split",
+        "hash": "sha1",
+    },
 }
 TOKENIZATIONS = ("split", "alnum")
 HASHES = ("sha1", "fast")
@@ -373,12 +389,16 @@ def legacy_permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarra
     """The permutations datasketch's ``MinHash(num_perm, seed, scheme="legacy")`` draws (its only
     scheme before 2.0): one (a, b) pair after another from one ``RandomState(seed)``."""
     gen = np.random.RandomState(seed)
-    pairs = [(gen.randint(1, _MERSENNE, dtype=np.uint64), gen.randint(0, _MERSENNE, dtype=np.uint64)) for _ in range(num_perm)]
+    pairs = [
+        (gen.randint(1, _MERSENNE, dtype=np.uint64), gen.randint(0, _MERSENNE, dtype=np.uint64))
+        for _ in range(num_perm)
+    ]
     return np.array([p[0] for p in pairs], dtype=np.uint64), np.array([p[1] for p in pairs], dtype=np.uint64)
 
 
-def minhash_many_legacy(values: np.ndarray, offsets: np.ndarray, perms: tuple[np.ndarray, np.ndarray],
-                        distinct: np.ndarray | None = None) -> np.ndarray:
+def minhash_many_legacy(
+    values: np.ndarray, offsets: np.ndarray, perms: tuple[np.ndarray, np.ndarray], distinct: np.ndarray | None = None
+) -> np.ndarray:
     """:func:`minhash_many` with datasketch's legacy scheme: the hash values of
     ``MinHash(scheme="legacy").update_batch`` (with the identity as hash function) of each set of
     32-bit ``values``, as uint32 (each set non-empty). ``distinct``: every value of ``values``
@@ -483,7 +503,10 @@ class _LegacyPlan:
         ks = [tz[i] for i in order]
         c = [(b32[i] + 8) & 0xFFFFFFFF for i in order]
         beta = [ci & ((1 << kk) - 1) for ci, kk in zip(c, ks)]
-        u32 = lambda xs: np.array(xs, dtype=np.uint32)
+
+        def u32(xs: Any) -> np.ndarray:
+            return np.array(xs, dtype=np.uint32)
+
         self.a32 = u32([a32[i] for i in order])
         self.k = u32(ks)
         self.c = u32(c)
@@ -565,7 +588,9 @@ def _legacy_values(h: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return r.astype(np.uint32)
 
 
-def _legacy_set_minima(h: np.ndarray, offsets: np.ndarray, sets: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _legacy_set_minima(
+    h: np.ndarray, offsets: np.ndarray, sets: np.ndarray, a: np.ndarray, b: np.ndarray
+) -> np.ndarray:
     """The minimum of the legacy permutation (a[i], b[i]) over set sets[i], for each i, at once."""
     lengths = offsets[sets + 1] - offsets[sets]
     seg = np.zeros(len(sets) + 1, dtype=np.int64)
@@ -574,8 +599,9 @@ def _legacy_set_minima(h: np.ndarray, offsets: np.ndarray, sets: np.ndarray, a: 
     return np.minimum.reduceat(_legacy_values(h[index], np.repeat(a, lengths), np.repeat(b, lengths)), seg[:-1])
 
 
-def _distinct_sha1(text: bytes, key: np.ndarray, text_of: np.ndarray, start: np.ndarray,
-                   end: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _distinct_sha1(
+    text: bytes, key: np.ndarray, text_of: np.ndarray, start: np.ndarray, end: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(sha1_hash32 values, their texts) of each text's distinct shingles, in text order, and the
     values of the batch's distinct shingles, with one SHA-1 per distinct shingle of the batch. ``key``: the shingles' 64-bit keys (equal
     shingles, equal keys), ``text_of``: non-decreasing.
@@ -632,7 +658,9 @@ class NearDedup(CorpusStep):
         hashing: str | None = None,
     ) -> None:
         if mode not in MODES:
-            raise SantaError(f"near_dedup: mode must be one of {sorted(MODES)}, got {mode!r} (pipeline.params.near_dedup.mode)")
+            raise SantaError(
+                f"near_dedup: mode must be one of {sorted(MODES)}, got {mode!r} (pipeline.params.near_dedup.mode)"
+            )
         d = MODES[mode]
         self.mode = mode
         self.num_perm, self.seed = int(num_perm), int(seed)
@@ -679,9 +707,17 @@ class NearDedup(CorpusStep):
 
     def params(self) -> dict[str, Any]:
         return {
-            "mode": self.mode, "num_perm": self.num_perm, "seed": self.seed, "threshold": self.threshold,
-            "bands": self.bands, "rows": self.rows, "ngram": self.ngram, "min_tokens": self.min_tokens,
-            "small": self.small, "jaccard_check": self.jaccard_check, "tokens": self.tokenization,
+            "mode": self.mode,
+            "num_perm": self.num_perm,
+            "seed": self.seed,
+            "threshold": self.threshold,
+            "bands": self.bands,
+            "rows": self.rows,
+            "ngram": self.ngram,
+            "min_tokens": self.min_tokens,
+            "small": self.small,
+            "jaccard_check": self.jaccard_check,
+            "tokens": self.tokenization,
             "hashing": self.hashing,
         }
 
@@ -762,7 +798,9 @@ class NearDedup(CorpusStep):
         return many(shingles, np.array([0, len(shingles)], dtype=np.int64), self.perms)[0]
 
     def prepare(self, batch: list[Record]) -> list[Any]:
-        return [(n, None if sig is None else sig.tobytes()) for n, sig in self.signatures([r["content"] for r in batch])]
+        return [
+            (n, None if sig is None else sig.tobytes()) for n, sig in self.signatures([r["content"] for r in batch])
+        ]
 
     def band_hashes(self, sigs: np.ndarray) -> np.ndarray:
         """One 64-bit hash per LSH band of each signature: (bands,) for one, (n, bands) for n."""
@@ -790,8 +828,10 @@ class NearDedup(CorpusStep):
         bands, _ = self._check_bands()
         ids, small_ids, small_n = array("q"), array("q"), array("q")
         block: list[bytes] = []
-        with tempfile.TemporaryDirectory(prefix="near-dedup-", dir=getattr(records, "scratch", None)) as tmp, \
-                contextlib.ExitStack() as files:
+        with (
+            tempfile.TemporaryDirectory(prefix="near-dedup-", dir=getattr(records, "scratch", None)) as tmp,
+            contextlib.ExitStack() as files,
+        ):
             band_files = [files.enter_context(open(os.path.join(tmp, f"band-{b}"), "wb")) for b in range(bands)]
 
             def flush() -> None:  # band hashes of many signatures at once
@@ -814,9 +854,13 @@ class NearDedup(CorpusStep):
             if block:
                 flush()
             files.close()
-            decisions = [DecisionTable.from_columns(
-                small_ids, np.asarray(small_n, dtype=np.float64),
-                [f"{n} tokens < min_tokens {self.min_tokens}" for n in small_n])]
+            decisions = [
+                DecisionTable.from_columns(
+                    small_ids,
+                    np.asarray(small_n, dtype=np.float64),
+                    [f"{n} tokens < min_tokens {self.min_tokens}" for n in small_n],
+                )
+            ]
             del small_ids, small_n
             if ids:
                 id_arr = np.frombuffer(ids, dtype=np.int64)
@@ -834,8 +878,11 @@ class NearDedup(CorpusStep):
         length = np.zeros(len(members), dtype=np.int64)
         dtype = np.uint64 if self.jaccard_check else np.uint32
         select = getattr(records, "select", None)
-        chosen = (select(members, content=self.jaccard_check) if select is not None
-                  else (r for r in records if np.isin(int(r["id"]), members)))
+        chosen = (
+            select(members, content=self.jaccard_check)
+            if select is not None
+            else (r for r in records if np.isin(int(r["id"]), members))
+        )
         with open(path, "wb") as fh:
             offset = 0
             batch: list[Record] = []
@@ -844,9 +891,11 @@ class NearDedup(CorpusStep):
                 nonlocal offset
                 if self.jaccard_check:  # each member's distinct tokens, as sorted 64-bit hashes
                     hashes, offs = batch_token_hashes([r["content"] for r in batch])
-                    values = [np.unique(hashes[offs[i]:offs[i + 1]]) for i in range(len(batch))]
+                    values = [np.unique(hashes[offs[i] : offs[i + 1]]) for i in range(len(batch))]
                 else:
-                    values = [np.frombuffer((r.get("_prepared") or self.prepare([r])[0])[1], dtype=np.uint32) for r in batch]
+                    values = [
+                        np.frombuffer((r.get("_prepared") or self.prepare([r])[0])[1], dtype=np.uint32) for r in batch
+                    ]
                 for r, v in zip(batch, values):
                     k = int(np.searchsorted(members, int(r["id"])))
                     start[k], length[k] = offset, len(v)
@@ -867,6 +916,7 @@ class NearDedup(CorpusStep):
         dup_of: list[int] = []
         comp: list[int] = []
         with open(path, "rb") as fh:
+
             def load(rid: int) -> np.ndarray:
                 k = int(np.searchsorted(members, rid))
                 fh.seek(int(start[k]) * size)
@@ -889,9 +939,17 @@ class NearDedup(CorpusStep):
                     stat.append(round(est, 4))
                     dup_of.append(kept)
                     comp.append(len(cl))
-                    reason.append(f"near duplicate of id {kept} (dedup_alt component of {len(cl)}; est. Jaccard {est:.2f})")
-        return DecisionTable.from_columns(out_ids, stat, reason, duplicate_of=dup_of,
-                                          component_size=None if self.jaccard_check else comp, similarity=stat)
+                    reason.append(
+                        f"near duplicate of id {kept} (dedup_alt component of {len(cl)}; est. Jaccard {est:.2f})"
+                    )
+        return DecisionTable.from_columns(
+            out_ids,
+            stat,
+            reason,
+            duplicate_of=dup_of,
+            component_size=None if self.jaccard_check else comp,
+            similarity=stat,
+        )
 
     def _extremes(self, cluster: list[int], load: Callable[[int], np.ndarray]) -> list[tuple[int, int, float]]:
         """(dropped id, the kept id it duplicates, Jaccard) of a cluster, sorted by id: each file

@@ -117,7 +117,13 @@ def _resolve_overlaps(found: list[Detection]) -> list[Detection]:
     # depends on the order the detectors ran in.
     ranked = sorted(
         found,
-        key=lambda d: (-(d.end - d.start), _TYPE_PRIORITY[d.type], d.detector in _GENERIC_DETECTORS, d.start, d.detector),
+        key=lambda d: (
+            -(d.end - d.start),
+            _TYPE_PRIORITY[d.type],
+            d.detector in _GENERIC_DETECTORS,
+            d.start,
+            d.detector,
+        ),
     )
     kept: list[Detection] = []
     taken = SpanSet()
@@ -209,7 +215,9 @@ def redact(
         parts.append(text[pos : d.start])
         parts.append(replacement)
         pos = d.end
-        records.append({"type": d.type, "detector": d.detector, "start": d.start, "end": d.end, "replacement": replacement})
+        records.append(
+            {"type": d.type, "detector": d.detector, "start": d.start, "end": d.end, "replacement": replacement}
+        )
     parts.append(text[pos:])
     return "".join(parts), records
 

@@ -79,19 +79,43 @@ GIBBERISH_LIMIT = 4.0
 # pii_redaction.py skips these (and every `is_private` address) when it replaces IPs.
 BIGCODE_DNS_SERVERS: frozenset[str] = frozenset(
     {
-        "8.8.8.8", "8.8.4.4", "1.1.1.1", "1.0.0.1", "76.76.19.19", "76.223.122.150", "9.9.9.9",
-        "149.112.112.112", "208.67.222.222", "208.67.220.220", "8.26.56.26", "8.20.247.20",
-        "94.140.14.14", "94.140.15.15",
+        "8.8.8.8",
+        "8.8.4.4",
+        "1.1.1.1",
+        "1.0.0.1",
+        "76.76.19.19",
+        "76.223.122.150",
+        "9.9.9.9",
+        "149.112.112.112",
+        "208.67.222.222",
+        "208.67.220.220",
+        "8.26.56.26",
+        "8.20.247.20",
+        "94.140.14.14",
+        "94.140.15.15",
     }
 )
 
 # The reference's detect-secrets configuration: these plugins (class names, reference order) and
 # these filters; detect-secrets adds its two file-level defaults to any filter list it is given.
 BIGCODE_PLUGINS: tuple[str, ...] = (
-    "ArtifactoryDetector", "AWSKeyDetector", "Base64HighEntropyString", "HexHighEntropyString",
-    "AzureStorageKeyDetector", "CloudantDetector", "DiscordBotTokenDetector", "GitHubTokenDetector",
-    "IbmCloudIamDetector", "IbmCosHmacDetector", "JwtTokenDetector", "MailchimpDetector",
-    "NpmDetector", "SendGridDetector", "SlackDetector", "SoftlayerDetector", "StripeDetector",
+    "ArtifactoryDetector",
+    "AWSKeyDetector",
+    "Base64HighEntropyString",
+    "HexHighEntropyString",
+    "AzureStorageKeyDetector",
+    "CloudantDetector",
+    "DiscordBotTokenDetector",
+    "GitHubTokenDetector",
+    "IbmCloudIamDetector",
+    "IbmCosHmacDetector",
+    "JwtTokenDetector",
+    "MailchimpDetector",
+    "NpmDetector",
+    "SendGridDetector",
+    "SlackDetector",
+    "SoftlayerDetector",
+    "StripeDetector",
     "TwilioKeyDetector",
 )
 BIGCODE_FILTERS: tuple[str, ...] = (

@@ -117,7 +117,7 @@ def load_examples(path: str | Path) -> list[Example]:
     """Parse and validate an annotated JSONL file (blank lines are skipped)."""
     path = Path(path)
     if not path.is_file():
-        raise EvalError(f"{path}: no such file (an annotated JSONL file: one {{\"text\", \"spans\"}} object per line)")
+        raise EvalError(f'{path}: no such file (an annotated JSONL file: one {{"text", "spans"}} object per line)')
     examples: list[Example] = []
     with open(path, encoding="utf-8", errors="strict") as fh:
         try:
@@ -135,21 +135,23 @@ def _parse(line: str, where: str) -> Example:
     except json.JSONDecodeError as exc:
         raise EvalError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from exc
     if not isinstance(obj, dict):
-        raise EvalError(f"{where}: expected a JSON object with \"text\" and \"spans\", got {type(obj).__name__}")
+        raise EvalError(f'{where}: expected a JSON object with "text" and "spans", got {type(obj).__name__}')
     text, spans = obj.get("text"), obj.get("spans")
     if not isinstance(text, str):
-        raise EvalError(f"{where}: \"text\" must be a string")
+        raise EvalError(f'{where}: "text" must be a string')
     if not isinstance(spans, list):
-        raise EvalError(f"{where}: \"spans\" must be a list of {{\"start\", \"end\", \"type\"}} objects")
+        raise EvalError(f'{where}: "spans" must be a list of {{"start", "end", "type"}} objects')
     out: list[tuple[int, int, str]] = []
     for k, span in enumerate(spans):
         if not isinstance(span, dict):
             raise EvalError(f"{where}: spans[{k}] must be an object")
         start, end, kind = span.get("start"), span.get("end"), span.get("type")
         if not (isinstance(start, int) and isinstance(end, int)) or isinstance(start, bool) or isinstance(end, bool):
-            raise EvalError(f"{where}: spans[{k}] needs integer \"start\" and \"end\"")
+            raise EvalError(f'{where}: spans[{k}] needs integer "start" and "end"')
         if not 0 <= start < end <= len(text):
-            raise EvalError(f"{where}: spans[{k}] = [{start}, {end}) is not a non-empty range inside the text (length {len(text)})")
+            raise EvalError(
+                f"{where}: spans[{k}] = [{start}, {end}) is not a non-empty range inside the text (length {len(text)})"
+            )
         if kind not in PII_TYPES:
             raise EvalError(f"{where}: spans[{k}] has type {kind!r}; valid types: {', '.join(PII_TYPES)}")
         out.append((start, end, kind))
@@ -238,8 +240,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "file",
         nargs="?",
         default=None,
-        help="annotated JSONL ({\"text\", \"spans\": [{\"start\", \"end\", \"type\"}]} per line); "
-        "default: the set santa ships",
+        help='annotated JSONL ({"text", "spans": [{"start", "end", "type"}]} per line); default: the set santa ships',
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--rules", choices=RULES, default="santa", help="detection rules to score (default: santa)")
@@ -262,8 +263,14 @@ def run(args: argparse.Namespace) -> int:
     for col in ("type", "precision", "recall", "F1", "TP", "FP", "FN"):
         table.add_column(col, justify="left" if col == "type" else "right")
     for t, s in scores.items():
-        table.add_row(t, _cell(s.precision, "nothing predicted"), _cell(s.recall, "nothing annotated"),
-                      f"{s.f1:.3f}", str(s.tp), str(s.fp), str(s.fn))
+        table.add_row(
+            t,
+            _cell(s.precision, "nothing predicted"),
+            _cell(s.recall, "nothing annotated"),
+            f"{s.f1:.3f}",
+            str(s.tp),
+            str(s.fp),
+            str(s.fn),
+        )
     Console().print(table)
     return 0
-

@@ -376,7 +376,9 @@ class _Doc:
                 self._keywords[word][line_start] = line_end
         return self._keywords
 
-    def grouped_lines(self, groups: Iterable[tuple[str | re.Pattern[str], tuple[str, ...]]]) -> Iterator[tuple[str, int, int]]:
+    def grouped_lines(
+        self, groups: Iterable[tuple[str | re.Pattern[str], tuple[str, ...]]]
+    ) -> Iterator[tuple[str, int, int]]:
         """(literal, line start, line end) for each line of the lower-cased text holding one of a
         group's literals, the group searched once by what its literals share."""
         low = self.lower
@@ -611,7 +613,8 @@ def _occurrences(text: str, value: str, *, whole_token: bool = False) -> Iterato
     while pos != -1:
         end = pos + len(value)
         if not whole_token or (
-            (pos == 0 or not _TOKEN_CHAR.match(text[pos - 1])) and (end == len(text) or not _TOKEN_CHAR.match(text[end]))
+            (pos == 0 or not _TOKEN_CHAR.match(text[pos - 1]))
+            and (end == len(text) or not _TOKEN_CHAR.match(text[end]))
         ):
             yield pos, end
         pos = text.find(value, end)

@@ -28,13 +28,20 @@ __all__ = ["PUBLIC_DNS_RESOLVERS", "RegexHit", "detect_emails", "detect_ips", "i
 # Never redacted: they are infrastructure everybody hard-codes, not anybody's address.
 PUBLIC_DNS_RESOLVERS: frozenset[str] = frozenset(
     {
-        "8.8.8.8", "8.8.4.4",  # Google
-        "1.1.1.1", "1.0.0.1",  # Cloudflare
-        "9.9.9.9", "149.112.112.112",  # Quad9
-        "208.67.222.222", "208.67.220.220",  # OpenDNS
-        "76.76.19.19", "76.223.122.150",  # Alternate DNS
-        "8.26.56.26", "8.20.247.20",  # Comodo
-        "94.140.14.14", "94.140.15.15",  # AdGuard
+        "8.8.8.8",
+        "8.8.4.4",  # Google
+        "1.1.1.1",
+        "1.0.0.1",  # Cloudflare
+        "9.9.9.9",
+        "149.112.112.112",  # Quad9
+        "208.67.222.222",
+        "208.67.220.220",  # OpenDNS
+        "76.76.19.19",
+        "76.223.122.150",  # Alternate DNS
+        "8.26.56.26",
+        "8.20.247.20",  # Comodo
+        "94.140.14.14",
+        "94.140.15.15",  # AdGuard
     }
 )
 

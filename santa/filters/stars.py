@@ -14,9 +14,9 @@ files, so it says nothing about whether starred code is better code.
 
 from __future__ import annotations
 
-import operator
 import hashlib
 import math
+import operator
 from typing import Any
 
 from santa.errors import SantaError
@@ -37,9 +37,13 @@ class Stars(RecordStep):
         if op not in _OPS:
             raise SantaError(f"stars: op must be one of {sorted(_OPS)}, got {op!r} (pipeline.params.stars.op)")
         if missing not in _MISSING:
-            raise SantaError(f"stars: missing must be one of {list(_MISSING)}, got {missing!r} (pipeline.params.stars.missing)")
+            raise SantaError(
+                f"stars: missing must be one of {list(_MISSING)}, got {missing!r} (pipeline.params.stars.missing)"
+            )
         if not 0.0 < float(pseudo_below) < 1.0:
-            raise SantaError(f"stars: pseudo_below must be in (0, 1), got {pseudo_below} (pipeline.params.stars.pseudo_below)")
+            raise SantaError(
+                f"stars: pseudo_below must be in (0, 1), got {pseudo_below} (pipeline.params.stars.pseudo_below)"
+            )
         self.min_stars, self.op, self.missing = int(min_stars), op, missing
         self.pseudo_below = float(pseudo_below)
 
@@ -77,7 +81,9 @@ class Stars(RecordStep):
                 if self.missing == "drop":
                     out.append(Decision(False, None, "no star count (missing=drop)"))
                     continue
-                stars = self.pseudo_stars(rec.get("repo") or "", rec.get("path") or "") if self.missing == "pseudo" else 0
+                stars = (
+                    self.pseudo_stars(rec.get("repo") or "", rec.get("path") or "") if self.missing == "pseudo" else 0
+                )
             stars = int(stars)
             if compare(stars, self.min_stars):
                 out.append(Decision(True, float(stars)))

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -55,9 +54,7 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig, n_kv_head: int) -> None:
         super().__init__()
         if config.n_head % n_kv_head:
-            raise ValueError(
-                f"number of key/value heads ({n_kv_head}) must divide n_head ({config.n_head})"
-            )
+            raise ValueError(f"number of key/value heads ({n_kv_head}) must divide n_head ({config.n_head})")
         self.n_head = config.n_head
         self.n_kv_head = n_kv_head
         self.head_dim = config.head_dim

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from santa import registry
@@ -106,7 +106,9 @@ class GPTConfig:
         if isinstance(self.attention_params, Mapping):  # e.g. a Hydra DictConfig node
             self.attention_params = _plain(self.attention_params)
         if not isinstance(self.attention_params, dict) or not all(isinstance(k, str) for k in self.attention_params):
-            raise ModelConfigError(f"GPTConfig.attention_params must be a dict with str keys, got {self.attention_params!r}")
+            raise ModelConfigError(
+                f"GPTConfig.attention_params must be a dict with str keys, got {self.attention_params!r}"
+            )
         try:  # it travels in checkpoints and JSON summaries
             json.dumps(self.attention_params)
         except (TypeError, ValueError) as exc:

@@ -265,9 +265,7 @@ def _load_tensors(path: Path) -> dict[str, Tensor]:
         return sd
     if (path / "pytorch_model.bin").exists():
         return torch.load(path / "pytorch_model.bin", map_location="cpu", weights_only=True)
-    raise FileNotFoundError(
-        f"{path}: no model.safetensors, model.safetensors.index.json or pytorch_model.bin"
-    )
+    raise FileNotFoundError(f"{path}: no model.safetensors, model.safetensors.index.json or pytorch_model.bin")
 
 
 def import_hf(

@@ -47,7 +47,7 @@ from santa.objectives.base import to_sample
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
 
-Rng = Union[np.random.Generator, np.random.RandomState]
+Rng = np.random.Generator | np.random.RandomState
 # The transformers wrapper or the Rust tokenizer behind it (FillInTheMiddle keeps the latter).
 AnyTokenizer = Union["PreTrainedTokenizerFast", Tokenizer]
 

@@ -27,9 +27,11 @@ class PrepareConfigError(SantaError, ValueError):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "overrides", nargs="*", metavar="KEY=VALUE",
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
         help="Hydra overrides: input=<file, dir or glob> output=<dir> pipeline=base|stars|comments|fertility|"
-             "dedup_alt|final engine=local|ray, pipeline.steps=[...], pipeline.params.<step>.<param>=..., strict=true",
+        "dedup_alt|final engine=local|ray, pipeline.steps=[...], pipeline.params.<step>.<param>=..., strict=true",
     )
     parser.add_argument("--cfg", action="store_true", help="print the composed configuration and exit")
 
@@ -77,12 +79,22 @@ def run(args: argparse.Namespace) -> int:
         tokenizer_id = fingerprint(load_tokenizer(cfg.tokenizer_path))  # validates it, naming the file
         tokenizer = tokenizer_loader(cfg.tokenizer_path)
     pcfg = build_config(
-        pipeline=cfg.pipeline, engine=cfg.engine, input=source, output=output, strict=cfg.strict,
-        tokenizer=tokenizer, tokenizer_id=tokenizer_id, benchmark_data=cfg.benchmark_data,
-        keep_work=cfg.keep_work, progress=cfg.progress,
+        pipeline=cfg.pipeline,
+        engine=cfg.engine,
+        input=source,
+        output=output,
+        strict=cfg.strict,
+        tokenizer=tokenizer,
+        tokenizer_id=tokenizer_id,
+        benchmark_data=cfg.benchmark_data,
+        keep_work=cfg.keep_work,
+        progress=cfg.progress,
     )
-    console.print(f"[bold]santa prepare[/bold] pipeline={cfg.pipeline.name} steps={[s.name for s in pcfg.steps]} "
-                  f"engine={pcfg.engine}", highlight=False)
+    console.print(
+        f"[bold]santa prepare[/bold] pipeline={cfg.pipeline.name} steps={[s.name for s in pcfg.steps]} "
+        f"engine={pcfg.engine}",
+        highlight=False,
+    )
     result = run_pipeline(pcfg, console)
     console.print(f"[bold]outputs[/bold] {result.output} (report.json, data/, rejects/)", highlight=False)
     return check_produced(result.report, source, console)
@@ -94,14 +106,20 @@ def check_produced(report: dict[str, Any], source: object, console: Console) -> 
     totals = report["totals"]
     if totals["read"]["files"] == 0:
         errors = int((report.get("input_errors") or {}).get("count", 0))
-        console.print(f"[bold red]error:[/bold red] read no records from input={source}"
-                      + (f" ({errors} input error(s), see report.json)" if errors else " (empty input)")
-                      + "; the output is empty", highlight=False)
+        console.print(
+            f"[bold red]error:[/bold red] read no records from input={source}"
+            + (f" ({errors} input error(s), see report.json)" if errors else " (empty input)")
+            + "; the output is empty",
+            highlight=False,
+        )
         return 2
     if totals["kept"]["files"] == 0:
         steps = [s for s in report["steps"] if s.get("read") and s.get("kept")]
         worst = max(steps, key=lambda s: s["read"]["files"] - s["kept"]["files"], default=None)
         where = f"; {worst['name']} dropped {worst['read']['files'] - worst['kept']['files']}" if worst else ""
-        console.print(f"[bold yellow]warning:[/bold yellow] every one of the {totals['read']['files']} files was dropped"
-                      f"{where} (see rejects/ and report.json); data/ is empty", highlight=False)
+        console.print(
+            f"[bold yellow]warning:[/bold yellow] every one of the {totals['read']['files']} files was dropped"
+            f"{where} (see rejects/ and report.json); data/ is empty",
+            highlight=False,
+        )
     return 0

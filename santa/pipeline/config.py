@@ -15,6 +15,7 @@ from santa import assets, registry
 from santa.filters.base import StepContext
 from santa.pipeline.engine import PipelineConfig, PipelineError, StepSpec
 
+
 def benchmark_dirs(given: str | Path | None) -> list[Path]:
     """Where decontamination looks for benchmark files: the user's folder (``benchmark_data=``,
     else ``$SANTA_DATA``) first, then the copy shipped inside santa."""
@@ -25,7 +26,11 @@ def benchmark_dirs(given: str | Path | None) -> list[Path]:
 
 
 def _plain(node: Any) -> Any:
-    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) or OmegaConf.is_config(node) else node
+    return (
+        OmegaConf.to_container(node, resolve=True)
+        if isinstance(node, DictConfig) or OmegaConf.is_config(node)
+        else node
+    )
 
 
 def step_specs(pipeline: DictConfig | dict[str, Any]) -> list[StepSpec]:
@@ -88,8 +93,13 @@ def build_config(
         strict=bool(strict),
         ray_address=engine.get("address"),
         ray_num_cpus=engine.get("num_cpus"),
-        context=StepContext(tokenizer=tokenizer, data_dirs=dirs, cache_dir=cache_dir, seed=seed,
-                            workers=int(engine.get("workers") or os.cpu_count() or 1)),
+        context=StepContext(
+            tokenizer=tokenizer,
+            data_dirs=dirs,
+            cache_dir=cache_dir,
+            seed=seed,
+            workers=int(engine.get("workers") or os.cpu_count() or 1),
+        ),
         key_extra={"tokenizer": tokenizer_id, "benchmark_data": assets.identity(dirs)},
         keep_work=keep_work,
         progress=progress,

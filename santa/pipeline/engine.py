@@ -47,11 +47,28 @@ from santa.cache_key import config_key
 from santa.errors import SantaError
 from santa.filters.base import CorpusStep, Decision, DecisionTable, Record, RecordStep, Step, StepContext
 from santa.pipeline import report as reporting
-from santa.pipeline.inputs import (ID_SHIFT, Item, Unit, denormalise, iter_unit, normalise, pack_record,
-                                   parse_json_line, read_spill, resolve_units, unpack_record)
+from santa.pipeline.inputs import (
+    ID_SHIFT,
+    Item,
+    Unit,
+    denormalise,
+    iter_unit,
+    normalise,
+    pack_record,
+    parse_json_line,
+    read_spill,
+    resolve_units,
+    unpack_record,
+)
 from santa.pipeline.parquet import rows_table, tmp_name, write_json, write_table
 from santa.pipeline.plan import (
-    FORMAT, INPUT_STEP, SUCCESS, AccountingError, Segment, plan_segments, step_identity,
+    FORMAT,
+    INPUT_STEP,
+    SUCCESS,
+    AccountingError,
+    Segment,
+    plan_segments,
+    step_identity,
 )
 
 WORK = ".santa-work"
@@ -61,11 +78,27 @@ _FLUSH_ROWS = 20_000
 _FLUSH_BYTES = 256 << 20
 # With workers=null the local engine starts one worker per this much input (up to every core).
 _BYTES_PER_WORKER = 4 << 20
-_SPILL_SCHEMA = pa.schema([("id", pa.int64()), ("where", pa.string()), ("lang", pa.string()), ("repo", pa.string()),
-                           ("path", pa.string()), ("prepared", pa.large_binary()), ("record", pa.large_binary())])
+_SPILL_SCHEMA = pa.schema(
+    [
+        ("id", pa.int64()),
+        ("where", pa.string()),
+        ("lang", pa.string()),
+        ("repo", pa.string()),
+        ("path", pa.string()),
+        ("prepared", pa.large_binary()),
+        ("record", pa.large_binary()),
+    ]
+)
 # The spill's small columns are compressed by Parquet; the records are compressed already.
-_SPILL_COMPRESSION = {"id": "zstd", "where": "zstd", "lang": "zstd", "repo": "zstd", "path": "zstd",
-                      "prepared": "none", "record": "none"}
+_SPILL_COMPRESSION = {
+    "id": "zstd",
+    "where": "zstd",
+    "lang": "zstd",
+    "repo": "zstd",
+    "path": "zstd",
+    "prepared": "none",
+    "record": "none",
+}
 
 
 def spill_dir(root: Path, segment: int, unit: int) -> Path:
@@ -100,27 +133,45 @@ def spill_table(records: list[Record]) -> pa.Table:
     """Survivors of a segment, each packed whole (santa's fields and the source's: see
     :func:`~santa.pipeline.inputs.pack_record`), with the fields a corpus step reads without
     unpacking them: the id, location, language, and ``_prepared`` (pickled on its own)."""
+
     def text(v: Any) -> str | None:
         return None if v is None else str(v)
 
     prepared = [r.pop("_prepared", None) for r in records]
-    return pa.table({
-        "id": pa.array([r["id"] for r in records], pa.int64()),
-        "where": pa.array([text(r.get("_where")) for r in records], pa.string()),
-        "lang": pa.array([text(r.get("lang")) for r in records], pa.string()),
-        "repo": pa.array([text(r.get("repo")) for r in records], pa.string()),
-        "path": pa.array([text(r.get("path")) for r in records], pa.string()),
-        "prepared": pa.array([None if p is None else pickle.dumps(p, protocol=5) for p in prepared], pa.large_binary()),
-        "record": pa.array([pack_record(r) for r in records], pa.large_binary()),
-    }, schema=_SPILL_SCHEMA)
+    return pa.table(
+        {
+            "id": pa.array([r["id"] for r in records], pa.int64()),
+            "where": pa.array([text(r.get("_where")) for r in records], pa.string()),
+            "lang": pa.array([text(r.get("lang")) for r in records], pa.string()),
+            "repo": pa.array([text(r.get("repo")) for r in records], pa.string()),
+            "path": pa.array([text(r.get("path")) for r in records], pa.string()),
+            "prepared": pa.array(
+                [None if p is None else pickle.dumps(p, protocol=5) for p in prepared], pa.large_binary()
+            ),
+            "record": pa.array([pack_record(r) for r in records], pa.large_binary()),
+        },
+        schema=_SPILL_SCHEMA,
+    )
 
 
 # The columns santa adds have one type in every file, whatever the values of a batch.
 _TYPES = {
-    "rejects": {"reject_step": pa.string(), "reject_stat": pa.float64(), "reject_reason": pa.string(),
-                "reject_where": pa.string(), "reject_id": pa.int64(), "reject_details": pa.string()},
-    "annotations": {"id": pa.int64(), "where": pa.string(), "repo": pa.string(), "path": pa.string(),
-                    "step": pa.string(), "details": pa.string()},
+    "rejects": {
+        "reject_step": pa.string(),
+        "reject_stat": pa.float64(),
+        "reject_reason": pa.string(),
+        "reject_where": pa.string(),
+        "reject_id": pa.int64(),
+        "reject_details": pa.string(),
+    },
+    "annotations": {
+        "id": pa.int64(),
+        "where": pa.string(),
+        "repo": pa.string(),
+        "path": pa.string(),
+        "step": pa.string(),
+        "details": pa.string(),
+    },
 }
 
 
@@ -196,9 +247,13 @@ def build_step(spec: StepSpec) -> Step:
     except registry.PluginParamsError as exc:
         raise PipelineError(f"step {spec.name!r}: bad parameters: {exc}") from exc
     except TypeError as exc:
-        raise PipelineError(f"step {spec.name!r}: bad parameters {spec.params} ({exc}); see pipeline.params.{spec.name}") from exc
+        raise PipelineError(
+            f"step {spec.name!r}: bad parameters {spec.params} ({exc}); see pipeline.params.{spec.name}"
+        ) from exc
     if not isinstance(step, (RecordStep, CorpusStep)):
-        raise PipelineError(f"step {spec.name!r} ({cls}) is neither a RecordStep nor a CorpusStep (santa/filters/base.py)")
+        raise PipelineError(
+            f"step {spec.name!r} ({cls}) is neither a RecordStep nor a CorpusStep (santa/filters/base.py)"
+        )
     step.name = spec.name
     step.plugin = plugin
     return step
@@ -256,7 +311,9 @@ def _reject_row(rec: dict[str, Any] | None, where: str, rid: int, step: str, d: 
     if "content" in row:
         row["content"], escaped = _storable(row["content"])
         if escaped:  # what was stored is not byte for byte what was read
-            d = Decision(d.keep, d.stat, d.reason, d.content, {**(d.details or {}), "content_escaped": "backslashreplace"})
+            d = Decision(
+                d.keep, d.stat, d.reason, d.content, {**(d.details or {}), "content_escaped": "backslashreplace"}
+            )
     row.update(
         reject_step=step,
         reject_stat=d.stat,
@@ -286,8 +343,14 @@ def _set_up(spec: StepSpec, context: StepContext) -> Step:
 class SegmentWorker:
     """Runs one segment over batches of items; built once per process (or Ray actor)."""
 
-    def __init__(self, specs: list[StepSpec], segment: Segment, context: StepContext, options: dict[str, Any],
-                 dropped: DecisionTable | str | None) -> None:
+    def __init__(
+        self,
+        specs: list[StepSpec],
+        segment: Segment,
+        context: StepContext,
+        options: dict[str, Any],
+        dropped: DecisionTable | str | None,
+    ) -> None:
         self.segment = segment
         self.options = options
         if isinstance(dropped, str):  # the previous corpus step's decisions, saved by the driver: mapped
@@ -337,7 +400,9 @@ class SegmentWorker:
                     nbytes = 0
                 if error is not None:
                     if strict:
-                        raise PipelineError(f"{where}: {error} (strict mode: fix or remove it, or run without strict=true)")
+                        raise PipelineError(
+                            f"{where}: {error} (strict mode: fix or remove it, or run without strict=true)"
+                        )
                     res.count(INPUT_STEP, lang, nbytes, True)
                     res.errors.append(f"{where}: {error}")
                     res.rejects.append(_reject_row(raw, where, rid, INPUT_STEP, Decision(False, None, error)))
@@ -365,7 +430,9 @@ class SegmentWorker:
             try:
                 decisions = step.process(live)
             except SantaError as exc:
-                raise PipelineError(f"step {step.name!r} on {live[0]['_where']} .. {live[-1]['_where']}: {exc}") from exc
+                raise PipelineError(
+                    f"step {step.name!r} on {live[0]['_where']} .. {live[-1]['_where']}: {exc}"
+                ) from exc
             if len(decisions) != len(live):
                 raise AccountingError(f"step {step.name!r} returned {len(decisions)} decisions for {len(live)} records")
             survivors = []
@@ -408,10 +475,16 @@ class SegmentWorker:
             notes = res.notes.setdefault(step, {})
             notes[str(note)] = notes.get(str(note), 0) + 1
         if d.keep:
-            res.annotations.append({
-                "id": rec["id"], "where": rec.get("_where"), "repo": rec.get("repo"), "path": rec.get("path"),
-                "step": step, "details": json.dumps(d.details, default=str),
-            })
+            res.annotations.append(
+                {
+                    "id": rec["id"],
+                    "where": rec.get("_where"),
+                    "repo": rec.get("repo"),
+                    "path": rec.get("path"),
+                    "step": step,
+                    "details": json.dumps(d.details, default=str),
+                }
+            )
 
 
 # --------------------------------------------------------------------------------------------
@@ -742,7 +815,10 @@ class UnitWriter:
         for kind, table in res.tables.items():
             self.buffers[kind].append(table)
             self.buffer_bytes += table.nbytes
-        if self.buffer_bytes >= _FLUSH_BYTES or max(sum(t.num_rows for t in b) for b in self.buffers.values()) >= _FLUSH_ROWS:
+        if (
+            self.buffer_bytes >= _FLUSH_BYTES
+            or max(sum(t.num_rows for t in b) for b in self.buffers.values()) >= _FLUSH_ROWS
+        ):
             self._flush()
 
     def _write(self, kind: str, table: pa.Table) -> None:
@@ -768,9 +844,15 @@ class UnitWriter:
         # The workers wrote the survivors' parts; the marker, written last, vouches for them.
         spill = spill_dir(self._dir(), self.segment.index, self.unit).name if self.kept and not self.last else None
         marker = {
-            "segment": self.segment.index, "unit": self.unit, "kept": self.kept, "spill": spill,
-            "files": self.files, "counts": self.marker_counts, "stats": self.stats,
-            "notes": {k: dict(v) for k, v in self.notes.items()}, "errors": self.errors,
+            "segment": self.segment.index,
+            "unit": self.unit,
+            "kept": self.kept,
+            "spill": spill,
+            "files": self.files,
+            "counts": self.marker_counts,
+            "stats": self.stats,
+            "notes": {k: dict(v) for k, v in self.notes.items()},
+            "errors": self.errors,
         }
         write_json(self._dir() / f"{self.tag}.done.json", marker)
         return marker
@@ -793,7 +875,9 @@ def _compact(marker: dict[str, Any] | None) -> dict[str, Any] | None:
     if marker is not None:
         from array import array
 
-        marker["stats"] = {step: {lang: array("d", v) for lang, v in langs.items()} for step, langs in marker["stats"].items()}
+        marker["stats"] = {
+            step: {lang: array("d", v) for lang, v in langs.items()} for step, langs in marker["stats"].items()
+        }
     return marker
 
 
@@ -827,8 +911,13 @@ class SpilledRecords:
             if content:
                 rec = unpack_record(cols["record"][j])
             else:
-                rec = {"id": cols["id"][j], "_where": cols["where"][j], "lang": cols["lang"][j],
-                       "repo": cols["repo"][j], "path": cols["path"][j]}
+                rec = {
+                    "id": cols["id"][j],
+                    "_where": cols["where"][j],
+                    "lang": cols["lang"][j],
+                    "repo": cols["repo"][j],
+                    "path": cols["path"][j],
+                }
             p = cols["prepared"][j]
             if p is not None:
                 rec["_prepared"] = pickle.loads(p)
@@ -881,8 +970,14 @@ def _input_identity(units: list[Unit]) -> list[tuple[str, str, int, int]]:
         p = Path(u.path)
         if u.kind == "tree":
             files = sorted(f for f in p.rglob("*") if f.is_file())
-            out.append((u.kind, str(p.resolve()), sum(f.stat().st_size for f in files),
-                        max((int(f.stat().st_mtime) for f in files), default=0)))
+            out.append(
+                (
+                    u.kind,
+                    str(p.resolve()),
+                    sum(f.stat().st_size for f in files),
+                    max((int(f.stat().st_mtime) for f in files), default=0),
+                )
+            )
         else:
             st = p.stat()
             out.append((u.kind, str(p.resolve()), st.st_size, int(st.st_mtime)))
@@ -935,13 +1030,15 @@ def run_pipeline(cfg: PipelineConfig, console: Console | None = None) -> Pipelin
     # Built and set up here first, so a bad parameter, a missing tokenizer or benchmark file
     # fails before any worker starts; corpus steps run here.
     steps = [build_step(s) for s in cfg.steps]
-    key = config_key({
-        "format": FORMAT,
-        "steps": [step_identity(s) for s in steps],
-        "inputs": _input_identity(units),
-        "max_file_bytes": cfg.max_file_bytes,
-        **cfg.key_extra,
-    })
+    key = config_key(
+        {
+            "format": FORMAT,
+            "steps": [step_identity(s) for s in steps],
+            "inputs": _input_identity(units),
+            "max_file_bytes": cfg.max_file_bytes,
+            **cfg.key_extra,
+        }
+    )
     _check_output(out)
     created = not out.exists()
     had_lock = (out / LOCK).exists()
@@ -964,14 +1061,17 @@ def run_pipeline(cfg: PipelineConfig, console: Console | None = None) -> Pipelin
         segments = plan_segments(steps)
         work = out / WORK / key
         work.mkdir(parents=True, exist_ok=True)
-        write_json(work / "plan.json", {"key": key, "steps": [step_identity(s) for s in steps],
-                                        "units": [u.__dict__ for u in units]})
+        write_json(
+            work / "plan.json",
+            {"key": key, "steps": [step_identity(s) for s in steps], "units": [u.__dict__ for u in units]},
+        )
         workers = cfg.workers
         if workers is None:  # every core, but no process start-up (~1 s each) for a small input
             size = sum(i[2] for i in _input_identity(units))
             workers = max(1, min(os.cpu_count() or 1, -(-size // _BYTES_PER_WORKER)))
         engine: LocalEngine | RayEngine = (
-            LocalEngine(workers, cfg.batch_size) if cfg.engine == "local"
+            LocalEngine(workers, cfg.batch_size)
+            if cfg.engine == "local"
             else RayEngine(cfg.ray_address, cfg.ray_num_cpus, cfg.batch_size)
         )
         options = {"max_file_bytes": cfg.max_file_bytes, "strict": cfg.strict, "spill_root": str(work / "units")}
@@ -996,32 +1096,59 @@ def run_pipeline(cfg: PipelineConfig, console: Console | None = None) -> Pipelin
                     shutil.rmtree(spill_dir(work / "units", seg.index, u.index), ignore_errors=True)
                 if pending:
                     args = (cfg.steps, seg, cfg.context, options, dropped_path)
-                    _run_segment(engine, args, pending, work, seg, last, markers, console if cfg.progress else None,
-                                 [INPUT_STEP] * (seg.index == 0) + [seg.after] * (seg.after is not None) + seg.steps,
-                                 drop_inputs=not cfg.keep_work)
+                    _run_segment(
+                        engine,
+                        args,
+                        pending,
+                        work,
+                        seg,
+                        last,
+                        markers,
+                        console if cfg.progress else None,
+                        [INPUT_STEP] * (seg.index == 0) + [seg.after] * (seg.after is not None) + seg.steps,
+                        drop_inputs=not cfg.keep_work,
+                    )
                 if last:
                     break
-                spills = [p for m in (markers[u.index] for u in seg_units) if m and m["spill"]
-                          for p in spill_parts(work / "units" / m["spill"])]
+                spills = [
+                    p
+                    for m in (markers[u.index] for u in seg_units)
+                    if m and m["spill"]
+                    for p in spill_parts(work / "units" / m["spill"])
+                ]
                 name = seg.prepare_for
                 assert name is not None
-                dropped_path, dropped, secs = _corpus_decisions(work, seg, next(s for s in steps if s.name == name), spills, console)
+                dropped_path, dropped, secs = _corpus_decisions(
+                    work, seg, next(s for s in steps if s.name == name), spills, console
+                )
                 decisions_by_step[name] = dropped
                 corpus_seconds[name] = secs
                 # The next segment reads this one's survivors, unit by unit, under the same index.
-                seg_units = [Unit(u.index, str(work / "units" / markers[u.index]["spill"]), "spill")
-                             for u in seg_units if markers[u.index]["spill"]]  # type: ignore[index]
+                seg_units = [
+                    Unit(u.index, str(work / "units" / markers[u.index]["spill"]), "spill")
+                    for u in seg_units
+                    if markers[u.index]["spill"]
+                ]  # type: ignore[index]
                 # Units with no survivors still need a marker in the next segment.
                 for u in units:
                     if all(su.index != u.index for su in seg_units):
                         seg_units.append(Unit(u.index, "", "empty"))
                 seg_units.sort(key=lambda u: u.index)
-            all_markers = {(seg.index, u.index): _compact(load_marker(work, seg.index, u.index))
-                           for seg in segments for u in units}
+            all_markers = {
+                (seg.index, u.index): _compact(load_marker(work, seg.index, u.index)) for seg in segments for u in units
+            }
             report = reporting.build(
-                key=key, cfg=cfg, steps=steps, segments=segments, units=units, markers=all_markers,
-                decisions=decisions_by_step, corpus_seconds=corpus_seconds,
-                seconds=time.perf_counter() - start, resumed_units=resumed, engine=engine.name,
+                key=key,
+                cfg=cfg,
+                steps=steps,
+                segments=segments,
+                units=units,
+                markers=all_markers,
+                decisions=decisions_by_step,
+                corpus_seconds=corpus_seconds,
+                seconds=time.perf_counter() - start,
+                resumed_units=resumed,
+                engine=engine.name,
             )
             reporting.publish(out, work, report, segments, units, all_markers, decisions_by_step, console)
         finally:
@@ -1040,9 +1167,18 @@ def _drop_spill(unit: Unit) -> None:
         shutil.rmtree(unit.path, ignore_errors=True)
 
 
-def _run_segment(engine: LocalEngine | RayEngine, args: tuple, pending: list[Unit], work: Path, seg: Segment,
-                 last: bool, markers: dict[int, Any], console: Console | None, step_names: list[str],
-                 drop_inputs: bool = True) -> None:
+def _run_segment(
+    engine: LocalEngine | RayEngine,
+    args: tuple,
+    pending: list[Unit],
+    work: Path,
+    seg: Segment,
+    last: bool,
+    markers: dict[int, Any],
+    console: Console | None,
+    step_names: list[str],
+    drop_inputs: bool = True,
+) -> None:
     real = [u for u in pending if u.kind != "empty"]
     by_index = {u.index: u for u in pending}
     writer: UnitWriter | None = None
@@ -1077,8 +1213,9 @@ def _run_segment(engine: LocalEngine | RayEngine, args: tuple, pending: list[Uni
             markers[u.index] = _compact(UnitWriter(work, seg, u.index, last).finish())
 
 
-def _corpus_decisions(work: Path, seg: Segment, step: Step, spills: list[Path],
-                      console: Console) -> tuple[str, DecisionTable, float]:
+def _corpus_decisions(
+    work: Path, seg: Segment, step: Step, spills: list[Path], console: Console
+) -> tuple[str, DecisionTable, float]:
     """(path of the saved decisions, the dropped records' decisions, seconds), computed once.
 
     The decisions (an Arrow file, with the repo and path of each duplicate and of the file it

@@ -103,7 +103,12 @@ def _jsonl(path: Path, base: int) -> Iterator[Item]:
                     yield base + lineno, f"{path}:{lineno}", line, None
     except (OSError, EOFError, zlib.error) as exc:
         # As santa.data.corpus.json_lines: what came before is fine, the rest is lost.
-        yield base + lineno + 1, f"{path}:{lineno + 1}", None, f"unreadable after line {lineno} ({exc}); the rest of the file is lost"
+        yield (
+            base + lineno + 1,
+            f"{path}:{lineno + 1}",
+            None,
+            f"unreadable after line {lineno} ({exc}); the rest of the file is lost",
+        )
 
 
 def parse_json_line(line: bytes) -> tuple[dict[str, Any] | None, str | None]:
@@ -135,7 +140,12 @@ def _parquet(path: Path, base: int) -> Iterator[Item]:
                 row += 1
                 yield base + row, f"{path}: row {row}", rec, None
     except (pa.ArrowException, OSError) as exc:
-        yield base + row + 1, f"{path}: row {row + 1}", None, f"unreadable Parquet after row {row} ({exc}); the rest of the file is lost"
+        yield (
+            base + row + 1,
+            f"{path}: row {row + 1}",
+            None,
+            f"unreadable Parquet after row {row} ({exc}); the rest of the file is lost",
+        )
 
 
 def _source_record(data: bytes, lang: str, repo: str, path: str) -> tuple[dict[str, Any] | None, str | None]:

@@ -25,7 +25,9 @@ def _column(values: list[Any], type: pa.DataType | None = None) -> pa.Array:
     except (pa.ArrowException, TypeError, ValueError, OverflowError):
         # Mixed types in one field across records (an int here, a string there): keep every
         # value, as JSON text, rather than fail the shard.
-        return pa.array([None if v is None else json.dumps(v, default=str, ensure_ascii=True) for v in values], pa.string())
+        return pa.array(
+            [None if v is None else json.dumps(v, default=str, ensure_ascii=True) for v in values], pa.string()
+        )
 
 
 def rows_table(rows: list[dict[str, Any]], types: dict[str, pa.DataType] | None = None) -> pa.Table:
@@ -66,13 +68,19 @@ def json_rows_table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
 
     if not rows:
         return schema.empty_table()
+
     def value(v: Any) -> Any:  # JSON has no NaN or infinity
         return None if isinstance(v, float) and not math.isfinite(v) else v
 
-    data = "".join(json.dumps({k: value(r.get(k)) for k in schema.names}, ensure_ascii=True) + "\n" for r in rows).encode()
+    data = "".join(
+        json.dumps({k: value(r.get(k)) for k in schema.names}, ensure_ascii=True) + "\n" for r in rows
+    ).encode()
     # One thread: Arrow's thread pool would keep the next run's workers from being forked.
-    table = pj.read_json(io.BytesIO(data), read_options=pj.ReadOptions(use_threads=False),
-                         parse_options=pj.ParseOptions(explicit_schema=schema))
+    table = pj.read_json(
+        io.BytesIO(data),
+        read_options=pj.ReadOptions(use_threads=False),
+        parse_options=pj.ParseOptions(explicit_schema=schema),
+    )
     return table.select(schema.names)
 
 

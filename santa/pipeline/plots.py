@@ -34,8 +34,16 @@ def _label(v: float) -> str:
     return f"{v:,.0f}" if float(v).is_integer() else f"{v:g}"
 
 
-def histogram(path: Path, per_lang: dict[str, np.ndarray], *, title: str, xlabel: str, ylabel: str = "files",
-              lines: tuple[float, ...] = (), bins: int = 50) -> None:
+def histogram(
+    path: Path,
+    per_lang: dict[str, np.ndarray],
+    *,
+    title: str,
+    xlabel: str,
+    ylabel: str = "files",
+    lines: tuple[float, ...] = (),
+    bins: int = 50,
+) -> None:
     """Overlaid histograms of each language's values (shared bins), dashed vertical ``lines``."""
     from PIL import Image, ImageDraw, ImageFont
 
@@ -58,7 +66,7 @@ def histogram(path: Path, per_lang: dict[str, np.ndarray], *, title: str, xlabel
     draw = ImageDraw.Draw(img, "RGBA")
     font = ImageFont.load_default(size=12)
     big = ImageFont.load_default(size=14)
-    for k, (lang, c) in enumerate(counts.items()):
+    for k, (_lang, c) in enumerate(counts.items()):
         colour = COLOURS[k % len(COLOURS)]
         rgba = tuple(int(colour[i : i + 2], 16) for i in (1, 3, 5)) + (128,)
         for i in np.flatnonzero(c):

@@ -45,13 +45,31 @@ def _zero() -> dict[str, int]:
 def _summary(values: Sequence[float]) -> dict[str, float]:
     a = np.asarray(values, dtype=np.float64)
     q = np.quantile(a, [0.0, 0.1, 0.5, 0.9, 1.0])
-    return {"n": int(a.size), "min": float(q[0]), "p10": float(q[1]), "p50": float(q[2]), "p90": float(q[3]),
-            "max": float(q[4]), "mean": float(a.mean())}
+    return {
+        "n": int(a.size),
+        "min": float(q[0]),
+        "p10": float(q[1]),
+        "p50": float(q[2]),
+        "p90": float(q[3]),
+        "max": float(q[4]),
+        "mean": float(a.mean()),
+    }
 
 
-def build(*, key: str, cfg: PipelineConfig, steps: list[Step], segments: list[Segment], units: list[Unit],
-          markers: dict[tuple[int, int], dict[str, Any] | None], decisions: dict[str, DecisionTable],
-          corpus_seconds: dict[str, float], seconds: float, resumed_units: int, engine: str) -> dict[str, Any]:
+def build(
+    *,
+    key: str,
+    cfg: PipelineConfig,
+    steps: list[Step],
+    segments: list[Segment],
+    units: list[Unit],
+    markers: dict[tuple[int, int], dict[str, Any] | None],
+    decisions: dict[str, DecisionTable],
+    corpus_seconds: dict[str, float],
+    seconds: float,
+    resumed_units: int,
+    engine: str,
+) -> dict[str, Any]:
     order = [INPUT_STEP] + [s.name for s in steps]
     counts: dict[str, dict[str, list[int]]] = {name: {} for name in order}
     # Flat arrays of doubles (8 bytes a value; a list of Python floats costs 32): a statistic per
@@ -80,8 +98,11 @@ def build(*, key: str, cfg: PipelineConfig, steps: list[Step], segments: list[Se
         by_lang = {}
         total = {"read": _zero(), "kept": _zero(), "rejected": _zero()}
         for lang, (rf, rb, xf, xb) in sorted(counts[name].items()):
-            entry = {"read": {"files": rf, "bytes": rb}, "kept": {"files": rf - xf, "bytes": rb - xb},
-                     "rejected": {"files": xf, "bytes": xb}}
+            entry = {
+                "read": {"files": rf, "bytes": rb},
+                "kept": {"files": rf - xf, "bytes": rb - xb},
+                "rejected": {"files": xf, "bytes": xb},
+            }
             entry["removed_pct"] = {"files": _pct(xf, rf), "bytes": _pct(xb, rb)}
             by_lang[lang] = entry
             for k in ("read", "kept", "rejected"):
@@ -94,8 +115,10 @@ def build(*, key: str, cfg: PipelineConfig, steps: list[Step], segments: list[Se
             "params": step_obj.params() if step_obj is not None else {"max_file_bytes": cfg.max_file_bytes},
             **({"plugin": plugin} if step_obj is not None and (plugin := renamed_plugin(step_obj)) else {}),
             **total,
-            "removed_pct": {"files": _pct(total["rejected"]["files"], total["read"]["files"]),
-                            "bytes": _pct(total["rejected"]["bytes"], total["read"]["bytes"])},
+            "removed_pct": {
+                "files": _pct(total["rejected"]["files"], total["read"]["files"]),
+                "bytes": _pct(total["rejected"]["bytes"], total["read"]["bytes"]),
+            },
             "by_lang": by_lang,
             "notes": notes.get(name, {}),
             "stat": {lang: _summary(v) for lang, v in sorted(stats.get(name, {}).items()) if v},
@@ -113,9 +136,14 @@ def build(*, key: str, cfg: PipelineConfig, steps: list[Step], segments: list[Se
         "seconds": round(seconds, 3),
         "resumed_units": resumed_units,
         "steps": report_steps,
-        "totals": {"read": first["read"], "kept": last["kept"],
-                   "rejected": {"files": first["read"]["files"] - last["kept"]["files"],
-                                "bytes": first["read"]["bytes"] - last["kept"]["bytes"]}},
+        "totals": {
+            "read": first["read"],
+            "kept": last["kept"],
+            "rejected": {
+                "files": first["read"]["files"] - last["kept"]["files"],
+                "bytes": first["read"]["bytes"] - last["kept"]["bytes"],
+            },
+        },
         "input_errors": {"count": len(errors), "examples": errors[:50]},
         "inputs": [{"unit": u.index, "path": u.path, "kind": u.kind, "data": []} for u in units],
         "_stats": stats,  # for the plots; not written
@@ -145,11 +173,19 @@ def check_accounting(steps: list[dict[str, Any]]) -> None:
                 raise AccountingError(f"step {cur['name']} read {read} {lang} files but {prev['name']} kept {kept}")
 
 
-_DUPLICATES_SCHEMA = pa.schema([
-    ("step", pa.string()), ("id", pa.int64()), ("repo", pa.string()), ("path", pa.string()),
-    ("duplicate_of", pa.int64()), ("duplicate_of_repo", pa.string()), ("duplicate_of_path", pa.string()),
-    ("similarity", pa.float64()), ("reason", pa.string()),
-])
+_DUPLICATES_SCHEMA = pa.schema(
+    [
+        ("step", pa.string()),
+        ("id", pa.int64()),
+        ("repo", pa.string()),
+        ("path", pa.string()),
+        ("duplicate_of", pa.int64()),
+        ("duplicate_of_repo", pa.string()),
+        ("duplicate_of_path", pa.string()),
+        ("similarity", pa.float64()),
+        ("reason", pa.string()),
+    ]
+)
 
 
 def _duplicates(segments: list[Segment], decisions: dict[str, DecisionTable]) -> pa.Table:
@@ -169,8 +205,9 @@ def _duplicates(segments: list[Segment], decisions: dict[str, DecisionTable]) ->
     return pa.concat_tables(parts) if parts else _DUPLICATES_SCHEMA.empty_table()
 
 
-def _plots(stats: dict[str, dict[str, array]], steps: list[dict[str, Any]], labels: dict[str, str],
-           out: Path) -> list[str]:
+def _plots(
+    stats: dict[str, dict[str, array]], steps: list[dict[str, Any]], labels: dict[str, str], out: Path
+) -> list[str]:
     from santa.pipeline.plots import histogram
 
     written = []
@@ -181,16 +218,27 @@ def _plots(stats: dict[str, dict[str, array]], steps: list[dict[str, Any]], labe
             continue
         params = step.get("params", {})
         path = out / f"{name}.png"
-        histogram(path, per_lang, title=f"{name}: removed {step['removed_pct']['files']:.1f} % of files",
-                  xlabel=labels.get(name) or f"{name} statistic",
-                  lines=tuple(float(params[k]) for k in ("min_ratio", "max_ratio") if k in params))
+        histogram(
+            path,
+            per_lang,
+            title=f"{name}: removed {step['removed_pct']['files']:.1f} % of files",
+            xlabel=labels.get(name) or f"{name} statistic",
+            lines=tuple(float(params[k]) for k in ("min_ratio", "max_ratio") if k in params),
+        )
         written.append(path.name)
     return written
 
 
-def publish(out: Path, work: Path, report: dict[str, Any], segments: list[Segment], units: list[Unit],
-            markers: dict[tuple[int, int], dict[str, Any] | None], decisions: dict[str, DecisionTable],
-            console: Console) -> None:
+def publish(
+    out: Path,
+    work: Path,
+    report: dict[str, Any],
+    segments: list[Segment],
+    units: list[Unit],
+    markers: dict[tuple[int, int], dict[str, Any] | None],
+    decisions: dict[str, DecisionTable],
+    console: Console,
+) -> None:
     stage = work / "publish"
     shutil.rmtree(stage, ignore_errors=True)
     for d in ("data", "rejects", "annotations", "plots"):
@@ -223,14 +271,18 @@ def publish(out: Path, work: Path, report: dict[str, Any], segments: list[Segmen
     n_data, n_rejects = count_rows(data_files), count_rows(reject_files)
     rejected = sum(s["rejected"]["files"] for s in report["steps"])
     if n_data != report["totals"]["kept"]["files"] or n_rejects != rejected:
-        raise AccountingError(f"on disk: {n_data} clean + {n_rejects} rejected rows; counts say "
-                              f"{report['totals']['kept']['files']} kept + {rejected} rejected")
+        raise AccountingError(
+            f"on disk: {n_data} clean + {n_rejects} rejected rows; counts say "
+            f"{report['totals']['kept']['files']} kept + {rejected} rejected"
+        )
     if n_data + n_rejects != report["steps"][0]["read"]["files"]:
         raise AccountingError(f"{n_data} clean + {n_rejects} rejected != {report['steps'][0]['read']['files']} read")
     report["outputs"] = {
-        "data": len(data_files), "rejects": len(reject_files),
+        "data": len(data_files),
+        "rejects": len(reject_files),
         "annotations": len(list((stage / "annotations").glob("*.parquet"))),
-        "duplicates": "duplicates.parquet" if dups.num_rows else None, "duplicate_rows": dups.num_rows,
+        "duplicates": "duplicates.parquet" if dups.num_rows else None,
+        "duplicate_rows": dups.num_rows,
         "plots": [f"plots/{p}" for p in plots],
     }
     write_json(stage / "report.json", report)
@@ -244,9 +296,12 @@ def publish(out: Path, work: Path, report: dict[str, Any], segments: list[Segmen
             target.unlink()
         if (stage / name).exists():
             os.replace(stage / name, target)
-    files = sorted(str(p.relative_to(out)) for name in _OUTPUTS for p in
-                   ([out / name] if (out / name).is_file() else (out / name).rglob("*") if (out / name).is_dir() else [])
-                   if p.is_file())
+    files = sorted(
+        str(p.relative_to(out))
+        for name in _OUTPUTS
+        for p in ([out / name] if (out / name).is_file() else (out / name).rglob("*") if (out / name).is_dir() else [])
+        if p.is_file()
+    )
     write_json(out / SUCCESS, {"format": FORMAT, "key": report["key"], "files": files})
 
 
@@ -258,18 +313,33 @@ def report_table(report: dict[str, Any]) -> Table:
     t = report["totals"]
     table = Table(
         title=f"pipeline report ({report['engine']} engine, {report['seconds']:.1f} s)",
-        caption=(f"read {t['read']['files']:,} files ({_mb(t['read']['bytes'])} MB), kept {t['kept']['files']:,} "
-                 f"({_mb(t['kept']['bytes'])} MB); {report['input_errors']['count']} input errors"),
+        caption=(
+            f"read {t['read']['files']:,} files ({_mb(t['read']['bytes'])} MB), kept {t['kept']['files']:,} "
+            f"({_mb(t['kept']['bytes'])} MB); {report['input_errors']['count']} input errors"
+        ),
     )
-    for col, just in (("step", "left"), ("language", "left"), ("files", "right"), ("kept", "right"),
-                      ("removed", "right"), ("MB", "right"), ("MB removed", "right")):
+    for col, just in (
+        ("step", "left"),
+        ("language", "left"),
+        ("files", "right"),
+        ("kept", "right"),
+        ("removed", "right"),
+        ("MB", "right"),
+        ("MB removed", "right"),
+    ):
         table.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
     for s in report["steps"]:
         rows = [("all", s)] + (list(s["by_lang"].items()) if len(s["by_lang"]) > 1 else [])
         for i, (lang, e) in enumerate(rows):
-            table.add_row(f"[bold]{s['name']}[/bold]" if i == 0 else "", lang, f"{e['read']['files']:,}",
-                          f"{e['kept']['files']:,}", f"{e['removed_pct']['files']:.1f} %", _mb(e["read"]["bytes"]),
-                          f"{e['removed_pct']['bytes']:.1f} %")
+            table.add_row(
+                f"[bold]{s['name']}[/bold]" if i == 0 else "",
+                lang,
+                f"{e['read']['files']:,}",
+                f"{e['kept']['files']:,}",
+                f"{e['removed_pct']['files']:.1f} %",
+                _mb(e["read"]["bytes"]),
+                f"{e['removed_pct']['bytes']:.1f} %",
+            )
         table.add_section()
     return table
 

@@ -94,5 +94,3 @@ def scores_for_logger(benchmark: str, results: dict[str, Any]) -> dict[str, floa
         for metric, value in (results.get("scores") or {}).items()
         if isinstance(value, (int, float))
     }
-
-

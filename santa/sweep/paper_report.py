@@ -327,7 +327,9 @@ def expected_jobs(multirun: dict[str, Any]) -> tuple[list[list[str]] | None, str
     if target and not target.endswith("BasicSweeper"):
         return None, f"sweeper {target} chooses its jobs as it goes: only the jobs started so far are listed"
     params = sweeper.get("params") or {}
-    args = [f"{k}={v}" for k, v in params.items()] + [str(a) for a in ((hydra.get("overrides") or {}).get("task") or [])]
+    args = [f"{k}={v}" for k, v in params.items()] + [
+        str(a) for a in ((hydra.get("overrides") or {}).get("task") or [])
+    ]
     try:
         from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
         from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -336,7 +338,10 @@ def expected_jobs(multirun: dict[str, Any]) -> tuple[list[list[str]] | None, str
         return [list(job) for batch in BasicSweeper.split_arguments(parsed, None) for job in batch], None
     except Exception:  # noqa: BLE001 - glob sweeps need Hydra's config loader; fall back to commas
         if any(re.search(r"=\s*glob\(", a) for a in args):
-            return None, "multirun.yaml sweeps a glob(...): expected jobs unknown, only the jobs started so far are listed"
+            return (
+                None,
+                "multirun.yaml sweeps a glob(...): expected jobs unknown, only the jobs started so far are listed",
+            )
         lists = []
         for arg in args:
             key, _, value = arg.partition("=")
@@ -389,7 +394,10 @@ def _job_state(job: dict[str, Any]) -> tuple[str, str]:
     if state == FAILED:
         return FAILED, str(job.get("error") or "no error recorded")
     if state == INTERRUPTED:
-        return INTERRUPTED, f"stopped by {job.get('signal') or 'a signal'} at step {job.get('global_step')}; resume: {job.get('resume') or '?'}"
+        return (
+            INTERRUPTED,
+            f"stopped by {job.get('signal') or 'a signal'} at step {job.get('global_step')}; resume: {job.get('resume') or '?'}",
+        )
     host = job.get("host")
     updated = job.get("updated") or "?"
     if host and host != socket.gethostname():
@@ -411,7 +419,8 @@ def _experiment_of(run: RunDir) -> str | None:
     # An evaluate.py job: the experiment of the training run it evaluated (model.path=<run dir>,
     # its hf/ export or a checkpoint inside it).
     model = ((run.config or {}).get("model") or {}).get("path") or next(
-        (_override_value(o) for o in run.overrides if _override_key(o) == "model.path"), None)
+        (_override_value(o) for o in run.overrides if _override_key(o) == "model.path"), None
+    )
     if model:
         for parent in [Path(str(model)), *Path(str(model)).parents][:3]:
             job = _read_json(parent / JOB_FILE)
@@ -455,8 +464,10 @@ def _resolve_variant(v: Variant, default_benchmarks: list[str]) -> None:
         else:
             newest = max(r.path.stat().st_mtime for r in v.runs)
             v.state = NO_JOB_JSON
-            v.detail = (f"directory started {time.strftime('%Y-%m-%d %H:%M', time.localtime(newest))}; "
-                        "no job.json yet (starting, or it stopped before writing one)")
+            v.detail = (
+                f"directory started {time.strftime('%Y-%m-%d %H:%M', time.localtime(newest))}; "
+                "no job.json yet (starting, or it stopped before writing one)"
+            )
             v.planned = list(default_benchmarks)
     v.missing = [b for b in v.planned if b not in v.results]
     if v.state == FINISHED and v.missing:
@@ -469,11 +480,14 @@ def load_sweep(path: str | Path) -> Sweep:
     if not path.exists():
         raise NotASweepError(f"{path} does not exist; pass the directory a multirun wrote (multirun/<date>/<time>)")
     if not path.is_dir():
-        raise NotASweepError(f"{path} is a file; pass the sweep directory that holds multirun.yaml and the job directories")
+        raise NotASweepError(
+            f"{path} is a file; pass the sweep directory that holds multirun.yaml and the job directories"
+        )
     multirun_path = path / "multirun.yaml"
     multirun = _read_yaml(multirun_path) if multirun_path.is_file() else None
     single = multirun is None and (
-        (path / JOB_FILE).is_file() or (path / "results.json").is_file()
+        (path / JOB_FILE).is_file()
+        or (path / "results.json").is_file()
         or ((path / ".hydra").is_dir() and (path / "summary.json").is_file())
     )
     run_paths = [path] if single else discover(path)
@@ -494,7 +508,9 @@ def load_sweep(path: str | Path) -> Sweep:
         for overrides in jobs or []:
             key = _variant_key(overrides)
             if key not in variants:
-                variants[key] = Variant(key=key, overrides=[o for o in overrides if not _is_benchmark(o)], expected=True)
+                variants[key] = Variant(
+                    key=key, overrides=[o for o in overrides if not _is_benchmark(o)], expected=True
+                )
             variants[key].sweep_benchmarks += [_override_value(o) for o in overrides if _is_benchmark(o)]
     for run in runs:
         key = _variant_key(run.overrides)
@@ -604,8 +620,12 @@ def filter_steps(dv: DataVariant, base: DataVariant | None) -> list[dict[str, An
         return [s for s in steps if s["name"] not in base_params or s.get("params") != base_params[s["name"]]]
     if base is dv:
         return []
-    return [s for s in steps if s.get("plugin", s["name"]) in ("stars", "comments", "fertility")
-            or (s.get("plugin", s["name"]) == "near_dedup" and (s.get("params") or {}).get("mode") == "dedup_alt")]
+    return [
+        s
+        for s in steps
+        if s.get("plugin", s["name"]) in ("stars", "comments", "fertility")
+        or (s.get("plugin", s["name"]) == "near_dedup" and (s.get("params") or {}).get("mode") == "dedup_alt")
+    ]
 
 
 def _kept(report: dict[str, Any]) -> dict[str, dict[str, int]]:
@@ -676,8 +696,10 @@ def _cell_for(v: Variant, benchmark: str, metric: str, paper: PaperValue) -> Cel
         score = (res.get("scores") or {}).get(metric)
         notes = []
         if res.get("limit"):
-            notes.append(f"{benchmark}: only the first {res['limit']} problems (limit={res['limit']}); "
-                         "not comparable with the full benchmark")
+            notes.append(
+                f"{benchmark}: only the first {res['limit']} problems (limit={res['limit']}); "
+                "not comparable with the full benchmark"
+            )
         temp = (res.get("generation") or {}).get("temperature")
         want = PAPER_TEMPERATURE.get(metric)
         if want is not None and isinstance(temp, (int, float)) and abs(float(temp) - want) > 1e-9:
@@ -713,18 +735,26 @@ def _benchmarks(sweep: Sweep) -> list[str]:
 
 
 def _lang_of(benchmark: str, prefix: str) -> str | None:
-    return benchmark[len(prefix):] if benchmark.startswith(prefix) and benchmark[len(prefix):] in LANGS else None
+    return benchmark[len(prefix) :] if benchmark.startswith(prefix) and benchmark[len(prefix) :] in LANGS else None
 
 
-def _csv_row(rep: Report, table: str, variant: str, language: str, metric: str, ours: Any, paper: PaperValue | None,
-             state: str) -> None:
-    rep.rows.append({
-        "table": table, "variant": variant, "language": language, "metric": metric,
-        "ours": "" if ours is None else ours,
-        "paper": "" if paper is None or paper.value is None else paper.value,
-        "state": state,
-        "paper_source": "" if paper is None or paper.value is None else paper.source + (" (approx.)" if paper.approx else ""),
-    })
+def _csv_row(
+    rep: Report, table: str, variant: str, language: str, metric: str, ours: Any, paper: PaperValue | None, state: str
+) -> None:
+    rep.rows.append(
+        {
+            "table": table,
+            "variant": variant,
+            "language": language,
+            "metric": metric,
+            "ours": "" if ours is None else ours,
+            "paper": "" if paper is None or paper.value is None else paper.value,
+            "state": state,
+            "paper_source": ""
+            if paper is None or paper.value is None
+            else paper.source + (" (approx.)" if paper.approx else ""),
+        }
+    )
 
 
 def _md_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
@@ -749,7 +779,11 @@ def _sources(rep: Report, table: str, variants: list[Variant]) -> list[str]:
             line = f"{v.label}: {block['source']}"
             if line not in seen:
                 seen.append(line)
-    return [f"Paper column — {'; '.join(seen)}."] if seen else ["Paper column: n/a (no published number for these variants)."]
+    return (
+        [f"Paper column — {'; '.join(seen)}."]
+        if seen
+        else ["Paper column: n/a (no published number for these variants)."]
+    )
 
 
 def pass_at_k_table(rep: Report, suite: str) -> None:
@@ -758,8 +792,16 @@ def pass_at_k_table(rep: Report, suite: str) -> None:
     if not benches:
         return
     langs = [lang for lang in LANGS if prefix + lang in benches]
-    ours_ks = sorted({m for v in rep.sweep.variants for b in benches
-                      for m in ((v.results.get(b) or {}).get("scores") or {}) if m.startswith("pass@")}, key=_metric_order)
+    ours_ks = sorted(
+        {
+            m
+            for v in rep.sweep.variants
+            for b in benches
+            for m in ((v.results.get(b) or {}).get("scores") or {})
+            if m.startswith("pass@")
+        },
+        key=_metric_order,
+    )
     ks = ours_ks or rep.paper.metrics(suite)
     rep.md += [f"### {title}: pass@k", ""]
     if not ours_ks:
@@ -827,8 +869,18 @@ def data_tables(rep: Report) -> None:
             if dv is base:
                 total = dv.report.get("totals") or {}
                 read, kept = total.get("read") or {}, total.get("kept") or {}
-                rows.append([dv.name, ", ".join(dv.used_by), "(base data)", "all",
-                             f"kept {kept.get('files', 0):,} of {read.get('files', 0):,} files", "", "", "n/a"])
+                rows.append(
+                    [
+                        dv.name,
+                        ", ".join(dv.used_by),
+                        "(base data)",
+                        "all",
+                        f"kept {kept.get('files', 0):,} of {read.get('files', 0):,} files",
+                        "",
+                        "",
+                        "n/a",
+                    ]
+                )
             continue
         for step in steps:
             entries = _lang_entries(step)
@@ -839,42 +891,106 @@ def data_tables(rep: Report) -> None:
                 pct = e.get("removed_pct") or {}
                 vb = vs_base.get(lang, {})
                 paper = rep.paper.removed_pct(short, lang)
-                rows.append([
-                    dv.name, ", ".join(dv.used_by), _step_label(step), LANG_NAME.get(lang, lang),
-                    _pct_text(pct.get("files")), _pct_text(pct.get("bytes")),
-                    _pct_text(vb.get("bytes")) if vs_base else "n/a (no base data in sweep)",
-                    _fmt_paper(paper, 1) + (" %" if paper.value is not None else ""),
-                ])
+                rows.append(
+                    [
+                        dv.name,
+                        ", ".join(dv.used_by),
+                        _step_label(step),
+                        LANG_NAME.get(lang, lang),
+                        _pct_text(pct.get("files")),
+                        _pct_text(pct.get("bytes")),
+                        _pct_text(vb.get("bytes")) if vs_base else "n/a (no base data in sweep)",
+                        _fmt_paper(paper, 1) + (" %" if paper.value is not None else ""),
+                    ]
+                )
                 for unit in ("files", "bytes"):
-                    _csv_row(rep, "data_removed", dv.name, LANG_NAME.get(lang, lang), f"{_step_label(step)}:{unit}_pct",
-                             pct.get(unit), None, "ok")
+                    _csv_row(
+                        rep,
+                        "data_removed",
+                        dv.name,
+                        LANG_NAME.get(lang, lang),
+                        f"{_step_label(step)}:{unit}_pct",
+                        pct.get(unit),
+                        None,
+                        "ok",
+                    )
         for lang in langs:
             removed = vs_base.get(lang)
             paper = rep.paper.removed_pct(short, lang)
             if removed is not None:
-                _csv_row(rep, "data_removed", dv.name, LANG_NAME.get(lang, lang), "vs_base:files_pct", removed.get("files"), None, "ok")
+                _csv_row(
+                    rep,
+                    "data_removed",
+                    dv.name,
+                    LANG_NAME.get(lang, lang),
+                    "vs_base:files_pct",
+                    removed.get("files"),
+                    None,
+                    "ok",
+                )
             if removed is not None or paper.value is not None:
-                _csv_row(rep, "data_removed", dv.name, LANG_NAME.get(lang, lang), "vs_base:bytes_pct",
-                         removed.get("bytes") if removed else None, paper, "ok" if removed else "no base data")
+                _csv_row(
+                    rep,
+                    "data_removed",
+                    dv.name,
+                    LANG_NAME.get(lang, lang),
+                    "vs_base:bytes_pct",
+                    removed.get("bytes") if removed else None,
+                    paper,
+                    "ok" if removed else "no base data",
+                )
             if lang != "all":
                 plot.setdefault(lang, []).append((dv.name, removed.get("bytes") if removed else None, paper))
     # Data variants of jobs with no pipeline report yet: listed, with why, and the paper's number.
     reported = {label for d in dvs for label in d.used_by}
     for v in rep.sweep.variants:
         name = rep.paper.variant(v.experiment)
-        if v.label in reported or name not in (*PAPER_FILTERS, "final") or any(d.name.split(" (")[0] == name for d in dvs):
+        if (
+            v.label in reported
+            or name not in (*PAPER_FILTERS, "final")
+            or any(d.name.split(" (")[0] == name for d in dvs)
+        ):
             continue
-        why = rep.notes.mark(f"{v.label}: {v.state}" + (f" — {v.detail}" if v.detail else "")
-                             if v.state not in (FINISHED, INCOMPLETE) else f"{v.label}: no pipeline report recorded in job.json")
+        why = rep.notes.mark(
+            f"{v.label}: {v.state}" + (f" — {v.detail}" if v.detail else "")
+            if v.state not in (FINISHED, INCOMPLETE)
+            else f"{v.label}: no pipeline report recorded in job.json"
+        )
         paper = rep.paper.removed_pct(name, "all")
-        rows.append([f"{name} (expected)", v.label, "—", "all", f"— {why}", "", "",
-                     _fmt_paper(paper, 1) + (" %" if paper.value is not None else "")])
-        _csv_row(rep, "data_removed", str(name), "all", "vs_base:bytes_pct", None, paper,
-                 v.state if v.state not in (FINISHED, INCOMPLETE) else "no pipeline report")
+        rows.append(
+            [
+                f"{name} (expected)",
+                v.label,
+                "—",
+                "all",
+                f"— {why}",
+                "",
+                "",
+                _fmt_paper(paper, 1) + (" %" if paper.value is not None else ""),
+            ]
+        )
+        _csv_row(
+            rep,
+            "data_removed",
+            str(name),
+            "all",
+            "vs_base:bytes_pct",
+            None,
+            paper,
+            v.state if v.state not in (FINISHED, INCOMPLETE) else "no pipeline report",
+        )
         for lang in LANGS:
             plot.setdefault(lang, []).append((f"{name} ({v.state})", None, rep.paper.removed_pct(name, lang)))
-    header = ["data variant", "used by", "filter step", "language", "step: files removed", "step: bytes removed",
-              "vs base data: bytes", "paper (bytes)"]
+    header = [
+        "data variant",
+        "used by",
+        "filter step",
+        "language",
+        "step: files removed",
+        "step: bytes removed",
+        "vs base data: bytes",
+        "paper (bytes)",
+    ]
     rep.md += ([""] if problems else []) + _md_table(header, rows) + [""]
     rep.md += [
         "*step*: the share of what reached the step that it removed (pipeline report, `removed_pct`). "
@@ -887,8 +1003,11 @@ def data_tables(rep: Report) -> None:
         f"Paper column — {(rep.paper.data.get('data_volume_gb') or {}).get('source', 'n/a')}; the final data "
         "(dedup-alt + comments) has no published volume (n/a).",
     ]
-    texts = [f"{n}: {rep.paper.filter_text(n)}" for n in PAPER_FILTERS
-             if rep.paper.filter_text(n) and any(d.name.split(' (')[0] == n for d in dvs)]
+    texts = [
+        f"{n}: {rep.paper.filter_text(n)}"
+        for n in PAPER_FILTERS
+        if rep.paper.filter_text(n) and any(d.name.split(" (")[0] == n for d in dvs)
+    ]
     if texts:
         rep.md += ["The paper's text (Sec. 5.3): " + "; ".join(texts) + "."]
     rep.md += [""]
@@ -907,7 +1026,8 @@ def every_step_table(rep: Report, dvs: list[DataVariant]) -> None:
     rep.md += ["### Every pipeline step", ""]
     langs = [lang for lang in LANGS if any(lang in _lang_entries(s) for d in dvs for s in d.report["steps"])]
     header = ["data variant", "step", "read files", "files removed", "bytes removed"] + [
-        f"{LANG_NAME[lang]} files removed" for lang in langs]
+        f"{LANG_NAME[lang]} files removed" for lang in langs
+    ]
     rows = []
     for dv in dvs:
         for step in dv.report["steps"]:
@@ -915,10 +1035,19 @@ def every_step_table(rep: Report, dvs: list[DataVariant]) -> None:
                 continue
             entries = _lang_entries(step)
             pct = step.get("removed_pct") or {}
-            rows.append([dv.name, _step_label(step), f"{(step.get('read') or {}).get('files', 0):,}",
-                         _pct_text(pct.get("files")), _pct_text(pct.get("bytes"))]
-                        + [_pct_text((entries.get(lang) or {}).get("removed_pct", {}).get("files")) if lang in entries else "—"
-                           for lang in langs])
+            rows.append(
+                [
+                    dv.name,
+                    _step_label(step),
+                    f"{(step.get('read') or {}).get('files', 0):,}",
+                    _pct_text(pct.get("files")),
+                    _pct_text(pct.get("bytes")),
+                ]
+                + [
+                    _pct_text((entries.get(lang) or {}).get("removed_pct", {}).get("files")) if lang in entries else "—"
+                    for lang in langs
+                ]
+            )
     rep.md += _md_table(header, rows) + [""]
 
 
@@ -949,7 +1078,11 @@ def training_table(rep: Report) -> None:
         rep.md += ["No job has recorded training yet.", ""]
         return
     rep.md += _md_table(["variant", "state", "scale", "steps", "train/loss", "val/loss", "val/ppl", "seconds"], rows)
-    rep.md += ["", "Losses are the last logged values (job.json `train`, else summary.json). The paper gives no losses.", ""]
+    rep.md += [
+        "",
+        "Losses are the last logged values (job.json `train`, else summary.json). The paper gives no losses.",
+        "",
+    ]
 
 
 def other_results_table(rep: Report) -> None:
@@ -970,20 +1103,35 @@ def other_results_table(rep: Report) -> None:
                     paper = PaperValue(float(res["paper"][metric]), str(res.get("paper_source") or ""))
                 rows.append([bench, v.label, metric, _ours_text(rep, cell), _fmt_paper(paper)])
                 if metric != "—":
-                    _csv_row(rep, bench, v.label, LANG_NAME.get(str((res or {}).get("language")), ""), metric,
-                             cell.ours, paper, cell.state)
+                    _csv_row(
+                        rep,
+                        bench,
+                        v.label,
+                        LANG_NAME.get(str((res or {}).get("language")), ""),
+                        metric,
+                        cell.ours,
+                        paper,
+                        cell.state,
+                    )
     rep.md += ["## Other results", ""] + _md_table(["benchmark", "variant", "metric", "ours", "paper"], rows) + [""]
 
 
 def jobs_table(rep: Report) -> None:
     rows = []
     for v in rep.sweep.variants:
-        where = str(v.run_dir.relative_to(rep.sweep.path)) if v.run_dir and v.run_dir != rep.sweep.path else (
-            "." if v.run_dir else "—")
+        where = (
+            str(v.run_dir.relative_to(rep.sweep.path))
+            if v.run_dir and v.run_dir != rep.sweep.path
+            else ("." if v.run_dir else "—")
+        )
         results = f"{sum(b in v.results for b in v.planned)}/{len(v.planned)}" if v.planned else str(len(v.results))
         rows.append([v.label, rep.paper.name(v.experiment) or "—", where, v.state, v.detail or "", results])
         _csv_row(rep, "jobs", v.label, "", "job", None, None, v.state)
-    rep.md += ["## Jobs", ""] + _md_table(["variant", "paper's variant", "job dir", "state", "detail", "results"], rows) + [""]
+    rep.md += (
+        ["## Jobs", ""]
+        + _md_table(["variant", "paper's variant", "job dir", "state", "detail", "results"], rows)
+        + [""]
+    )
 
 
 def banner(sweep: Sweep) -> str:
@@ -995,8 +1143,16 @@ def banner(sweep: Sweep) -> str:
         if not v.ok:
             groups.setdefault(v.state, []).append(v.label)
     order = [RUNNING, INTERRUPTED, CRASHED, FAILED, INCOMPLETE, NO_JOB_JSON, NO_RESULTS, NOT_STARTED]
-    parts = [f"{len(groups[s])} {s} ({', '.join(groups[s])})" for s in order + sorted(set(groups) - set(order)) if s in groups]
-    return f"**partial: {done} of {n} jobs finished**; " + "; ".join(parts) + ". Cells marked — lack a result; the notes say why."
+    parts = [
+        f"{len(groups[s])} {s} ({', '.join(groups[s])})"
+        for s in order + sorted(set(groups) - set(order))
+        if s in groups
+    ]
+    return (
+        f"**partial: {done} of {n} jobs finished**; "
+        + "; ".join(parts)
+        + ". Cells marked — lack a result; the notes say why."
+    )
 
 
 def build(sweep: Sweep, paper: Paper | None = None) -> Report:
@@ -1007,10 +1163,14 @@ def build(sweep: Sweep, paper: Paper | None = None) -> Report:
     if scales:
         meta.append(f"Scale: {', '.join(scales)}.")
         if "paper" not in scales:
-            meta.append("The paper's models are 1.1B parameters trained on 118B tokens: at a small scale compare the "
-                        "direction of each ablation against `fim` (the paper's baseline), not the values.")
-    meta.append(f"Paper numbers: santa/sweep/paper_ablations.yaml ({rep.paper.data.get('paper', 'arXiv 2301.03988')}); "
-                "n/a = not published, ≈ = read off a plot.")
+            meta.append(
+                "The paper's models are 1.1B parameters trained on 118B tokens: at a small scale compare the "
+                "direction of each ablation against `fim` (the paper's baseline), not the values."
+            )
+    meta.append(
+        f"Paper numbers: santa/sweep/paper_ablations.yaml ({rep.paper.data.get('paper', 'arXiv 2301.03988')}); "
+        "n/a = not published, ≈ = read off a plot."
+    )
     rep.md += [" ".join(meta), ""]
     rep.md += [f"- {n}" for n in sweep.notes] + ([""] if sweep.notes else [])
     jobs_table(rep)
@@ -1023,7 +1183,10 @@ def build(sweep: Sweep, paper: Paper | None = None) -> Report:
     fim_table(rep)
     if not_run or not any(_lang_of(b, FIM_PREFIX) for b in _benchmarks(sweep)):
         missing = not_run + ([] if any(_lang_of(b, FIM_PREFIX) for b in _benchmarks(sweep)) else ["FIM exact match"])
-        rep.md += [f"Not evaluated in this sweep: {', '.join(missing)} (the paper's numbers are in paper_ablations.yaml).", ""]
+        rep.md += [
+            f"Not evaluated in this sweep: {', '.join(missing)} (the paper's numbers are in paper_ablations.yaml).",
+            "",
+        ]
     data_tables(rep)
     training_table(rep)
     other_results_table(rep)
@@ -1064,7 +1227,11 @@ def write_plots(rep: Report, out: Path) -> list[Path]:
     from matplotlib.figure import Figure
 
     written = []
-    status = "" if not rep.sweep.partial else f" — partial sweep ({rep.sweep.finished} of {len(rep.sweep.variants)} jobs finished)"
+    status = (
+        ""
+        if not rep.sweep.partial
+        else f" — partial sweep ({rep.sweep.finished} of {len(rep.sweep.variants)} jobs finished)"
+    )
     for name, (title, ylabel, per_lang) in rep.plots:
         langs = [lang for lang in LANGS if lang in per_lang] + [lang for lang in per_lang if lang not in LANGS]
         if not langs:
@@ -1125,7 +1292,9 @@ def report(sweep_dir: str | Path, out: str | Path | None = None, formats: Sequen
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise SantaError(f"cannot write the report to {out_dir} ({exc.strerror}); choose another place with --out") from exc
+        raise SantaError(
+            f"cannot write the report to {out_dir} ({exc.strerror}); choose another place with --out"
+        ) from exc
     files: list[Path] = []
     if "md" in formats:
         files.append(write_markdown(rep, out_dir))
@@ -1144,11 +1313,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     if not parser.add_help:
         # santa's CLI builds the chosen subcommand's parser without -h and leaves it to us.
         parser.add_argument("-h", "--help", action="help", help="show this help message and exit")
-    parser.add_argument("sweep", help="the multirun directory (with multirun.yaml and <n>/ job directories), "
-                                      "an evaluate.py multirun, or one run directory")
+    parser.add_argument(
+        "sweep",
+        help="the multirun directory (with multirun.yaml and <n>/ job directories), "
+        "an evaluate.py multirun, or one run directory",
+    )
     parser.add_argument("--out", "-o", help="where to write (default: <sweep>/report/)")
-    parser.add_argument("--format", "-f", action="append", metavar="FORMATS",
-                        help="md, csv, png or all (default), comma-separated or repeated")
+    parser.add_argument(
+        "--format",
+        "-f",
+        action="append",
+        metavar="FORMATS",
+        help="md, csv, png or all (default), comma-separated or repeated",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

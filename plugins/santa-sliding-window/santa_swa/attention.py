@@ -48,8 +48,7 @@ def window_settings(config: GPTConfig) -> tuple[int, int]:
     window = params.get("window")
     if window is None:
         raise SlidingWindowConfigError(
-            "attention='swa' needs a window: set model.attention_params.window=<positions> "
-            "(or use model=tiny_swa)"
+            "attention='swa' needs a window: set model.attention_params.window=<positions> (or use model=tiny_swa)"
         )
     if not _positive_int(window):
         raise SlidingWindowConfigError(f"model.attention_params.window must be a positive int, got {window!r}")

@@ -149,7 +149,9 @@ class MultiplE(Benchmark):
         out = []
         for row in rows:
             if row.get("language") != self.language:
-                raise BenchmarkDataError(f"{path}: problem {row.get('name')} is in {row.get('language')!r}, not {self.language!r}")
+                raise BenchmarkDataError(
+                    f"{path}: problem {row.get('name')} is in {row.get('language')!r}, not {self.language!r}"
+                )
             out.append(
                 Problem(
                     task_id=row["name"],
