@@ -34,7 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _records(args: argparse.Namespace) -> list[dict]:
-    from santa.data.corpus import build_demo_corpus, read_records
+    from santa.data.corpus import build_demo_corpus
+    from santa.data.records import read_records
 
     if args.corpus:
         source = Path(args.corpus)

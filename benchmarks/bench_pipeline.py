@@ -56,7 +56,7 @@ def _corpus(path: Path | None, max_files: int) -> Path:
 
 
 def _records(corpus: Path) -> list[dict[str, Any]]:
-    from santa.data.corpus import read_records
+    from santa.data.records import read_records
     from santa.pipeline.inputs import normalise
 
     return [normalise(r, i, f"record {i}") for i, r in enumerate(read_records(sorted(corpus.rglob("*.jsonl.gz"))))]

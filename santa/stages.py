@@ -29,8 +29,9 @@ from rich.console import Console
 
 from santa.cache_key import config_key
 from santa.confdict import plain_dict
-from santa.data.corpus import build_demo_corpus, print_manifest, read_records, stable_unit
+from santa.data.corpus import build_demo_corpus, print_manifest
 from santa.data.datamodule import DataFiles
+from santa.data.records import read_records, stable_unit
 from santa.data.shards import TokenShard, tokenize_corpus
 from santa.data.tokenizer import fingerprint, load_tokenizer, train_tokenizer
 from santa.errors import SantaError

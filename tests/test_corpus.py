@@ -17,11 +17,9 @@ from santa.data.corpus import (
     LocalSource,
     build_demo_corpus,
     find_local_sources,
-    git_blob_sha1,
     manifest_table,
-    read_records,
-    stable_unit,
 )
+from santa.data.records import git_blob_sha1, read_records, stable_unit
 
 STACK_FIELDS = {
     "content",

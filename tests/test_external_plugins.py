@@ -554,7 +554,7 @@ def corpus_with_generated_files(tmp_path_factory: pytest.TempPathFactory) -> Pat
 
 
 def _rejects_by_path(pipeline_dir: Path) -> dict[str, dict]:
-    from santa.data.corpus import read_records
+    from santa.data.records import read_records
 
     return {r["max_stars_repo_path"]: r for r in read_records(pipeline_dir / "rejects")}
 

@@ -220,7 +220,8 @@ def test_c_like_comments_skip_strings_and_regex_literals(lang: str) -> None:
 
 
 def test_fast_lexers_agree_with_the_reference_on_real_files(tmp_path: Path) -> None:
-    from santa.data.corpus import build_demo_corpus, find_local_sources, read_records
+    from santa.data.corpus import build_demo_corpus, find_local_sources
+    from santa.data.records import read_records
     from santa.filters.comments import comment_ratio
 
     sources = [s for s in find_local_sources() if s.available]

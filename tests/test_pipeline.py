@@ -17,7 +17,7 @@ import pytest
 
 from santa import registry
 from santa.assets import ASSETS as SHARED_DATA  # the benchmark data shipped in the package
-from santa.data.corpus import read_records
+from santa.data.records import read_records
 from santa.errors import SantaError
 from santa.filters.base import StepContext
 from santa.pipeline import PipelineConfig, StepSpec, run_pipeline

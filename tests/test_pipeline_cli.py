@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from santa.data.corpus import build_demo_corpus, find_local_sources, read_records
+from santa.data.corpus import build_demo_corpus, find_local_sources
+from santa.data.records import read_records
 
 
 def santa(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:

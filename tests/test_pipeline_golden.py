@@ -23,7 +23,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from santa.data.corpus import read_records
+from santa.data.records import read_records
 from santa.pipeline.parquet import read_dataset
 
 GOLDEN = Path(__file__).parent / "golden" / "pipeline_presets.json"

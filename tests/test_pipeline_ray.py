@@ -12,7 +12,7 @@ pytest.importorskip("ray")
 
 from test_pipeline import code, mixed_records, stack_record, write_jsonl  # noqa: E402
 
-from santa.data.corpus import read_records  # noqa: E402
+from santa.data.records import read_records  # noqa: E402
 from santa.errors import SantaError  # noqa: E402
 from santa.pipeline import PipelineConfig, StepSpec, run_pipeline  # noqa: E402
 from santa.pipeline.parquet import read_dataset  # noqa: E402

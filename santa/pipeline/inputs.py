@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from santa.data.corpus import LANGUAGES, read_records, stack_record
+from santa.data.records import LANGUAGES, read_records, stack_record
 
 # (id, where, record or None, error message or None); the record may still be bytes: a JSONL
 # line (parsed by the worker, see parse_json_line) or a spilled record (see unpack_record).
@@ -102,7 +102,7 @@ def _jsonl(path: Path, base: int) -> Iterator[Item]:
                 if line.strip():
                     yield base + lineno, f"{path}:{lineno}", line, None
     except (OSError, EOFError, zlib.error) as exc:
-        # As santa.data.corpus.json_lines: what came before is fine, the rest is lost.
+        # As santa.data.records.json_lines: what came before is fine, the rest is lost.
         yield (
             base + lineno + 1,
             f"{path}:{lineno + 1}",
@@ -113,7 +113,7 @@ def _jsonl(path: Path, base: int) -> Iterator[Item]:
 
 def parse_json_line(line: bytes) -> tuple[dict[str, Any] | None, str | None]:
     """(record, None) or (None, error) for one line of a JSONL file, with
-    santa.data.corpus.json_lines's messages."""
+    santa.data.records.json_lines's messages."""
     try:
         rec = json.loads(line)
     except UnicodeDecodeError as exc:
