@@ -17,7 +17,7 @@ from rich.progress import TaskID
 class GracefulStop(pl.Callback):
     """On SIGTERM (a scheduler's preemption, ``kill``) or SIGINT (Ctrl-C), finish the optimizer step
     under way, save ``<checkpoints>/last.ckpt`` at that step and end the fit; the caller reads
-    :attr:`signal_name` and records the run as interrupted.
+    :attr:`signum` and records the run as interrupted.
 
     Lightning's own SIGTERM handling raises at the end of whichever micro-batch is running (with
     gradient accumulation, mid-step), and Ctrl-C raises KeyboardInterrupt wherever Python is (in an
@@ -27,7 +27,8 @@ class GracefulStop(pl.Callback):
 
     def __init__(self, checkpoint_dir: Path) -> None:
         self.checkpoint_dir = Path(checkpoint_dir)
-        self.signal_name: str | None = None
+        # The signal the fit stopped on (a DDP rank that got none stops on rank 0's: SIGTERM).
+        self.signum: int | None = None
         self.checkpoint: Path | None = None
         self._received: int | None = None
         self._previous: dict[int, Any] = {}
@@ -35,7 +36,11 @@ class GracefulStop(pl.Callback):
 
     @property
     def interrupted(self) -> bool:
-        return self.signal_name is not None
+        return self.signum is not None
+
+    @property
+    def signal_name(self) -> str | None:
+        return None if self.signum is None else signal.Signals(self.signum).name
 
     def _handler(self, signum: int, frame: Any) -> None:
         if self._received is not None and signum == signal.SIGINT:
@@ -63,7 +68,7 @@ class GracefulStop(pl.Callback):
             stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
         if not stop:
             return
-        self.signal_name = signal.Signals(self._received).name if self._received else "SIGTERM"
+        self.signum = self._received if self._received is not None else int(signal.SIGTERM)
         self.checkpoint = self.checkpoint_dir / "last.ckpt"
         trainer.save_checkpoint(self.checkpoint)
         trainer.should_stop = True
@@ -88,14 +93,20 @@ def _run_batches(trainer: pl.Trainer) -> int | float:
     return trainer.max_steps * trainer.accumulate_grad_batches
 
 
-class StepsTQDMProgressBar(TQDMProgressBar):
-    """Lightning's tqdm bar over the whole run's micro-batches: Lightning's total counts optimizer
-    steps (wrong under accumulation), and a run resumed mid-epoch gets no total at all (its epoch
-    start is not replayed); here it starts where the checkpoint left off, with a total and an ETA."""
+class _WholeRunTotal:
+    """The bar's total: the whole run's micro-batches (see :func:`_run_batches`)."""
+
+    trainer: pl.Trainer
 
     @property
     def total_train_batches(self) -> int | float:
         return _run_batches(self.trainer)
+
+
+class StepsTQDMProgressBar(_WholeRunTotal, TQDMProgressBar):
+    """Lightning's tqdm bar over the whole run's micro-batches: Lightning's total counts optimizer
+    steps (wrong under accumulation), and a run resumed mid-epoch gets no total at all (its epoch
+    start is not replayed); here it starts where the checkpoint left off, with a total and an ETA."""
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
@@ -108,16 +119,12 @@ class StepsTQDMProgressBar(TQDMProgressBar):
             bar.refresh()
 
 
-class StepsRichProgressBar(RichProgressBar):
+class StepsRichProgressBar(_WholeRunTotal, RichProgressBar):
     """Lightning's rich bar, with the same total and resume as :class:`StepsTQDMProgressBar`."""
 
     def _get_train_description(self, current_epoch: int) -> str:
         # Lightning writes "Epoch 0/-2" for a run bounded by steps, not epochs.
         return f"Training to step {self.trainer.max_steps}"
-
-    @property
-    def total_train_batches(self) -> int | float:
-        return _run_batches(self.trainer)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_train_start(trainer, pl_module)

@@ -99,7 +99,6 @@ def _snapshot(run_dir: Path) -> dict[str, Any] | None:
         return None
     hydra_dir = run_dir / ".hydra"
     return {
-        "top": {p.name for p in run_dir.iterdir()},
         "hydra": {p.name: p.read_bytes() for p in hydra_dir.iterdir() if p.is_file()} if hydra_dir.is_dir() else None,
         "logs": {p.name: p.stat().st_size for p in run_dir.glob(f"*{_HYDRA_LOG_SUFFIX}") if p.is_file()},
     }
@@ -125,9 +124,9 @@ def _tidy_run_dir(exc: BaseException) -> None:
         return
     before = _BEFORE[run_dir]
     if before is None:
-        # Only Hydra's own timestamped folder of a single run: a folder the user named, and a
-        # sweep's job folders, keep the job.json that records the failure (santa report reads it).
-        if multirun_job() is not None or _run_dir_was_chosen():
+        # Only Hydra's own timestamped folder of a single run (a sweep records no new job folder):
+        # a folder the user named keeps the job.json that records the failure.
+        if _run_dir_was_chosen():
             return
         if run_dir.is_dir() and not (run_dir / "checkpoints").exists():
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -172,19 +171,14 @@ class RunDirGuard(Callback):
         _BEFORE[run_dir] = _snapshot(run_dir)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # The job directories a rerun of the sweep resumes in (ckpt_path=auto); a job directory
+        # the sweep creates is not recorded, and a job folder is never removed (see _tidy_run_dir).
         sweep = Path(str(config.hydra.sweep.dir)).resolve()
         _BEFORE.clear()
-        # Hydra numbers the job directories 0, 1, ... (hydra.sweep.subdir): ask for the ones a
-        # sweep of this size can use; the ones that do not exist yet are recorded as new.
-        existing = {p.resolve() for p in sweep.iterdir() if p.is_dir()} if sweep.is_dir() else set()
-        for d in existing:
-            _BEFORE[d] = _snapshot(d)
-        self._sweep = sweep
-
-    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
-        run_dir = _current_run_dir()
-        if run_dir is not None and run_dir not in _BEFORE and getattr(self, "_sweep", None) is not None:
-            _BEFORE[run_dir] = None  # a job directory this sweep created
+        if sweep.is_dir():
+            for d in sweep.iterdir():
+                if d.is_dir():
+                    _BEFORE[d.resolve()] = _snapshot(d)
 
 
 class SweepErrors(Callback):

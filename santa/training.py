@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import signal
 import sys
 import time
 import warnings
@@ -341,7 +340,7 @@ def _train(
     try:
         trainer.fit(lit, datamodule=dm, ckpt_path=ckpt_path)
         if stop.interrupted:
-            _interrupted(stop, trainer, run_dir, job, console)
+            _interrupted(stop, trainer, run_dir, job)
         summary: dict[str, Any] = {
             "run_dir": str(run_dir),
             "experiment": cfg.get("experiment_name"),
@@ -372,9 +371,7 @@ def _train(
         finish_loggers(trainer)
 
 
-def _interrupted(
-    stop: GracefulStop, trainer: pl.Trainer, run_dir: Path, job: JobRecord | None, console: Console
-) -> None:
+def _interrupted(stop: GracefulStop, trainer: pl.Trainer, run_dir: Path, job: JobRecord | None) -> None:
     command = resume_command(run_dir)
     if job is not None:
         job.update(
@@ -385,11 +382,11 @@ def _interrupted(
             resume=command,
             error=None,
         )
-    signum = int(getattr(signal, stop.signal_name or "SIGTERM"))
+    assert stop.signum is not None
     raise RunInterrupted(
         f"{stop.signal_name}: training stopped at step {trainer.global_step} of {trainer.max_steps}; "
         f"checkpoint saved to {stop.checkpoint}. Resume with: {command}",
-        signum,
+        stop.signum,
     )
 
 

@@ -132,6 +132,14 @@ def run_train_py(overrides: list[str], *, timeout: float = 600, env: dict | None
     )
 
 
+def run_santa(*args: str, cwd: Path = ROOT, timeout: float = 600) -> subprocess.CompletedProcess:
+    """The `santa` command in a subprocess (``python -m santa.cli``), as a user runs it."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "santa.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
+    )
+
+
 def read_metrics(run_dir: Path) -> list[dict]:
     import csv
 

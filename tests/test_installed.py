@@ -16,23 +16,15 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, stdlib_records, write_jsonl_gz
+from conftest import TINY as CONFTEST_TINY
 
+# conftest's tiny run, three steps long.
 TINY = [
-    "model.n_layer=2",
-    "model.n_embd=64",
-    "model.n_head=4",
-    "data.seq_len=64",
-    "data.micro_batch_size=4",
-    "data.global_batch_size=4",
-    "data.val_windows=4",
-    "tokenizer.vocab_size=400",
-    "trainer.max_steps=3",
-    "trainer.val_every_n_steps=3",
-    "trainer.checkpoint_every_n_steps=3",
-    "trainer.enable_progress_bar=false",
-    "export_hf=false",
-    "show_samples=false",
+    o
+    for o in CONFTEST_TINY
+    if not o.startswith(("trainer.max_steps=", "trainer.val_every_n_steps=", "trainer.checkpoint_every_n_steps="))
 ]
+TINY += ["trainer.max_steps=3", "trainer.val_every_n_steps=3", "trainer.checkpoint_every_n_steps=3"]
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@ blocks nothing, and a refused run that leaves the files it found as they were.""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -10,14 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_train_py, stdlib_records, tiny_overrides, write_jsonl_gz
+from conftest import ROOT, run_santa, run_train_py, stdlib_records, tiny_overrides, write_jsonl_gz
 
-
-def santa_cli(*args: str, cwd: Path = ROOT, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "santa.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
-    )
+santa_cli = functools.partial(run_santa, timeout=300)
 
 
 @pytest.fixture(scope="module")

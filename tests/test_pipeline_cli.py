@@ -10,17 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, run_santa
 
 from santa.data.corpus import build_demo_corpus, find_local_sources
 from santa.data.records import read_records
 
-
-def santa(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "santa.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env
-    )
+santa = run_santa
 
 
 @pytest.fixture(scope="module")

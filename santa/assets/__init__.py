@@ -28,10 +28,6 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def packaged_dir() -> Path:
-    return ASSETS
-
-
 def user_data_dir(given: str | Path | None = None) -> Path | None:
     """The folder the user chose, if any: ``given`` first, then ``$SANTA_DATA``. It must exist."""
     for value, what in ((given, "data_dir"), (os.environ.get("SANTA_DATA"), "$SANTA_DATA")):

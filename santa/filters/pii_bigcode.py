@@ -96,34 +96,9 @@ BIGCODE_DNS_SERVERS: frozenset[str] = frozenset(
     }
 )
 
-# The reference's detect-secrets configuration: these plugins (class names, reference order) and
-# these filters; detect-secrets adds its two file-level defaults to any filter list it is given.
-BIGCODE_PLUGINS: tuple[str, ...] = (
-    "ArtifactoryDetector",
-    "AWSKeyDetector",
-    "Base64HighEntropyString",
-    "HexHighEntropyString",
-    "AzureStorageKeyDetector",
-    "CloudantDetector",
-    "DiscordBotTokenDetector",
-    "GitHubTokenDetector",
-    "IbmCloudIamDetector",
-    "IbmCosHmacDetector",
-    "JwtTokenDetector",
-    "MailchimpDetector",
-    "NpmDetector",
-    "SendGridDetector",
-    "SlackDetector",
-    "SoftlayerDetector",
-    "StripeDetector",
-    "TwilioKeyDetector",
-)
-BIGCODE_FILTERS: tuple[str, ...] = (
-    "detect_secrets.filters.heuristic.is_potential_uuid",
-    "detect_secrets.filters.heuristic.is_likely_id_string",
-    "detect_secrets.filters.heuristic.is_templated_secret",
-    "detect_secrets.filters.heuristic.is_sequential_string",
-)
+# The reference's detect-secrets configuration (its 18 plugins, its 4 heuristic filters, plus
+# detect-secrets' 2 file-level defaults) is the paper's, which santa.filters.pii_keys holds once
+# (PLUGIN_NAMES, FILTER_NAMES) and _scan below runs through its scan_lines.
 
 
 @dataclass(frozen=True)

@@ -97,22 +97,23 @@ def run(args: argparse.Namespace) -> int:
     )
     result = run_pipeline(pcfg, console)
     console.print(f"[bold]outputs[/bold] {result.output} (report.json, data/, rejects/)", highlight=False)
-    return check_produced(result.report, source, console)
+    check_produced(result.report, source, console)
+    return 0
 
 
-def check_produced(report: dict[str, Any], source: object, console: Console) -> int:
-    """Success with nothing produced is not silent: no record read is an error (exit 2), every
-    record dropped a warning that names the step that dropped the most."""
+def check_produced(report: dict[str, Any], source: object, console: Console) -> None:
+    """Success with nothing produced is not silent: no record read is a user error (exit 2),
+    every record dropped a warning that names the step that dropped the most."""
     totals = report["totals"]
     if totals["read"]["files"] == 0:
+        from santa.pipeline.engine import PipelineError
+
         errors = int((report.get("input_errors") or {}).get("count", 0))
-        console.print(
-            f"[bold red]error:[/bold red] read no records from input={source}"
+        raise PipelineError(
+            f"read no records from input={source}"
             + (f" ({errors} input error(s), see report.json)" if errors else " (empty input)")
-            + "; the output is empty",
-            highlight=False,
+            + "; the output is empty"
         )
-        return 2
     if totals["kept"]["files"] == 0:
         steps = [s for s in report["steps"] if s.get("read") and s.get("kept")]
         worst = max(steps, key=lambda s: s["read"]["files"] - s["kept"]["files"], default=None)
@@ -122,4 +123,3 @@ def check_produced(report: dict[str, Any], source: object, console: Console) -> 
             f"{where} (see rejects/ and report.json); data/ is empty",
             highlight=False,
         )
-    return 0

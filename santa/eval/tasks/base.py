@@ -69,12 +69,6 @@ def truncate_at_stop(text: str, stop: tuple[str, ...] | list[str]) -> str:
     return text[:cut]
 
 
-def candidate_data_dirs() -> list[Path]:
-    """Where benchmark data is looked for when ``data_dir`` is not given: ``$SANTA_DATA`` if set,
-    then the copy shipped inside santa (:mod:`santa.assets`)."""
-    return assets.data_dirs()
-
-
 def resolve_data_dir(data_dir: str | Path | None) -> Path:
     """``data_dir`` if given (it must exist), else ``$SANTA_DATA``, else the packaged copy."""
     try:
