@@ -21,8 +21,9 @@ from santa.data.records import read_records
 from santa.errors import SantaError
 from santa.filters.base import StepContext
 from santa.pipeline import PipelineConfig, StepSpec, run_pipeline
-from santa.pipeline.engine import WORK, PipelineError
+from santa.pipeline.engine import WORK
 from santa.pipeline.parquet import read_dataset
+from santa.pipeline.spec import PipelineError
 
 
 def stack_record(
@@ -328,7 +329,7 @@ def test_worker_processes_keep_the_same_files_as_one_process(tmp_path: Path) -> 
 
 
 def test_forked_and_spawned_workers_keep_the_same_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from santa.pipeline import engine
+    from santa.pipeline import engines
 
     recs = mixed_records() * 2
     for k in range(2):
@@ -340,7 +341,7 @@ def test_forked_and_spawned_workers_keep_the_same_files(tmp_path: Path, monkeypa
         StepSpec("near_dedup", {"mode": "dedup_alt"}),
     ]
     forked = run(tmp_path, tmp_path / "in", steps=steps, out="fork", workers=2, batch_size=4)
-    monkeypatch.setattr(engine, "_single_threaded", lambda: False)  # as if the driver ran threads
+    monkeypatch.setattr(engines, "_single_threaded", lambda: False)  # as if the driver ran threads
     spawned = run(tmp_path, tmp_path / "in", steps=steps, out="spawn", workers=2, batch_size=4)
     untimed = lambda r: [{k: v for k, v in s.items() if k != "corpus_seconds"} for s in r.report["steps"]]  # noqa: E731
     assert untimed(forked) == untimed(spawned)
@@ -357,7 +358,7 @@ def test_workers_are_forked_only_from_a_process_without_threads() -> None:
     script = textwrap.dedent("""
         import threading
         import pyarrow  # starts jemalloc's background thread, which is fork-safe
-        from santa.pipeline.engine import _single_threaded
+        from santa.pipeline.engines import _single_threaded
         assert _single_threaded()
         stop = threading.Event()
         t = threading.Thread(target=stop.wait)
@@ -377,7 +378,7 @@ def test_workers_are_forked_only_from_a_process_without_threads() -> None:
     # `santa prepare` keeps numpy's OpenBLAS from starting its thread pool, whatever the
     # environment says about threads, so that its workers can be forked.
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
-    script = "import santa.pipeline.cli, numpy; from santa.pipeline.engine import _single_threaded; assert _single_threaded()"
+    script = "import santa.pipeline.cli, numpy; from santa.pipeline.engines import _single_threaded; assert _single_threaded()"
     subprocess.run([sys.executable, "-c", script], check=True, env=env)
 
 
@@ -391,7 +392,7 @@ def test_a_run_leaves_no_thread_behind(tmp_path: Path) -> None:
     script = textwrap.dedent(f"""
         from pathlib import Path
         from santa.pipeline import PipelineConfig, StepSpec, run_pipeline
-        from santa.pipeline.engine import _single_threaded
+        from santa.pipeline.engines import _single_threaded
         steps = [StepSpec("basic"), StepSpec("exact_dedup"), StepSpec("near_dedup", {{"mode": "dedup_alt"}}), StepSpec("comments")]
         for k in range(2):
             assert _single_threaded(), k

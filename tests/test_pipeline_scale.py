@@ -24,8 +24,9 @@ from test_pipeline_golden import synthetic_records
 
 from santa.filters.base import Decision, DecisionTable
 from santa.pipeline import StepSpec
-from santa.pipeline.engine import WORK, spill_parts
+from santa.pipeline.engine import WORK
 from santa.pipeline.inputs import pack_record, unpack_record
+from santa.pipeline.spill import spill_parts
 
 
 def test_decision_table_round_trips_a_steps_decisions(tmp_path: Path) -> None:

@@ -241,7 +241,7 @@ def test_a_misspelt_step_name_in_pipeline_params_is_refused() -> None:
     """With pipeline.params open, `pipeline.params.basci.x=1` would be silently ignored: a key
     must name a step, an installed filter or a step of its own (`plugin`)."""
     from santa.pipeline.config import step_specs
-    from santa.pipeline.engine import PipelineError
+    from santa.pipeline.spec import PipelineError
 
     ok = step_specs(
         {
@@ -258,7 +258,7 @@ def test_the_pipeline_the_harness_and_the_datamodule_build_through_the_registry(
     from santa.data.datamodule import SantaDataModule
     from santa.eval.harness import build_benchmark
     from santa.eval.settings import EvaluationError
-    from santa.pipeline.engine import PipelineError, StepSpec, build_step
+    from santa.pipeline.spec import PipelineError, StepSpec, build_step
 
     with pytest.raises(
         PipelineError,

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from santa.pipeline.engine import PipelineConfig, PipelineError, PipelineResult, StepSpec, run_pipeline
+    from santa.pipeline.engine import run_pipeline
+    from santa.pipeline.spec import PipelineConfig, PipelineError, PipelineResult, StepSpec
 
 __all__ = ["PipelineConfig", "PipelineError", "PipelineResult", "StepSpec", "run_pipeline"]
 
@@ -18,8 +19,12 @@ __all__ = ["PipelineConfig", "PipelineError", "PipelineResult", "StepSpec", "run
 def __getattr__(name: str) -> Any:
     # Imported on first use, so that `santa prepare` (santa/pipeline/cli.py) can set up the
     # process before numpy and pyarrow load.
-    if name in __all__:
+    if name == "run_pipeline":
         from santa.pipeline import engine
 
-        return getattr(engine, name)
+        return engine.run_pipeline
+    if name in __all__:
+        from santa.pipeline import spec
+
+        return getattr(spec, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

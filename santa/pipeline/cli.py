@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # imported lazily at run time: `santa prepare --help` stays f
 
 # Before numpy loads (santa.pipeline imports it lazily): its OpenBLAS would start a pool of
 # threads at import that no step uses (the pipeline has no matrix products), and a process with
-# threads must spawn its workers rather than fork them (santa/pipeline/engine.py).
+# threads must spawn its workers rather than fork them (santa/pipeline/engines.py).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
@@ -106,7 +106,7 @@ def check_produced(report: dict[str, Any], source: object, console: Console) -> 
     every record dropped a warning that names the step that dropped the most."""
     totals = report["totals"]
     if totals["read"]["files"] == 0:
-        from santa.pipeline.engine import PipelineError
+        from santa.pipeline.spec import PipelineError
 
         errors = int((report.get("input_errors") or {}).get("count", 0))
         raise PipelineError(

@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from santa import assets, registry
 from santa.filters.base import StepContext
-from santa.pipeline.engine import PipelineConfig, PipelineError, StepSpec
+from santa.pipeline.spec import PipelineConfig, PipelineError, StepSpec
 
 
 def benchmark_dirs(given: str | Path | None) -> list[Path]:

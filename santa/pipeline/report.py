@@ -33,7 +33,7 @@ from santa.pipeline.parquet import count_rows, write_json, write_table
 from santa.pipeline.plan import FORMAT, INPUT_STEP, SUCCESS, AccountingError, Segment, renamed_plugin
 
 if TYPE_CHECKING:
-    from santa.pipeline.engine import PipelineConfig
+    from santa.pipeline.spec import PipelineConfig
 
 _OUTPUTS = ("data", "rejects", "annotations", "plots", "duplicates.parquet", "report.json")
 

@@ -1,0 +1,169 @@
+"""The spill between two corpus steps: a segment's survivors of one input file, written by the
+workers as Parquet parts (records packed and compressed; ids, location and prepared values as
+columns a corpus step reads without unpacking), and :class:`SpilledRecords`, what a corpus step
+iterates over."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from santa.filters.base import Record
+from santa.pipeline.inputs import ID_SHIFT, pack_record, unpack_record
+from santa.pipeline.parquet import tmp_name
+
+_SPILL_SCHEMA = pa.schema(
+    [
+        ("id", pa.int64()),
+        ("where", pa.string()),
+        ("lang", pa.string()),
+        ("repo", pa.string()),
+        ("path", pa.string()),
+        ("prepared", pa.large_binary()),
+        ("record", pa.large_binary()),
+    ]
+)
+# The spill's small columns are compressed by Parquet; the records are compressed already.
+_SPILL_COMPRESSION = {
+    "id": "zstd",
+    "where": "zstd",
+    "lang": "zstd",
+    "repo": "zstd",
+    "path": "zstd",
+    "prepared": "none",
+    "record": "none",
+}
+
+
+def spill_dir(root: Path, segment: int, unit: int) -> Path:
+    """Where a segment's survivors of one input file are spilled: a directory of parts."""
+    return root / f"s{segment}-u{unit:05d}.spill"
+
+
+def spill_parts(path: str | Path) -> list[Path]:
+    """A spill directory's parts, in input order (named by their first record's id)."""
+    return sorted(Path(path).glob("part-*.parquet"))
+
+
+def write_spill_part(root: Path, segment: int, records: list[Record]) -> Path:
+    """Spill one batch's survivors (all of one input file), from the worker that processed them:
+    the driver never reads, pickles or writes the records between two corpus steps. The part is
+    named by its first id, so the parts sort in input order whichever worker wrote them."""
+    first = int(records[0]["id"])
+    d = spill_dir(root, segment, first >> ID_SHIFT)
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / f"part-{first:020d}.parquet"
+    tmp = tmp_name(path)
+    try:
+        pq.write_table(spill_table(records), tmp, compression=_SPILL_COMPRESSION, use_dictionary=["lang", "repo"])
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def spill_table(records: list[Record]) -> pa.Table:
+    """Survivors of a segment, each packed whole (santa's fields and the source's: see
+    :func:`~santa.pipeline.inputs.pack_record`), with the fields a corpus step reads without
+    unpacking them: the id, location, language, and ``_prepared`` (pickled on its own)."""
+
+    def text(v: Any) -> str | None:
+        return None if v is None else str(v)
+
+    prepared = [r.pop("_prepared", None) for r in records]
+    return pa.table(
+        {
+            "id": pa.array([r["id"] for r in records], pa.int64()),
+            "where": pa.array([text(r.get("_where")) for r in records], pa.string()),
+            "lang": pa.array([text(r.get("lang")) for r in records], pa.string()),
+            "repo": pa.array([text(r.get("repo")) for r in records], pa.string()),
+            "path": pa.array([text(r.get("path")) for r in records], pa.string()),
+            "prepared": pa.array(
+                [None if p is None else pickle.dumps(p, protocol=5) for p in prepared], pa.large_binary()
+            ),
+            "record": pa.array([pack_record(r) for r in records], pa.large_binary()),
+        },
+        schema=_SPILL_SCHEMA,
+    )
+
+
+class SpilledRecords:
+    """Every record that reached a corpus step, read back from the spill files; re-iterable.
+
+    ``content=False`` (a step whose ``reads_content`` is False) yields records of only their id,
+    ``_where``, lang, repo, path and ``_prepared``, without unpacking them; :meth:`select` gives
+    whole records of chosen ids. ``scratch``: a directory the step may write temporary files to."""
+
+    _LIGHT = ("id", "where", "lang", "repo", "path", "prepared")
+
+    def __init__(self, paths: list[Path], content: bool = True, scratch: Path | None = None) -> None:
+        self.paths = paths
+        self.content = content
+        self.scratch = scratch
+
+    def _batches(self, columns: list[str]) -> Iterator[pa.RecordBatch]:
+        for p in self.paths:
+            pf = pq.ParquetFile(p, pre_buffer=False)
+            yield from pf.iter_batches(batch_size=1024, columns=columns, use_threads=False)
+
+    @staticmethod
+    def _records(batch: pa.RecordBatch, content: bool) -> Iterator[Record]:
+        cols = {name: batch.column(name).to_pylist() for name in batch.schema.names}
+        for j in range(batch.num_rows):
+            if content:
+                rec = unpack_record(cols["record"][j])
+            else:
+                rec = {
+                    "id": cols["id"][j],
+                    "_where": cols["where"][j],
+                    "lang": cols["lang"][j],
+                    "repo": cols["repo"][j],
+                    "path": cols["path"][j],
+                }
+            p = cols["prepared"][j]
+            if p is not None:
+                rec["_prepared"] = pickle.loads(p)
+            yield rec
+
+    def __iter__(self) -> Iterator[Record]:
+        columns = [*self._LIGHT] + ["record"] * self.content
+        for batch in self._batches(columns):
+            yield from self._records(batch, self.content)
+
+    def select(self, ids: Any, content: bool = True) -> Iterator[Record]:
+        """The records of the given ids (in spill order), whole unless ``content=False``; the
+        others are not unpacked."""
+        import numpy as np
+
+        wanted = np.unique(np.asarray(ids, dtype=np.int64))
+        for batch in self._batches([*self._LIGHT] + ["record"] * content):
+            mask = np.isin(batch.column(0).to_numpy(), wanted)
+            if mask.any():
+                yield from self._records(batch.filter(pa.array(mask)), content)
+
+    def locations(self, ids: Any) -> tuple[Any, list[Any], list[Any]]:
+        """(sorted ids, their repos, their paths) of the given ids that are in the spill."""
+        import numpy as np
+
+        wanted = np.unique(np.asarray(ids, dtype=np.int64))
+        parts = []
+        for batch in self._batches(["id", "repo", "path"]):
+            mask = np.isin(batch.column(0).to_numpy(), wanted)
+            if mask.any():
+                parts.append(batch.filter(pa.array(mask)))
+        if not parts:
+            return np.zeros(0, dtype=np.int64), [], []
+        t = pa.Table.from_batches(parts)
+        order = np.argsort(t.column("id").to_numpy(), kind="stable")
+        t = t.take(pa.array(order))
+        return t.column("id").to_numpy(), t.column("repo").to_pylist(), t.column("path").to_pylist()
+
+    def __len__(self) -> int:
+        return sum(pq.ParquetFile(p).metadata.num_rows for p in self.paths)
