@@ -282,7 +282,8 @@ def _run_segment(
     if real and engine.whole_units(len(real)):
         # A task per unit: the worker reads it, writes its files and marker; the driver only
         # records the marker (and drops nothing: the worker deleted the unit's input spill).
-        tasks = [UnitTask(u, engine.batch_size, str(work), drop_inputs) for u in real]
+        # Largest first, so that no worker starts a big unit when the others are finishing.
+        tasks = [UnitTask(u, engine.batch_size, str(work), drop_inputs) for u in sorted(real, key=_size, reverse=True)]
         with progress:
             for marker in engine.run_units(args, tasks):
                 markers[marker["unit"]] = marker
@@ -293,6 +294,17 @@ def _run_segment(
     for u in pending:  # empty inputs, and units whose records all went before this segment
         if markers.get(u.index) is None:
             markers[u.index] = compact_marker(UnitWriter(work, seg, u.index, last).finish())
+
+
+def _size(unit: Unit) -> int:
+    """A unit's bytes on disk (a spill's parts together); 0 for a tree or a missing file."""
+    path = Path(unit.path)
+    try:
+        if unit.kind == "spill":
+            return sum(p.stat().st_size for p in spill_parts(path))
+        return path.stat().st_size if path.is_file() else 0
+    except OSError:
+        return 0
 
 
 def _write_batches(
