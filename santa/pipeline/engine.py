@@ -11,7 +11,10 @@ The steps are cut into segments at each corpus step (dedup):
 
 Segments run unit by unit (one unit per input file) in batches; each finished unit leaves its
 files and then a marker (its counts, written last) under ``<output>/.santa-work/<key>/``, and
-each corpus step its decisions, so an interrupted run resumes where it stopped. The published
+each corpus step its decisions, so an interrupted run resumes where it stopped. With at least two
+units per worker, a worker runs a whole unit and writes its files and marker itself: the driver
+receives only markers and touches no record. With fewer (one big input file), the driver reads
+the units, sends batches to every worker, and writes their results. The published
 outputs appear only when everything is done, ``_SUCCESS`` last.
 
 Between two corpus steps the records never pass through the driver: each worker spills its
