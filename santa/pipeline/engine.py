@@ -285,8 +285,10 @@ def _run_segment(
     if real and engine.whole_units(len(real)):
         # A task per unit: the worker reads it, writes its files and marker; the driver only
         # records the marker (and drops nothing: the worker deleted the unit's input spill).
-        # Largest first, so that no worker starts a big unit when the others are finishing.
-        tasks = [UnitTask(u, engine.batch_size, str(work), drop_inputs) for u in sorted(real, key=_size, reverse=True)]
+        # Largest first, so that no worker starts a big unit when the others are finishing (in
+        # input order in one process, where nothing waits).
+        order = sorted(real, key=_size, reverse=True) if engine.workers > 1 else real
+        tasks = [UnitTask(u, engine.batch_size, str(work), drop_inputs) for u in order]
         with progress:
             for marker in engine.run_units(args, tasks):
                 markers[marker["unit"]] = marker
