@@ -241,7 +241,9 @@ class RayEngine:
         self._init()
         import ray
 
-        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        cpus = int(ray.cluster_resources().get("CPU", 0))
+        if cpus < 1:  # an actor would wait for a CPU forever
+            raise PipelineError(f"the Ray cluster at {self.address or 'this machine'} has no CPU for santa's actors")
         actor = ray.remote(num_cpus=1)(_RayWorker)
         self._actors = [actor.remote() for _ in range(cpus)]
 
