@@ -315,7 +315,7 @@ def test_packed_decoding_matches_plain_and_restores_modules():
     from santa.model import generation
 
     if not generation._can_pack(build("mqa"), generation.PACK_MIN_BATCH):
-        pytest.skip("MKL packed GEMM not available here")
+        pytest.skip("oneDNN packed linear not available here")
     model = build("mqa")
     ids = torch.randint(0, 320, (generation.PACK_MIN_BATCH, 5))
     packed = generate(model, ids, 12)  # batch >= PACK_MIN_BATCH: packed weights
