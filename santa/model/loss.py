@@ -85,12 +85,19 @@ class _ChunkedLMHeadCE(torch.autograd.Function):
                 e = min(n, s + chunk_tokens)
                 hc, tc = h[s:e], t[s:e]
                 logits = torch.mm(hc, w.t()).float()  # [c, V]; no copy when already fp32
-                lse = torch.logsumexp(logits, dim=-1)
-                loss_sum += (lse - logits.gather(1, tc[:, None]).squeeze(1)).sum()
+                target_logit = logits.gather(1, tc[:, None]).squeeze(1)
+                # log-sum-exp and softmax from ONE exp pass, in place: torch.logsumexp followed
+                # by exp(logits - lse) took 2.9x as long per chunk (340 x 49,280, one thread;
+                # logsumexp allocates a shifted copy and exponentiates it, then exp again).
+                row_max = logits.amax(dim=-1, keepdim=True)
+                probs = logits.sub_(row_max).exp_()  # logits is consumed from here on
+                row_sum = probs.sum(dim=-1, keepdim=True)
+                lse = (row_max + row_sum.log()).squeeze(1)
+                loss_sum += (lse - target_logit).sum()
                 if not (need_h or need_w):
                     continue
                 # d loss_i / d logits_i = softmax_i - onehot(target_i), built in place.
-                probs = logits.sub_(lse[:, None]).exp_()
+                probs.div_(row_sum)
                 probs[torch.arange(e - s, device=probs.device), tc] -= 1.0
                 d = probs.to(compute_dtype)
                 if grad_h is not None:
