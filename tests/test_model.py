@@ -345,9 +345,10 @@ def _sdpa_kernels(fn) -> set[str]:
 
 @pytest.mark.parametrize("attention", ["mqa", "mha"])
 def test_attention_takes_the_fused_kernel_whenever_dropout_allows(attention):
-    """Attention dropout > 0 forces SDPA's math kernel on CPU (it materializes the [T, S] weights
-    for the dropout mask); without it — dropout 0, or eval mode — the fused flash kernel runs, in
-    the backward pass too, for MQA (enable_gqa) as for MHA."""
+    """Attention dropout > 0 would force SDPA's math kernel on CPU (it materializes the [T, S]
+    weights for the dropout mask), so training with dropout takes the blocked causal path and no
+    SDPA kernel at all; without dropout — dropout 0, or eval mode — the fused flash kernel runs,
+    in the backward pass too, for MQA (enable_gqa) as for MHA."""
     ids = torch.randint(0, 320, (2, 16))
     targets = ids.roll(-1, dims=1)
     flash = "aten::_scaled_dot_product_flash_attention_for_cpu"
@@ -357,7 +358,60 @@ def test_attention_takes_the_fused_kernel_whenever_dropout_allows(attention):
     with_dropout = build(attention, dropout=0.1)
     with torch.no_grad():
         assert _sdpa_kernels(lambda: with_dropout.eval()(ids)) == {flash}
-    assert any("math" in k for k in _sdpa_kernels(lambda: with_dropout.train()(ids)))
+    assert _sdpa_kernels(lambda: with_dropout.train()(ids, targets)[1].backward()) == set()
+
+
+def _reference_attention(q, k, v, keep=None, p=0.0):
+    """softmax(q k^T / sqrt(d)) over keys j <= i, each key/value head repeated to its query heads,
+    optionally times a keep mask / (1 - p), then @ v. q: [B, H, T, D]; k, v: [B, K, T, D]."""
+    H, T, D = q.size(1), q.size(2), q.size(3)
+    k = k.repeat_interleave(H // k.size(1), dim=1)
+    v = v.repeat_interleave(H // v.size(1), dim=1)
+    scores = (q @ k.transpose(-1, -2)) / D**0.5
+    scores = scores.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf"))
+    weights = scores.softmax(-1)
+    if keep is not None:
+        weights = weights * keep / (1 - p)
+    return weights @ v
+
+
+@pytest.mark.parametrize("kv_heads", [1, 2, 4])
+@pytest.mark.parametrize("block", [3, 4, 64])
+def test_blocked_dropout_attention_equals_causal_attention(kv_heads, block):
+    """The blocked attention-dropout path at p = 0 is exact causal attention (fp32 and its
+    gradients), for MQA/GQA/MHA and blocks that do and do not divide T."""
+    from santa.model.attention import causal_attention_with_dropout
+
+    torch.manual_seed(0)
+    q = torch.randn(2, 4, 10, 8, requires_grad=True)
+    k = torch.randn(2, kv_heads, 10, 8, requires_grad=True)
+    v = torch.randn(2, kv_heads, 10, 8, requires_grad=True)
+    ours = causal_attention_with_dropout(q, k, v, 0.0, block=block)
+    grads = torch.autograd.grad(ours.square().sum(), (q, k, v))
+    ref = _reference_attention(q, k, v)
+    ref_grads = torch.autograd.grad(ref.square().sum(), (q, k, v))
+    torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r, atol=1e-5, rtol=1e-5)
+
+
+def test_blocked_dropout_attention_drops_visible_weights_only():
+    """With v = identity over key positions the output rows are the attention weights after
+    dropout: each is the causal softmax row with every kept weight scaled by 1 / (1 - p), the
+    others zero, future keys always zero, and about p of the visible weights dropped."""
+    from santa.model.attention import causal_attention_with_dropout
+
+    torch.manual_seed(0)
+    B, H, T, p = 4, 4, 32, 0.3
+    q, k = torch.randn(B, H, T, T), torch.randn(B, 1, T, T)
+    v = torch.eye(T).expand(B, 1, T, T)
+    dropped = causal_attention_with_dropout(q, k, v, p, block=5)  # [B, H, T(query), T(key)]
+    keep = dropped != 0
+    visible = torch.ones(T, T, dtype=torch.bool).tril()
+    assert not keep[..., ~visible].any()
+    torch.testing.assert_close(dropped, _reference_attention(q, k, v, keep, p), atol=1e-6, rtol=1e-5)
+    share = 1 - keep[..., visible].float().mean().item()
+    assert abs(share - p) < 0.03  # ~8,400 visible weights: 3 standard deviations is 0.015
 
 
 def test_generate_projects_only_sampled_positions_and_reuses_its_buffers():
