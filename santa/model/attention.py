@@ -24,11 +24,12 @@ Speed notes (torch 2.13, CPU, 2 cores, 8 heads x 64; `benchmarks/bench_model.py 
   view of the projected token and was 2-3x faster than ``enable_gqa`` or expand at batch 16;
   each key/value head of the cache is read once per step, not once per query head.
 - attention dropout (training at the paper's 0.1): CPU SDPA has no fused kernel with dropout; its
-  math kernel builds the full [T, T] weights, dropout mask and gradients (32 MB each per layer at
-  4 x 8 heads x 512^2, past the cache) and computes the masked-out half too. In blocks of 64 query
-  rows, each against only the keys it can see (:func:`causal_attention_with_dropout`), fwd + bwd
-  took 106 vs 284 ms for MQA at 4 x 512 (126 vs 253 MHA; 1.1 vs 2.7 s at 1 x 2048, 16 x 128;
-  the flash kernel without dropout: 97 ms).
+  math kernel builds the full [T, T] weights, dropout mask and their gradients (32 MB each per
+  layer at 4 x 8 heads x 512^2, as large as this CPU's whole L3) and computes the masked-out half
+  too. In blocks of 64 query rows, each against only the keys it can see
+  (:func:`causal_attention_with_dropout`), fwd + bwd took 106 vs 284 ms for MQA at 4 x 512, one
+  thread (MHA 126 vs 253; 1 x 2048 with 16 x 128 heads 1.1 vs 2.7 s; the flash kernel without
+  dropout: 97 ms at 4 x 512).
 """
 
 from __future__ import annotations
