@@ -33,7 +33,8 @@ cache is read once per layer while the 49,280-word vocabulary projection runs on
 the 24-layer SantaCoder at batch 64 and 2,048 positions, attention over the cache is twice the
 vocabulary projection's arithmetic even with MQA (13 vs 6.4 GMAC per step) and MHA's cache is 51 GB
 read per step; at 2 layers (the default before) the projection is most of a step and hides part of
-MQA's advantage (2 layers 1.74x, 6 layers 2.09x, median, one thread, 2026-12-07).
+MQA's advantage (2 layers 1.75x, 6 layers 2.10x, median, one thread, CPU clock, load 5,
+2026-12-07).
 """
 
 from __future__ import annotations
