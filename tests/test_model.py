@@ -315,7 +315,7 @@ def test_packed_decoding_matches_plain_and_restores_modules():
     from santa.model import generation
 
     if not generation._can_pack(build("mqa"), generation.PACK_MIN_BATCH):
-        pytest.skip("MKL packed GEMM not available here")
+        pytest.skip("oneDNN packed linear not available here")
     model = build("mqa")
     ids = torch.randint(0, 320, (generation.PACK_MIN_BATCH, 5))
     packed = generate(model, ids, 12)  # batch >= PACK_MIN_BATCH: packed weights
@@ -345,9 +345,10 @@ def _sdpa_kernels(fn) -> set[str]:
 
 @pytest.mark.parametrize("attention", ["mqa", "mha"])
 def test_attention_takes_the_fused_kernel_whenever_dropout_allows(attention):
-    """Attention dropout > 0 forces SDPA's math kernel on CPU (it materializes the [T, S] weights
-    for the dropout mask); without it — dropout 0, or eval mode — the fused flash kernel runs, in
-    the backward pass too, for MQA (enable_gqa) as for MHA."""
+    """Attention dropout > 0 would force SDPA's math kernel on CPU (it materializes the [T, S]
+    weights for the dropout mask), so training with dropout takes the blocked causal path and no
+    SDPA kernel at all; without dropout — dropout 0, or eval mode — the fused flash kernel runs,
+    in the backward pass too, for MQA (enable_gqa) as for MHA."""
     ids = torch.randint(0, 320, (2, 16))
     targets = ids.roll(-1, dims=1)
     flash = "aten::_scaled_dot_product_flash_attention_for_cpu"
@@ -357,7 +358,60 @@ def test_attention_takes_the_fused_kernel_whenever_dropout_allows(attention):
     with_dropout = build(attention, dropout=0.1)
     with torch.no_grad():
         assert _sdpa_kernels(lambda: with_dropout.eval()(ids)) == {flash}
-    assert any("math" in k for k in _sdpa_kernels(lambda: with_dropout.train()(ids)))
+    assert _sdpa_kernels(lambda: with_dropout.train()(ids, targets)[1].backward()) == set()
+
+
+def _reference_attention(q, k, v, keep=None, p=0.0):
+    """softmax(q k^T / sqrt(d)) over keys j <= i, each key/value head repeated to its query heads,
+    optionally times a keep mask / (1 - p), then @ v. q: [B, H, T, D]; k, v: [B, K, T, D]."""
+    H, T, D = q.size(1), q.size(2), q.size(3)
+    k = k.repeat_interleave(H // k.size(1), dim=1)
+    v = v.repeat_interleave(H // v.size(1), dim=1)
+    scores = (q @ k.transpose(-1, -2)) / D**0.5
+    scores = scores.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf"))
+    weights = scores.softmax(-1)
+    if keep is not None:
+        weights = weights * keep / (1 - p)
+    return weights @ v
+
+
+@pytest.mark.parametrize("kv_heads", [1, 2, 4])
+@pytest.mark.parametrize("block", [3, 4, 64])
+def test_blocked_dropout_attention_equals_causal_attention(kv_heads, block):
+    """The blocked attention-dropout path at p = 0 is exact causal attention (fp32 and its
+    gradients), for MQA/GQA/MHA and blocks that do and do not divide T."""
+    from santa.model.attention import causal_attention_with_dropout
+
+    torch.manual_seed(0)
+    q = torch.randn(2, 4, 10, 8, requires_grad=True)
+    k = torch.randn(2, kv_heads, 10, 8, requires_grad=True)
+    v = torch.randn(2, kv_heads, 10, 8, requires_grad=True)
+    ours = causal_attention_with_dropout(q, k, v, 0.0, block=block)
+    grads = torch.autograd.grad(ours.square().sum(), (q, k, v))
+    ref = _reference_attention(q, k, v)
+    ref_grads = torch.autograd.grad(ref.square().sum(), (q, k, v))
+    torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r, atol=1e-5, rtol=1e-5)
+
+
+def test_blocked_dropout_attention_drops_visible_weights_only():
+    """With v = identity over key positions the output rows are the attention weights after
+    dropout: each is the causal softmax row with every kept weight scaled by 1 / (1 - p), the
+    others zero, future keys always zero, and about p of the visible weights dropped."""
+    from santa.model.attention import causal_attention_with_dropout
+
+    torch.manual_seed(0)
+    B, H, T, p = 4, 4, 32, 0.3
+    q, k = torch.randn(B, H, T, T), torch.randn(B, 1, T, T)
+    v = torch.eye(T).expand(B, 1, T, T)
+    dropped = causal_attention_with_dropout(q, k, v, p, block=5)  # [B, H, T(query), T(key)]
+    keep = dropped != 0
+    visible = torch.ones(T, T, dtype=torch.bool).tril()
+    assert not keep[..., ~visible].any()
+    torch.testing.assert_close(dropped, _reference_attention(q, k, v, keep, p), atol=1e-6, rtol=1e-5)
+    share = 1 - keep[..., visible].float().mean().item()
+    assert abs(share - p) < 0.03  # ~8,400 visible weights: 3 standard deviations is 0.015
 
 
 def test_generate_projects_only_sampled_positions_and_reuses_its_buffers():
@@ -387,3 +441,81 @@ def test_generate_projects_only_sampled_positions_and_reuses_its_buffers():
     assert len({c[:2] for c in calls}) == 1  # one cache, never reallocated
     decode_storages = {c[2] for c in calls[1:]}
     assert len(decode_storages) == 1 and out.untyped_storage().data_ptr() in decode_storages
+
+
+def _expanded_attention_reference(attn, x: torch.Tensor, k_past: torch.Tensor, v_past: torch.Tensor, mask):
+    """One new token through ``attn`` the textbook way: every query head gets its own copy of its
+    group's key/value head (repeat_interleave), then softmax(q k^T / sqrt(d)) v per head."""
+    B, _, C = x.shape
+    H, K, D = attn.n_head, attn.n_kv_head, attn.head_dim
+    q, k, v = attn.c_attn(x).split((H * D, K * D, K * D), dim=-1)
+    k = torch.cat([k_past, k.view(B, 1, K, D).transpose(1, 2)], dim=2).repeat_interleave(H // K, dim=1)
+    v = torch.cat([v_past, v.view(B, 1, K, D).transpose(1, 2)], dim=2).repeat_interleave(H // K, dim=1)
+    scores = (q.view(B, H, 1, D) @ k.transpose(-1, -2)) / D**0.5  # [B, H, 1, S]
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    y = scores.softmax(-1) @ v  # [B, H, 1, D]
+    return attn.c_proj(y.transpose(1, 2).reshape(B, 1, C))
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
+@pytest.mark.parametrize("attention, groups", VARIANTS)
+def test_decode_step_folds_heads_and_equals_expanded_kv(attention, groups, dtype, tol):
+    """A decode step (one new token) attends with the query heads of a group folded into the
+    query-length axis against the ONE cached key/value head of that group (read once, never
+    expanded to n_head copies); it equals expanding the keys/values to every query head."""
+    model = build(attention, groups, n_layer=1).to(dtype)
+    attn = model.transformer.h[0].attn
+    B, S, D = 3, 11, attn.head_dim
+    cache = KVCache.for_model(model, B, S + 1)
+    torch.manual_seed(1)
+    for t in (cache.k[0], cache.v[0]):
+        t[:, :, :S] = torch.randn(B, attn.n_kv_head, S, D, dtype=dtype)
+    x = torch.randn(B, 1, model.config.n_embd, dtype=dtype)
+    padding = torch.ones(B, 1, 1, S + 1, dtype=torch.bool)
+    padding[0, ..., :4] = False  # row 0 is left-padded: its first 4 keys are never read
+    with torch.no_grad():
+        for mask in (None, padding):
+            ref = _expanded_attention_reference(attn, x, cache.k[0][:, :, :S], cache.v[0][:, :, :S], mask)
+            out = attn(x, mask, (cache.k[0], cache.v[0], S))
+            torch.testing.assert_close(out, ref, atol=tol, rtol=tol)
+
+
+def test_packed_linears_are_used_while_decoding_and_equal_plain_linears():
+    """generate() multiplies with weights packed for its batch (oneDNN): inside, every Linear —
+    the vocabulary projection included — runs the packed path, and its outputs equal F.linear's
+    to fp32 rounding."""
+    from santa.model import generation
+
+    model = build("mqa")
+    if not generation._can_pack(model, 4):
+        pytest.skip("oneDNN packed linear not available here")
+    ids = torch.randint(0, 320, (4, 6))
+    with torch.no_grad():
+        plain, _ = model(ids)
+        with generation._packed_linears(model, 4):
+            linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+            assert linears and all("forward" in m.__dict__ for m in linears)
+            packed, _ = model(ids)
+            step, _ = model(ids[:, -1:])  # 4 rows: the batch the weights were packed for
+    torch.testing.assert_close(packed, plain, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(step[:, 0], model(ids[:, -1:])[0][:, 0].detach(), atol=1e-5, rtol=1e-5)
+
+
+def test_mqa_decode_step_reads_one_key_value_head():
+    """The decode step hands SDPA the cache's single key/value head (no [B, n_head, S, D] copy or
+    expanded view) and the n_head queries as query positions of it."""
+    from torch.profiler import profile
+
+    model = build("mqa", n_layer=1)
+    cache = KVCache.for_model(model, 2, 9)
+    cache.length = 8
+    with torch.no_grad(), profile(record_shapes=True) as prof:
+        model(torch.randint(0, 320, (2, 1)), kv_cache=cache)
+    shapes = [
+        e.input_shapes[:3]
+        for e in prof.key_averages(group_by_input_shape=True)
+        if e.key == "aten::scaled_dot_product_attention"
+    ]
+    H, D = model.config.n_head, model.config.head_dim
+    assert shapes == [[[2, 1, H, D], [2, 1, 9, D], [2, 1, 9, D]]]
