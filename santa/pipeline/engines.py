@@ -7,8 +7,8 @@ from __future__ import annotations
 import os
 import pickle
 from collections import deque
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 from santa.errors import SantaError
 from santa.pipeline.inputs import Unit, iter_unit
@@ -20,6 +20,7 @@ from santa.pipeline.worker import BatchResult, SegmentWorker, batches, run_batch
 # when imported) takes its locks in its own pthread_atfork handlers and restarts the thread in the
 # child when needed.
 _FORK_SAFE_THREADS = frozenset({"jemalloc_bg_thd"})
+T = TypeVar("T")
 
 
 def _single_threaded() -> bool:
@@ -113,6 +114,27 @@ class LocalEngine:
                 fut.cancel()
             raise
 
+    def map(self, fn: Callable[[Any], T], args: Iterable[Any]) -> Iterator[T]:
+        """``fn(arg)`` for each arg on the worker processes (in this process with one worker),
+        results in order: a corpus step's tasks (:class:`~santa.filters.base.CorpusParts`)."""
+        if self.workers == 1:
+            for a in args:
+                yield fn(a)
+            return
+        self.start()
+        window: deque = deque()
+        try:
+            for a in args:
+                window.append(self._pool.submit(fn, a))
+                if len(window) >= 2 * self.workers:
+                    yield window.popleft().result()
+            while window:
+                yield window.popleft().result()
+        except BaseException:
+            for fut in window:
+                fut.cancel()
+            raise
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
@@ -154,6 +176,13 @@ class _RaySegment:
             # (and retry the task) before the driver saw the message.
             out_units, out = [_ERROR_UNIT], [pickle.dumps(exc)]
         return {"unit": np.array(out_units, dtype=np.int64), "result": np.array(out, dtype=object)}
+
+
+def _ray_task(fn: Callable[[Any], Any], arg: Any) -> tuple[bool, Any]:
+    try:
+        return True, fn(arg)
+    except SantaError as exc:  # as data, as in _RaySegment: Ray would wrap it (and retry)
+        return False, exc
 
 
 class RayEngine:
@@ -213,6 +242,34 @@ class RayEngine:
             if int(row["unit"]) == _ERROR_UNIT:
                 raise result
             yield int(row["unit"]), result
+
+    def map(self, fn: Callable[[Any], T], args: Iterable[Any]) -> Iterator[T]:
+        """``fn(arg)`` for each arg as Ray tasks (one CPU each, ``fn`` put in the object store
+        once), results in order."""
+        cpus = self._init()
+        import ray
+
+        task = ray.remote(num_cpus=1)(_ray_task)
+        fn_ref = ray.put(fn)
+        window: deque = deque()
+
+        def result(ref: Any) -> Any:
+            ok, value = ray.get(ref)
+            if not ok:
+                raise value
+            return value
+
+        try:
+            for a in args:
+                window.append(task.remote(fn_ref, a))
+                if len(window) >= 2 * cpus:
+                    yield result(window.popleft())
+            while window:
+                yield result(window.popleft())
+        except BaseException:
+            for ref in window:
+                ray.cancel(ref)
+            raise
 
     def close(self) -> None:
         if self._started:
