@@ -743,12 +743,14 @@ class NearDedup(CorpusStep):
             key, text_of = key[new], text_of[new]
             if self.hashing == "sha1":
                 start, end = start[new], end[new]
+        values: np.ndarray | None = None
+        distinct: np.ndarray | None = None
         if self.hashing == "sha1":
             values, text_of, distinct = _distinct_sha1(layout.text, key, text_of, start, end)
         # Every kept text has at least one shingle (a short one has all its pieces as one).
         bounds = np.zeros(len(keep) + 1, dtype=np.int64)
         np.cumsum(np.bincount(text_of, minlength=len(contents))[keep], out=bounds[1:])
-        if self.hashing == "sha1":
+        if values is not None:
             sigs = minhash_many_legacy(values, bounds, self.perms, distinct=distinct)
         else:
             sigs = minhash_many(_fold32(key), bounds, self.perms)

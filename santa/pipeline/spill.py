@@ -185,22 +185,28 @@ class SpilledRecords:
     _LIGHT = _LIGHT
 
     def __init__(
-        self, paths: list[Path], content: bool = True, scratch: Path | None = None, engine: MapEngine | None = None
+        self,
+        paths: list[Path],
+        content: bool = True,
+        scratch: Path | None = None,
+        engine: MapEngine | None = None,
+        task_rows: int = _TASK_ROWS,
     ) -> None:
         self.paths = paths
         self.content = content
         self.scratch = scratch
         self.engine = engine
+        self.task_rows = task_rows
 
     def parts(self) -> list[SpillPart]:
-        """The spill as tasks' parts: runs of consecutive part files of >= _TASK_ROWS records."""
+        """The spill as tasks' parts: runs of consecutive part files of >= ``task_rows`` records."""
         out: list[SpillPart] = []
         run: list[str] = []
         rows = 0
         for p in self.paths:
             run.append(str(p))
             rows += pq.ParquetFile(p).metadata.num_rows
-            if rows >= _TASK_ROWS:
+            if rows >= self.task_rows:
                 out.append(SpillPart(len(out), run))
                 run, rows = [], 0
         if run:
