@@ -43,7 +43,7 @@ def _corpus(seed: int = 0, units: int = 3, per_unit: int = 120) -> list[list[Rec
     of other units and of their own, chains (a copy of a copy), exact copies and tiny files."""
     rng = np.random.default_rng(seed)
     texts: list[str] = []
-    for i in range(units * per_unit):
+    for _ in range(units * per_unit):
         r = rng.random()
         if texts and r < 0.12:
             texts.append(_edit(rng, texts[int(rng.integers(len(texts)))], int(rng.integers(1, 6))))
