@@ -243,3 +243,31 @@ def test_a_third_party_corpus_step_that_only_iterates_still_works(tmp_path: Path
     }
     assert sorted(table) == sorted(r["id"] for r in records if r["id"] != longest[r["repo"]])
     assert {table[i].reason for i in table} == {"not the longest"}
+
+
+def test_exact_dedup_in_the_workers_keeps_the_first_copy(tmp_path: Path) -> None:
+    from santa.filters.exact_dedup import ExactDedup
+
+    step = ExactDedup()
+    units = _corpus(seed=5, units=3, per_unit=80)
+    records = [r for u in units for r in u]
+    first: dict[str, int] = {}
+    for r in records:
+        first.setdefault(r["content"], r["id"])
+    want = {r["id"]: first[r["content"]] for r in records if first[r["content"]] != r["id"]}
+    assert len(want) >= 5
+    in_process = step.process_corpus([dict(r) for r in records])  # prepared on the way
+    assert {r["id"]: r["duplicate_of"] for r in _rows(in_process)} == want
+    spills = []
+    for recs in units:
+        for k in range(0, len(recs), 16):
+            chunk = [dict(r) for r in recs[k : k + 16]]
+            for r, p in zip(chunk, step.prepare(chunk)):
+                r["_prepared"] = p
+            spills.append(write_spill_part(tmp_path, 0, chunk))
+    engine = LocalEngine(2, 16)
+    try:
+        spilled = SpilledRecords(spills, content=False, scratch=tmp_path, engine=engine, task_rows=40)
+        assert _rows(step.process_corpus(spilled)) == _rows(in_process)
+    finally:
+        engine.close()

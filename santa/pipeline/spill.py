@@ -153,10 +153,24 @@ class SpillPart:
         return [None if p is None else pickle.loads(p) for p in col]
 
     def records(self, rows: Sequence[int] | np.ndarray | None = None, content: bool = True) -> list[Record]:
-        table = self._read([*_LIGHT] + ["record"] * content)
-        if rows is not None:
-            table = table.take(pa.array(np.asarray(rows, dtype=np.int64)))
-        return list(_records_of(table, content))
+        columns = [*_LIGHT] + ["record"] * content
+        if rows is None:
+            return list(_records_of(self._read(columns), content))
+        want = np.asarray(rows, dtype=np.int64)
+        if len(want) > 1 and not (want[1:] > want[:-1]).all():  # any order: the whole run at once
+            return list(_records_of(self._read(columns).take(pa.array(want)), content))
+        # File by file, reading only the files that hold a wanted row: the task holds one file's
+        # packed records at a time, not the run's.
+        out: list[Record] = []
+        first = 0
+        for p in self.paths:
+            n = pq.ParquetFile(p).metadata.num_rows
+            lo, hi = np.searchsorted(want, [first, first + n])
+            if hi > lo:
+                table = pq.read_table(p, columns=columns, use_threads=False)
+                out.extend(_records_of(table.take(pa.array(want[lo:hi] - first)), content))
+            first += n
+        return out
 
 
 def _part_locations(wanted_path: str, part: CorpusPart) -> pa.Table | None:
