@@ -271,3 +271,25 @@ def test_exact_dedup_in_the_workers_keeps_the_first_copy(tmp_path: Path) -> None
         assert _rows(step.process_corpus(spilled)) == _rows(in_process)
     finally:
         engine.close()
+
+
+@pytest.mark.slow
+def test_near_dedup_as_ray_tasks_decides_as_in_process(tmp_path: Path, small_tasks: None) -> None:
+    pytest.importorskip("ray")
+    from santa.pipeline.engines import RayEngine
+
+    step = NearDedup(mode="stack")
+    units = _corpus(seed=6, units=2, per_unit=100)
+    want = _rows(step.process_corpus(_prepared(step, units)))
+    assert len(want) >= 10
+    spills = _spill(tmp_path / "spill", step, units)
+    engine = RayEngine(None, 2, 16)
+    try:
+        spilled = SpilledRecords(spills, content=False, scratch=tmp_path, engine=engine, task_rows=50)
+        assert _rows(step.process_corpus(spilled)) == want
+        # A user's error comes back as itself, not in Ray's wrapper (the task's function must be
+        # importable on the workers: santa's own).
+        with pytest.raises(SantaError, match="mode must be one of"):
+            list(engine.map(NearDedup, ["stack", "no such mode"]))
+    finally:
+        engine.close()
