@@ -35,12 +35,15 @@ each removed file names it (``duplicate_of``).
 
 The per-file MinHash signatures (computed for a whole batch of files at once: see
 :class:`PieceLayout`, :func:`minhash_many` and :func:`minhash_many_legacy`) come from
-:meth:`NearDedup.prepare`, run in parallel by the engine. The corpus-wide part reads only them (not
-the records' content): the band hashes go to one scratch file per band, read back one band at a
-time to find the files that share a bucket; components are found over those integer pairs; then
-only the members of a cluster are read whole (their distinct tokens' hashes for the Jaccard check,
-their signatures for dedup_alt's estimate, written to a scratch file and read back one cluster at
-a time). The driver holds ~24 bytes per file and one band's column at a time (issue 14).
+:meth:`NearDedup.prepare`, run in parallel by the engine. The corpus-wide part runs where the data
+is, as tasks on the engine's workers (:class:`~santa.filters.base.CorpusParts`; in this process
+for a list of records): band keys computed per part and partitioned by key, grouped per partition
+into the pairs of files that share a bucket, components found by the driver over those integer
+pairs, then each cluster's members' material (their distinct tokens' hashes for the Jaccard
+check, their signatures for dedup_alt's estimate) written per part and judged by tasks that each
+take a batch of clusters (see :meth:`NearDedup.process_corpus`). The driver holds ~16 bytes per
+candidate pair and ~60 per cluster member (and the small files' ids), nothing per other file
+(issue 14).
 """
 
 from __future__ import annotations
@@ -934,8 +937,8 @@ def _jaccard(a: np.ndarray, b: np.ndarray) -> float:
 
 # A band-key row: (band, band hash, id), 18 bytes.
 _ROW = np.dtype([("band", "<u2"), ("hash", "<u8"), ("id", "<i8")])
-# Band-key rows per grouping task (a partition): ~38 MB of rows, ~3x that while sorting.
-_PARTITION_ROWS = 1 << 21
+# Band-key rows per grouping task (a partition): ~19 MB of rows, ~3x that while sorting.
+_PARTITION_ROWS = 1 << 20
 _MAX_PARTITIONS = 4096
 # Material values per cluster-checking task (8 bytes each for token hashes).
 _BATCH_VALUES = 1 << 22
