@@ -40,8 +40,8 @@ def _single_threaded() -> bool:
 
 def _release_memory() -> None:
     """Give back to the system what a task freed: Arrow's pool and glibc's malloc keep freed
-    pages for reuse, and a worker that ran a corpus step's tasks (reading spill parts, sorting
-    band keys) would otherwise hold ~50 MB more through the segments after it."""
+    pages for reuse, so a worker that ran a corpus step's tasks (reading spill parts, sorting
+    band keys) would hold them through the segments after it."""
     import ctypes
 
     import pyarrow as pa
