@@ -115,7 +115,11 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 
 
 def _add_generation_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="a .ckpt, an HF export dir, or a run dir under outputs/")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="a .ckpt, an HF export dir, a run dir under outputs/, or a GPTBigCode hub id already in the Hugging Face cache (e.g. bigcode/gpt_bigcode-santacoder)",
+    )
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     p.add_argument("--top-p", type=float, default=0.95)

@@ -1,13 +1,10 @@
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import zipfile
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from rich.console import Console
 
@@ -55,20 +52,6 @@ def read_split(manifest: CorpusManifest, split: str) -> list[dict]:
 
 def no_leftovers(parent: Path) -> bool:
     return not [p for p in parent.iterdir() if p.name.startswith(".")]
-
-
-# ---------------------------------------------------------------------------------- hashing
-
-
-def test_git_blob_sha1_matches_git():
-    # `printf 'hello\n' | git hash-object --stdin`
-    assert git_blob_sha1(b"hello\n") == "ce013625030ba8dba906f756967f9e9ca394464a"
-
-
-def test_stable_unit_is_fixed_across_processes():
-    # A literal, so a change of hash (or a salted one) shows up here and not as a silently new split.
-    assert stable_unit(0, "split", "local/x", "a.py") == pytest.approx(0.08097541347283221)
-    assert 0.0 <= stable_unit("anything") < 1.0
 
 
 # ---------------------------------------------------------------------------------- build
@@ -301,78 +284,6 @@ def test_newest_jdk_is_chosen_once(tmp_path, monkeypatch):
     java = corpus._jdk_source()
     assert java.available and java.repo == "local/jdk-21.0.1"
     assert java.location == str((new / "lib" / "src.zip").resolve())
-
-
-# ---------------------------------------------------------------------------------- read_records
-
-
-RECS = [{"content": "a = 1\n", "lang": "Python"}, {"content": "b = 2\n", "lang": "Python"}]
-
-
-def write_jsonl(path: Path, lines: list[str], gz: bool = False) -> Path:
-    data = "".join(line + "\n" for line in lines).encode()
-    path.write_bytes(gzip.compress(data) if gz else data)
-    return path
-
-
-def test_read_records_formats(tmp_path):
-    lines = [json.dumps(r) for r in RECS]
-    write_jsonl(tmp_path / "a.jsonl", lines)
-    write_jsonl(tmp_path / "b.jsonl.gz", lines, gz=True)
-    (tmp_path / "sub").mkdir()
-    pq.write_table(pa.Table.from_pylist(RECS), tmp_path / "sub" / "c.parquet")
-    (tmp_path / "manifest.json").write_text("{}")  # not a record file: ignored in directories
-
-    assert list(read_records(tmp_path / "a.jsonl")) == RECS
-    assert list(read_records(str(tmp_path / "b.jsonl.gz"))) == RECS
-    assert list(read_records(tmp_path / "sub" / "c.parquet")) == RECS
-    reader = read_records(tmp_path)
-    assert [f.name for f in reader.files] == ["a.jsonl", "b.jsonl.gz", "c.parquet"]
-    assert list(reader) == RECS * 3 and reader.records == 6
-    assert list(read_records(str(tmp_path / "*.jsonl*"))) == RECS * 2
-    assert list(read_records([tmp_path / "a.jsonl", tmp_path / "sub"])) == RECS * 2
-
-
-def test_read_records_missing_paths(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nope.jsonl"):
-        read_records(tmp_path / "nope.jsonl")
-    with pytest.raises(FileNotFoundError, match=r"\*.parquet"):
-        read_records(str(tmp_path / "*.parquet"))
-    with pytest.raises(FileNotFoundError, match="no record files"):
-        read_records(tmp_path)
-
-
-def test_malformed_line_names_file_and_line(tmp_path):
-    path = write_jsonl(tmp_path / "bad.jsonl.gz", [json.dumps(RECS[0]), "", "{not json", json.dumps(RECS[1])], gz=True)
-    with pytest.raises(ValueError, match=r"bad\.jsonl\.gz:3: malformed JSON"):
-        list(read_records(path))
-    reader = read_records(path, strict=False)
-    assert list(reader) == RECS
-    assert reader.errors == 1 and "bad.jsonl.gz:3" in reader.error_messages[0]
-
-
-def test_record_without_content(tmp_path):
-    path = write_jsonl(
-        tmp_path / "x.jsonl", [json.dumps(RECS[0]), json.dumps({"text": "hi"}), json.dumps({"content": None}), "[1]"]
-    )
-    with pytest.raises(ValueError, match=r"x\.jsonl:2: record has no 'content'"):
-        list(read_records(path))
-    reader = read_records(path, strict=False)
-    assert list(reader) == [RECS[0]] and reader.errors == 3
-    pq.write_table(pa.Table.from_pylist([{"text": "hi"}]), tmp_path / "y.parquet")
-    with pytest.raises(ValueError, match="y.parquet: Parquet file has no 'content' column"):
-        list(read_records(tmp_path / "y.parquet"))
-
-
-def test_truncated_gzip_is_reported(tmp_path):
-    data = gzip.compress(("".join(json.dumps(r) + "\n" for r in RECS * 200)).encode())
-    path = tmp_path / "cut.jsonl.gz"
-    path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(ValueError, match=r"cut\.jsonl\.gz:\d+: unreadable after line \d+"):
-        list(read_records(path))
-    reader = read_records(path, strict=False)
-    list(reader)
-    assert reader.errors == 1
 
 
 # ---------------------------------------------------------------------------------- summary

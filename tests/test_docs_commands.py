@@ -64,7 +64,10 @@ def doc_commands() -> list[tuple[str, str]]:
     out = []
     for path in DOCS:
         text = path.read_text()
-        for block in re.findall(r"```(?:bash|sh|console|shell)?\n(.*?)```", text, re.S):
+        # Every fenced block, so that a block in another language (yaml) does not pair its
+        # closing fence with the next block's opening one; only shell blocks hold commands.
+        blocks = re.findall(r"^```(\w*)\n(.*?)^```", text, re.S | re.M)
+        for block in (b for lang, b in blocks if lang in ("", "bash", "sh", "console", "shell")):
             pending = ""
             for line in block.splitlines():
                 if not pending and not line.strip().startswith(PROGRAMS):

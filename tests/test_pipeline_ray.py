@@ -1,5 +1,6 @@
-"""engine=ray (Ray Data on a local Ray with 2 CPUs) keeps the same files as engine=local, and a
-step's user error comes back as the same clear message."""
+"""engine=ray (an actor per CPU) keeps the same files as engine=local: on a local Ray with 2 CPUs
+(few input files: batches read by the driver; then a task per file, where a step's user error comes
+back as the same clear message), and on a cluster of two nodes joined by its address."""
 
 from __future__ import annotations
 
@@ -62,3 +63,44 @@ def test_ray_engine_keeps_the_same_files_as_the_local_engine(tmp_path: Path) -> 
     write_jsonl(tmp_path / "in" / "3.jsonl", [stack_record(code(1), stars=None, path="nostars.py")])
     with pytest.raises(SantaError, match="no star count"):
         _run(tmp_path, "ray", [StepSpec("stars")], "ray-error")
+
+
+@pytest.mark.slow
+def test_a_two_node_ray_cluster_keeps_the_local_engines_files(tmp_path: Path) -> None:
+    """A Ray cluster of two nodes (a head and a worker node, one CPU each), joined by its address
+    as `engine.address=` does: an actor on each node, each reading whole input files and writing
+    their outputs under the shared output directory."""
+    import ray
+    from ray.cluster_utils import Cluster
+    from test_pipeline_golden import synthetic_records
+    from test_pipeline_units import STEPS, _outputs
+
+    recs = synthetic_records(360, seed=11)
+    for k in range(6):  # two input files per CPU of the cluster: a task per file
+        write_jsonl(tmp_path / "in" / f"part{k}.jsonl", recs[k::6])
+    local = _run(tmp_path, "local", STEPS, "local")
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    try:
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address)
+        assert len([n for n in ray.nodes() if n["Alive"]]) == 2 and ray.cluster_resources()["CPU"] == 2
+        ray.shutdown()
+        res = run_pipeline(
+            PipelineConfig(
+                input=tmp_path / "in",
+                output=tmp_path / "cluster",
+                steps=STEPS,
+                engine="ray",
+                ray_address=cluster.address,
+                batch_size=8,
+                progress=False,
+            )
+        )
+        assert not ray.is_initialized()  # the engine disconnected; the cluster is the user's
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    assert res.report["engine"] == "ray"
+    got = _outputs(res)
+    assert got == _outputs(local) and got["duplicates"] and sum(map(len, got["data"].values())) > 50

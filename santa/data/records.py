@@ -1,6 +1,10 @@
 """The Stack-style record files: what a record is (its fields, its language, its id) and the one
-reader of JSONL(.gz) and Parquet record files that the corpus stage, the pipeline's inputs and the
-tests use. The demo corpus builder (:mod:`santa.data.corpus`) writes such files."""
+reader of JSONL(.gz) and Parquet record files. :func:`raw_records` reads a file (its format, its
+lines or rows, where each is, a damaged file's error) and :func:`parse_json_line` parses a JSONL
+line; :class:`RecordReader` (``read_records``) gives checked records from them to the corpus
+stage and the tests, and the pipeline's inputs (:mod:`santa.pipeline.inputs`) hand the same items
+to its workers, which parse the lines themselves. The demo corpus builder
+(:mod:`santa.data.corpus`) writes such files."""
 
 from __future__ import annotations
 
@@ -16,12 +20,18 @@ from typing import Any
 from santa.errors import SantaError
 
 __all__ = [
+    "EXTENSION_LANGUAGE",
     "LANGUAGES",
+    "RECORD_SUFFIXES",
     "CorpusError",
+    "RawRecord",
     "RecordReader",
     "git_blob_sha1",
-    "json_lines",
+    "is_record_file",
+    "parse_json_line",
+    "raw_records",
     "read_records",
+    "record_files",
     "stable_unit",
     "stack_record",
 ]
@@ -37,7 +47,9 @@ LANGUAGES: dict[str, tuple[str, ...]] = {
     "Java": (".java",),
     "JavaScript": (".js", ".mjs", ".cjs"),
 }
-_RECORD_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz", ".parquet")
+# The language of a source file, by its extension (source trees, zips, records without "lang").
+EXTENSION_LANGUAGE: dict[str, str] = {ext: lang for lang, exts in LANGUAGES.items() for ext in exts}
+RECORD_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz", ".parquet")
 
 
 def git_blob_sha1(data: bytes) -> str:
@@ -72,17 +84,25 @@ def stack_record(text: str, data: bytes, lang: str, repo: str, path: str) -> dic
 # --------------------------------------------------------------------------------------------
 # Reading records
 
+# A record file's position, where it is ("file:line" or "file: row N"), what is there (a JSONL
+# line still as bytes, see parse_json_line; a Parquet row as a dict; None on an error) and the
+# error, if any.
+RawRecord = tuple[int, str, "dict[str, Any] | bytes | None", "str | None"]
 
-def _is_record_file(path: Path) -> bool:
-    return path.name.endswith(_RECORD_SUFFIXES)
+
+def is_record_file(path: Path) -> bool:
+    return path.name.endswith(RECORD_SUFFIXES)
 
 
-def _resolve(source: str | Path) -> list[Path]:
+def record_files(source: str | Path) -> list[Path]:
+    """The files of a record source: the file itself, every record file under a directory
+    (sorted), or a glob pattern's matches (sorted). A missing path, a directory without record
+    files or a pattern matching nothing raise FileNotFoundError naming it."""
     path = Path(source)
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and _is_record_file(p))
+        files = sorted(p for p in path.rglob("*") if p.is_file() and is_record_file(p))
         if not files:
-            raise FileNotFoundError(f"no record files ({', '.join(_RECORD_SUFFIXES)}) under directory {path}")
+            raise FileNotFoundError(f"no record files ({', '.join(RECORD_SUFFIXES)}) under directory {path}")
         return files
     if path.is_file():
         return [path]
@@ -96,26 +116,76 @@ def _resolve(source: str | Path) -> list[Path]:
     raise FileNotFoundError(f"no such file or directory: {path}")
 
 
-def json_lines(path: Path) -> Iterator[tuple[int, Any, str | None]]:
-    """(line number, parsed value or None, error or None) for each non-blank line of a JSONL or
-    JSONL.gz file. A line that is not JSON or not UTF-8 gives its error and the reading goes on;
-    a truncated or corrupt gzip ends the file with one error on the line after the last one read
-    (what came before is fine, the rest is lost)."""
+def raw_records(path: Path, *, require: str | None = None) -> Iterator[RawRecord]:
+    """What a record file holds, in file order, as :data:`RawRecord` items: Parquet (by its
+    suffix) row by row, anything else as JSON Lines (gzip-compressed if it ends in ``.gz``).
+
+    JSONL lines come unparsed, so that the parsing (:func:`parse_json_line`) can happen where
+    the work is: the pipeline's driver reads every input and hands raw lines to its workers (the
+    JSON work was ~20 % of the driver's CPU). Blank lines are skipped. A damaged file gives one
+    error at the position after the last one read and ends (what came before is fine, the rest
+    is lost). ``require``: a Parquet file without this column gives one error for the file."""
+    if path.name.endswith(".parquet"):
+        return _parquet_rows(path, require)
+    return _jsonl_lines(path)
+
+
+def _jsonl_lines(path: Path) -> Iterator[RawRecord]:
     opener = gzip.open if path.name.endswith(".gz") else open
     lineno = 0
     try:
         with opener(path, "rb") as fh:
             for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    yield lineno, json.loads(line), None
-                except UnicodeDecodeError as exc:
-                    yield lineno, None, f"invalid UTF-8 ({exc.reason} at byte {exc.start})"
-                except ValueError as exc:
-                    yield lineno, None, f"malformed JSON line ({exc})"
-    except (OSError, EOFError, zlib.error) as exc:
-        yield lineno + 1, None, f"unreadable after line {lineno} ({exc}); the rest of the file is lost"
+                if line.strip():
+                    yield lineno, f"{path}:{lineno}", line, None
+    except (OSError, EOFError, zlib.error) as exc:  # a truncated or corrupt gzip
+        yield (
+            lineno + 1,
+            f"{path}:{lineno + 1}",
+            None,
+            f"unreadable after line {lineno} ({exc}); the rest of the file is lost",
+        )
+
+
+def _parquet_rows(path: Path, require: str | None) -> Iterator[RawRecord]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    row = 0
+    try:
+        # No Arrow thread pools (in the pipeline's driver they would keep a later run in the same
+        # process from forking its workers, see pipeline.engines.LocalEngine); turning the rows
+        # into Python objects, one thread anyway, costs more than decoding them.
+        pf = pq.ParquetFile(path, pre_buffer=False)
+        names = pf.schema_arrow.names
+        if require is not None and require not in names:
+            yield 0, str(path), None, f"Parquet file has no {require!r} column (columns: {names[:10]})"
+            return
+        for batch in pf.iter_batches(batch_size=1024, use_threads=False):
+            for rec in batch.to_pylist():
+                row += 1
+                yield row, f"{path}: row {row}", rec, None
+    except (pa.ArrowException, OSError) as exc:
+        yield (
+            row + 1,
+            f"{path}: row {row + 1}",
+            None,
+            f"unreadable Parquet after row {row} ({exc}); the rest of the file is lost",
+        )
+
+
+def parse_json_line(line: bytes) -> tuple[dict[str, Any] | None, str | None]:
+    """(record, None) or (None, error) for one line of a JSONL file: not UTF-8, not JSON, or not
+    a JSON object."""
+    try:
+        rec = json.loads(line)
+    except UnicodeDecodeError as exc:
+        return None, f"invalid UTF-8 ({exc.reason} at byte {exc.start})"
+    except ValueError as exc:
+        return None, f"malformed JSON line ({exc})"
+    if not isinstance(rec, dict):
+        return None, f"expected a JSON object, got {type(rec).__name__}"
+    return rec, None
 
 
 class RecordReader:
@@ -127,7 +197,7 @@ class RecordReader:
 
     def __init__(self, source: str | Path | Iterable[str | Path], *, strict: bool = True):
         sources = [source] if isinstance(source, (str, Path)) else list(source)
-        self.files: list[Path] = [f for s in sources for f in _resolve(s)]
+        self.files: list[Path] = [f for s in sources for f in record_files(s)]
         self.strict = strict
         self.errors = 0
         self.error_messages: list[str] = []
@@ -147,51 +217,20 @@ class RecordReader:
         if len(self.error_messages) < 20:
             self.error_messages.append(message)
 
-    def _check(self, rec: Any, where: str) -> bool:
-        if not isinstance(rec, dict):
-            self._fail(f"{where}: expected a JSON object, got {type(rec).__name__}")
-            return False
-        if "content" not in rec:
-            self._fail(f"{where}: record has no 'content' field (fields: {sorted(rec)[:10]})")
-            return False
-        if not isinstance(rec["content"], str):
-            self._fail(f"{where}: 'content' is {type(rec['content']).__name__}, not a string")
-            return False
-        return True
-
     def _generate(self) -> Iterator[dict[str, Any]]:
         for path in self.files:
-            if path.name.endswith(".parquet"):
-                yield from self._parquet(path)
-            else:
-                yield from self._jsonl(path)
-
-    def _jsonl(self, path: Path) -> Iterator[dict[str, Any]]:
-        for lineno, rec, error in json_lines(path):
-            if error is not None:
-                self._fail(f"{path}:{lineno}: {error}")
-            elif self._check(rec, f"{path}:{lineno}"):
-                self.records += 1
-                yield rec
-
-    def _parquet(self, path: Path) -> Iterator[dict[str, Any]]:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        row = 0
-        try:
-            pf = pq.ParquetFile(path)
-            if "content" not in pf.schema_arrow.names:
-                self._fail(f"{path}: Parquet file has no 'content' column (columns: {pf.schema_arrow.names[:10]})")
-                return
-            for batch in pf.iter_batches(batch_size=1024):
-                for rec in batch.to_pylist():
-                    row += 1
-                    if self._check(rec, f"{path}: row {row}"):
-                        self.records += 1
-                        yield rec
-        except (pa.ArrowException, OSError) as exc:
-            self._fail(f"{path}: unreadable Parquet after row {row}: {exc}")
+            for _, where, raw, error in raw_records(path, require="content"):
+                if isinstance(raw, bytes):
+                    raw, error = parse_json_line(raw)
+                if error is not None or raw is None:
+                    self._fail(f"{where}: {error}")
+                elif "content" not in raw:
+                    self._fail(f"{where}: record has no 'content' field (fields: {sorted(raw)[:10]})")
+                elif not isinstance(raw["content"], str):
+                    self._fail(f"{where}: 'content' is {type(raw['content']).__name__}, not a string")
+                else:
+                    self.records += 1
+                    yield raw
 
 
 def read_records(source: str | Path | Iterable[str | Path], *, strict: bool = True) -> RecordReader:
@@ -199,7 +238,3 @@ def read_records(source: str | Path | Iterable[str | Path], *, strict: bool = Tr
     sorted), a glob pattern, or a list of any of these. Missing paths raise FileNotFoundError at
     once; see :class:`RecordReader` for bad lines."""
     return RecordReader(source, strict=strict)
-
-
-# --------------------------------------------------------------------------------------------
-# Summary

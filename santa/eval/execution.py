@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from santa.eval import keyed_jsonl
 from santa.eval.sandbox import (
     DEFAULT_TIMEOUTS,
     SANDBOX_VERSION,
@@ -63,15 +64,11 @@ def default_workers() -> int:
 def load_cache(path: Path) -> dict[str, ExecResult]:
     """Results of a cache file; a torn last line (interrupted write) is ignored."""
     found: dict[str, ExecResult] = {}
-    if not path.exists():
-        return found
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            try:
-                row = json.loads(line)
-                found[row["key"]] = ExecResult.from_dict(row["result"])
-            except (ValueError, KeyError, TypeError):
-                continue
+    for key, row in keyed_jsonl.read(path).items():
+        try:
+            found[key] = ExecResult.from_dict(row["result"])
+        except (ValueError, KeyError, TypeError):
+            continue
     return found
 
 
@@ -130,15 +127,7 @@ def _run(
     items = [(todo[k].language, todo[k].program, todo[k].resolved_timeout(), todo[k].limits) for k in order]
     sink = None
     if cache_path is not None:
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        torn = False
-        if cache_path.exists() and cache_path.stat().st_size:
-            with open(cache_path, "rb") as fh:
-                fh.seek(-1, os.SEEK_END)
-                torn = fh.read(1) != b"\n"
-        sink = open(cache_path, "a", encoding="utf-8")
-        if torn:  # an interrupted write: end its line so the next result starts on a fresh one
-            sink.write("\n")
+        sink = keyed_jsonl.open_for_append(cache_path)
     bar = _Progress(len(order), already) if progress else None
     try:
         with Sandbox(workers=workers, isolation=isolation, java_compiler=java_compiler) as sb:

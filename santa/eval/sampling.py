@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
+from santa.eval import keyed_jsonl
 from santa.eval.models import Generator
 from santa.eval.settings import EvaluationError, GenerationSettings
 from santa.eval.tasks.base import Problem
@@ -147,34 +147,6 @@ def _seed(seed: int, key: str) -> int:
     return int(hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()[:15], 16)
 
 
-def _read_cache(path: Path) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    if not path.is_file():
-        return out
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            try:
-                rec = json.loads(line)
-                out[rec["key"]] = rec
-            except (json.JSONDecodeError, KeyError, TypeError):
-                continue  # a line cut by a kill mid-write: that unit is generated again
-    return out
-
-
-def _open_for_append(path: Path) -> Any:
-    # A kill mid-write leaves a torn last line; start on a fresh line so the next record is not
-    # glued to it (and lost with it).
-    torn = False
-    if path.is_file() and path.stat().st_size:
-        with open(path, "rb") as end:
-            end.seek(-1, os.SEEK_END)
-            torn = end.read(1) != b"\n"
-    fh = open(path, "a", encoding="utf-8")
-    if torn:
-        fh.write("\n")
-    return fh
-
-
 @dataclass
 class GenerationOutput:
     raw: dict[str, list[str]]  # task_id -> continuations as generated (cut at an end token)
@@ -230,7 +202,7 @@ def generate_completions(
     pad_id = end_ids[0]
     device = generator.device
 
-    cache = _read_cache(cache_file) if cache_file is not None else {}
+    cache = keyed_jsonl.read(cache_file) if cache_file is not None else {}
     batches = plan_batches([len(ids) for ids, _ in encoded], settings.n_samples, settings.batch_size)
     raw: dict[str, list[str | None]] = {p.task_id: [None] * settings.n_samples for p in problems}
     out = GenerationOutput(raw={}, prompt_truncated=truncated)
@@ -255,7 +227,7 @@ def generate_completions(
         console.print(f"resuming: {out.cached_units} cached work units reused from {cache_file}")
 
     total_rows = sum(u.count for b in todo for u in b)
-    fh = _open_for_append(cache_file) if cache_file is not None else None
+    fh = keyed_jsonl.open_for_append(cache_file) if cache_file is not None else None
     t0 = time.perf_counter()
     try:
         with Progress(

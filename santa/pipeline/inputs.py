@@ -1,5 +1,7 @@
 """Input units and their items: record files (JSONL, JSONL.gz, Parquet), source trees and zip
-archives, and the engine's own spill files between steps.
+archives, and the engine's own spill files between steps. A record file is read by
+:func:`santa.data.records.raw_records`, the one reader: JSONL lines reach the workers unparsed and
+are parsed there (:func:`parse_json_line`, re-exported here for them).
 
 Every item carries a stable id (unit index << 32 | position in the unit) and a location
 ("file:line", "file: row N", "archive!member") so that a corrupt line can be reported where it
@@ -8,8 +10,6 @@ is, and both engines number records identically without talking to each other.
 
 from __future__ import annotations
 
-import gzip
-import json
 import os
 import pickle
 import zipfile
@@ -19,15 +19,35 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from santa.data.records import LANGUAGES, read_records, stack_record
+from santa.data.records import (
+    EXTENSION_LANGUAGE,
+    RECORD_SUFFIXES,
+    is_record_file,
+    parse_json_line,
+    raw_records,
+    record_files,
+    stack_record,
+)
+
+__all__ = [
+    "ID_SHIFT",
+    "Item",
+    "Unit",
+    "denormalise",
+    "iter_unit",
+    "normalise",
+    "pack_record",
+    "parse_json_line",
+    "read_spill",
+    "resolve_units",
+    "unpack_record",
+]
 
 # (id, where, record or None, error message or None); the record may still be bytes: a JSONL
 # line (parsed by the worker, see parse_json_line) or a spilled record (see unpack_record).
 Item = tuple[int, str, "dict[str, Any] | bytes | None", "str | None"]
 
 ID_SHIFT = 32
-_RECORD_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz", ".parquet")
-_EXT_LANG = {ext: lang for lang, exts in LANGUAGES.items() for ext in exts}
 # Fields santa's records have under their own names; a source's fields of the same name are kept
 # aside and written back out unchanged.
 NORMALISED = ("id", "repo", "path", "stars")
@@ -41,12 +61,8 @@ class Unit:
     kind: str  # "records" | "tree" | "zip" | "spill"
 
 
-def _is_record_file(p: Path) -> bool:
-    return p.name.endswith(_RECORD_SUFFIXES)
-
-
 def _has_sources(d: Path) -> bool:
-    return any(p.suffix in _EXT_LANG for p in d.rglob("*") if p.is_file())
+    return any(p.suffix in EXTENSION_LANGUAGE for p in d.rglob("*") if p.is_file())
 
 
 def resolve_units(sources: str | Path | list[str | Path]) -> list[Unit]:
@@ -56,18 +72,18 @@ def resolve_units(sources: str | Path | list[str | Path]) -> list[Unit]:
     units: list[Unit] = []
     for src in sources:
         p = Path(os.path.expanduser(str(src)))
-        if p.is_dir() and not any(_is_record_file(f) for f in p.rglob("*") if f.is_file()):
+        if p.is_dir() and not any(is_record_file(f) for f in p.rglob("*") if f.is_file()):
             if not _has_sources(p):
                 raise FileNotFoundError(
-                    f"no record files ({', '.join(_RECORD_SUFFIXES)}) and no source files "
-                    f"({', '.join(sorted(_EXT_LANG))}) under directory {p}"
+                    f"no record files ({', '.join(RECORD_SUFFIXES)}) and no source files "
+                    f"({', '.join(sorted(EXTENSION_LANGUAGE))}) under directory {p}"
                 )
             units.append(Unit(len(units), str(p), "tree"))
             continue
         if p.is_file() and p.suffix == ".zip":
             units.append(Unit(len(units), str(p), "zip"))
             continue
-        for f in read_records(src).files:  # resolves dirs and globs; FileNotFoundError names the path
+        for f in record_files(src):  # resolves dirs and globs; FileNotFoundError names the path
             kind = "zip" if f.suffix == ".zip" else "records"
             units.append(Unit(len(units), str(f), kind))
     if not units:
@@ -79,73 +95,16 @@ def iter_unit(unit: Unit) -> Iterator[Item]:
     base = unit.index << ID_SHIFT
     if unit.kind == "spill":
         yield from _spill(unit.path)
-    elif unit.kind == "records" and unit.path.endswith(".parquet"):
-        yield from _parquet(Path(unit.path), base)
     elif unit.kind == "records":
-        yield from _jsonl(Path(unit.path), base)
+        # Stable ids: the unit's index, then the line (JSONL) or row (Parquet) in the file.
+        for pos, where, raw, error in raw_records(Path(unit.path)):
+            yield base + pos, where, raw, error
     elif unit.kind == "tree":
         yield from _tree(Path(unit.path), base)
     elif unit.kind == "zip":
         yield from _zip(Path(unit.path), base)
     else:
         raise ValueError(f"unknown unit kind {unit.kind!r}")
-
-
-def _jsonl(path: Path, base: int) -> Iterator[Item]:
-    """Each non-blank line as its bytes: the worker parses it (:func:`parse_json_line`), so that
-    the driver, which reads every input, does no JSON work (it was ~20 % of its CPU)."""
-    opener = gzip.open if path.name.endswith(".gz") else open
-    lineno = 0
-    try:
-        with opener(path, "rb") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if line.strip():
-                    yield base + lineno, f"{path}:{lineno}", line, None
-    except (OSError, EOFError, zlib.error) as exc:
-        # As santa.data.records.json_lines: what came before is fine, the rest is lost.
-        yield (
-            base + lineno + 1,
-            f"{path}:{lineno + 1}",
-            None,
-            f"unreadable after line {lineno} ({exc}); the rest of the file is lost",
-        )
-
-
-def parse_json_line(line: bytes) -> tuple[dict[str, Any] | None, str | None]:
-    """(record, None) or (None, error) for one line of a JSONL file, with
-    santa.data.records.json_lines's messages."""
-    try:
-        rec = json.loads(line)
-    except UnicodeDecodeError as exc:
-        return None, f"invalid UTF-8 ({exc.reason} at byte {exc.start})"
-    except ValueError as exc:
-        return None, f"malformed JSON line ({exc})"
-    if not isinstance(rec, dict):
-        return None, f"expected a JSON object, got {type(rec).__name__}"
-    return rec, None
-
-
-def _parquet(path: Path, base: int) -> Iterator[Item]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    row = 0
-    try:
-        # No Arrow thread pools in the driver (they would keep a later run in this process from
-        # forking its workers, see engine.LocalEngine.start); turning the rows into Python
-        # objects, one thread anyway, costs more than decoding them.
-        pf = pq.ParquetFile(path, pre_buffer=False)
-        for batch in pf.iter_batches(batch_size=1024, use_threads=False):
-            for rec in batch.to_pylist():
-                row += 1
-                yield base + row, f"{path}: row {row}", rec, None
-    except (pa.ArrowException, OSError) as exc:
-        yield (
-            base + row + 1,
-            f"{path}: row {row + 1}",
-            None,
-            f"unreadable Parquet after row {row} ({exc}); the rest of the file is lost",
-        )
 
 
 def _source_record(data: bytes, lang: str, repo: str, path: str) -> tuple[dict[str, Any] | None, str | None]:
@@ -157,7 +116,7 @@ def _source_record(data: bytes, lang: str, repo: str, path: str) -> tuple[dict[s
 
 
 def _tree(root: Path, base: int) -> Iterator[Item]:
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in _EXT_LANG)
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in EXTENSION_LANGUAGE)
     for n, f in enumerate(files, 1):
         rel = f.relative_to(root).as_posix()
         try:
@@ -165,7 +124,7 @@ def _tree(root: Path, base: int) -> Iterator[Item]:
         except OSError as exc:
             yield base + n, str(f), None, f"unreadable ({exc})"
             continue
-        rec, err = _source_record(data, _EXT_LANG[f.suffix], root.name, rel)
+        rec, err = _source_record(data, EXTENSION_LANGUAGE[f.suffix], root.name, rel)
         yield base + n, str(f), rec, err
 
 
@@ -176,7 +135,9 @@ def _zip(path: Path, base: int) -> Iterator[Item]:
         yield base + 1, str(path), None, f"not a readable zip archive ({exc})"
         return
     with zf:
-        names = sorted(i.filename for i in zf.infolist() if not i.is_dir() and Path(i.filename).suffix in _EXT_LANG)
+        names = sorted(
+            i.filename for i in zf.infolist() if not i.is_dir() and Path(i.filename).suffix in EXTENSION_LANGUAGE
+        )
         for n, name in enumerate(names, 1):
             where = f"{path}!{name}"
             try:
@@ -184,7 +145,7 @@ def _zip(path: Path, base: int) -> Iterator[Item]:
             except (zipfile.BadZipFile, OSError, zlib.error, KeyError) as exc:
                 yield base + n, where, None, f"unreadable member ({exc})"
                 continue
-            rec, err = _source_record(data, _EXT_LANG[Path(name).suffix], path.stem, name)
+            rec, err = _source_record(data, EXTENSION_LANGUAGE[Path(name).suffix], path.stem, name)
             yield base + n, where, rec, err
 
 
@@ -257,7 +218,7 @@ def normalise(raw: dict[str, Any], rid: int, where: str) -> dict[str, Any]:
         rec["stars"] = None  # not a number: as unknown, which the stars step refuses to guess
     if not raw.get("lang"):
         suffix = os.path.splitext(str(rec["path"] or ""))[1]
-        rec["lang"] = _EXT_LANG.get(suffix, "unknown")
+        rec["lang"] = EXTENSION_LANGUAGE.get(suffix, "unknown")
     return rec
 
 

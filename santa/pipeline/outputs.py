@@ -1,20 +1,26 @@
 """Per-unit outputs and markers: :class:`UnitWriter` collects one input file's batch results of a
 segment, writes its Parquet files, then its marker (counts, stats, notes), last: a unit with a
-marker is done, and a resumed run skips it."""
+marker is done, and a resumed run skips it.
+
+A worker that runs a whole unit (:func:`~santa.pipeline.worker.run_unit`) writes them itself and
+sends the driver only the marker; with fewer units than workers need, the driver writes them from
+the batches' results."""
 
 from __future__ import annotations
 
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from santa.pipeline.parquet import write_json, write_table
 from santa.pipeline.plan import Segment
 from santa.pipeline.spill import spill_dir
-from santa.pipeline.worker import BatchResult
+
+if TYPE_CHECKING:  # the worker writes a unit's files with this module: no import cycle at run time
+    from santa.pipeline.worker import BatchResult
 
 # Rows of clean data / rejects per Parquet file: bounds the memory one input unit needs.
 _FLUSH_ROWS = 20_000
@@ -32,7 +38,7 @@ class UnitWriter:
                 stale.unlink()
         self.marker_counts: dict[str, dict[str, list[int]]] = {}
         self.stats: dict[str, dict[str, list[float]]] = {}
-        self.notes: dict[str, Counter] = {}
+        self.notes: dict[str, Counter[str]] = {}
         self.errors: list[str] = []
         self.files: dict[str, list[str]] = {"data": [], "rejects": [], "annotations": []}
         self.buffers: dict[str, list[pa.Table]] = {"data": [], "rejects": [], "annotations": []}
@@ -49,8 +55,8 @@ class UnitWriter:
                 m = mine.setdefault(lang, [0, 0, 0, 0])
                 for i in range(4):
                     m[i] += c[i]
-        for step, langs in res.stats.items():
-            for lang, values in langs.items():
+        for step, step_stats in res.stats.items():
+            for lang, values in step_stats.items():
                 self.stats.setdefault(step, {}).setdefault(lang, []).extend(values)
         for step, notes in res.notes.items():
             self.notes.setdefault(step, Counter()).update(notes)
@@ -105,7 +111,13 @@ class UnitWriter:
         return marker
 
     def abort(self) -> None:
-        """Nothing to undo: a unit without a marker is done again, its spill directory emptied first."""
+        """The files written so far go (a unit without a marker is done again, and its files and
+        spill directory are cleared first anyway: this only frees the space sooner)."""
+        for kind in self.files.values():
+            for name in kind:
+                (self._dir() / name).unlink(missing_ok=True)
+        self.files = {k: [] for k in self.files}
+        self.buffers = {k: [] for k in self.buffers}
 
 
 def load_marker(work: Path, segment: int, unit: int) -> dict[str, Any] | None:

@@ -74,7 +74,7 @@ def build(
     counts: dict[str, dict[str, list[int]]] = {name: {} for name in order}
     # Flat arrays of doubles (8 bytes a value; a list of Python floats costs 32): a statistic per
     # file per step would otherwise be the largest thing the driver holds at the end.
-    stats: dict[str, dict[str, array]] = {}
+    stats: dict[str, dict[str, array[float]]] = {}
     notes: dict[str, dict[str, int]] = {}
     errors: list[str] = []
     for m in markers.values():
@@ -95,10 +95,10 @@ def build(
     kinds = {s.name: ("corpus" if isinstance(s, CorpusStep) else "record") for s in steps}
     report_steps = []
     for name in order:
-        by_lang = {}
+        by_lang: dict[str, dict[str, Any]] = {}
         total = {"read": _zero(), "kept": _zero(), "rejected": _zero()}
         for lang, (rf, rb, xf, xb) in sorted(counts[name].items()):
-            entry = {
+            entry: dict[str, Any] = {
                 "read": {"files": rf, "bytes": rb},
                 "kept": {"files": rf - xf, "bytes": rb - xb},
                 "rejected": {"files": xf, "bytes": xb},
@@ -206,7 +206,7 @@ def _duplicates(segments: list[Segment], decisions: dict[str, DecisionTable]) ->
 
 
 def _plots(
-    stats: dict[str, dict[str, array]], steps: list[dict[str, Any]], labels: dict[str, str], out: Path
+    stats: dict[str, dict[str, array[float]]], steps: list[dict[str, Any]], labels: dict[str, str], out: Path
 ) -> list[str]:
     from santa.pipeline.plots import histogram
 

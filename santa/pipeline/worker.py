@@ -1,13 +1,18 @@
-"""The work of one batch, in a worker process or a Ray actor: :class:`SegmentWorker` runs one
-segment's record steps over a batch of items (reading and validating the input in the first
-segment, applying the previous corpus step's decisions in the others) and returns counts,
-rejects and annotations as Arrow tables; survivors before a corpus step are spilled by the worker
-itself."""
+"""The work of a worker process or a Ray actor: :class:`SegmentWorker` runs one segment's record
+steps over a batch of items (reading and validating the input in the first segment, applying the
+previous corpus step's decisions in the others) and returns counts, rejects and annotations as
+Arrow tables; survivors before a corpus step are spilled by the worker itself.
+
+Two kinds of task: :func:`run_unit` runs a whole unit (an input file, or one unit's spill) and
+writes its files and marker itself (:class:`~santa.pipeline.outputs.UnitWriter`), returning only
+the marker; :func:`run_batch` / :func:`run_part` run one batch and return its results, for the
+driver to write, when there are too few units to keep every worker busy."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +35,11 @@ from santa.pipeline.inputs import (
 from santa.pipeline.parquet import rows_table
 from santa.pipeline.plan import INPUT_STEP, AccountingError, Segment
 from santa.pipeline.spec import PipelineError, StepSpec, build_step
-from santa.pipeline.spill import write_spill_part
+from santa.pipeline.spill import spill_parts, write_spill_part
+
+# What a worker is given for a segment: (step specs, the segment, the steps' context, the engine's
+# options, the previous corpus step's decisions or their file's path).
+WorkerArgs = tuple[list[StepSpec], Segment, StepContext, dict[str, Any], "DecisionTable | str | None"]
 
 # The columns santa adds have one type in every file, whatever the values of a batch.
 _TYPES = {
@@ -304,19 +313,56 @@ def worker_init() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def run_unit(args: tuple, unit_and_size: tuple[Unit, int]) -> list[BatchResult]:
-    """A whole input file, read by the worker itself, in batches. Only for a segment that spills
-    its survivors: what comes back is counts and rejects, not the records."""
-    unit, size = unit_and_size
-    return [run_batch(args, batch) for batch in batches(iter_unit(unit), size)]
+def unit_batches(unit: Unit, size: int) -> Iterator[list[Item]]:
+    """A unit's batches, as every engine cuts them: a spill part per batch (a part is one batch of
+    the segment that wrote it), an input file in batches of ``size`` records."""
+    if unit.kind == "spill":
+        for part in spill_parts(unit.path):
+            yield list(read_spill(str(part)))
+    else:
+        yield from batches(iter_unit(unit), size)
 
 
-def run_part(args: tuple, part: str) -> BatchResult:
+@dataclass(frozen=True)
+class UnitTask:
+    """A whole unit for one worker: it reads the unit, writes the unit's files and its marker."""
+
+    unit: Unit
+    batch_size: int
+    work: str  # the run's work directory (.santa-work/<key>), on storage every worker sees
+    drop_input: bool  # delete the unit's input spill once its marker is written
+
+
+def run_unit(args: WorkerArgs, task: UnitTask, worker: SegmentWorker | None = None) -> dict[str, Any]:
+    """A whole unit, in a worker: its batches, then its data, rejects, annotations (and, before a
+    corpus step, its spill) written here, and its marker last. What goes back to the driver is
+    the compact marker (counts, per-file statistics as arrays of doubles): never a record.
+    ``worker``: the SegmentWorker to use (in the driver's process); else the process's own."""
+    from santa.pipeline.outputs import UnitWriter, compact_marker
+
+    seg: Segment = args[1]
+    writer = UnitWriter(Path(task.work), seg, task.unit.index, seg.prepare_for is None)
+    try:
+        for batch in unit_batches(task.unit, task.batch_size):
+            writer.add(worker.run(batch) if worker is not None else run_batch(args, batch))
+        marker = writer.finish()
+    except BaseException:
+        writer.abort()
+        raise
+    if task.drop_input and task.unit.kind == "spill":
+        # The marker vouches for the unit now: its input spill is read through (see engine.py).
+        shutil.rmtree(task.unit.path, ignore_errors=True)
+    out = compact_marker(marker)
+    assert out is not None
+    return out
+
+
+def run_part(args: WorkerArgs, part: str) -> BatchResult:
     """One spill part, read by the worker itself (the driver sends only its name)."""
     return run_batch(args, list(read_spill(part)))
 
 
-def run_batch(args: tuple, items: list[Item]) -> BatchResult:
+def run_batch(args: WorkerArgs, items: list[Item]) -> BatchResult:
     seg: Segment = args[1]
     worker = _WORKERS.get(seg.index)
     if worker is None:
@@ -343,8 +389,8 @@ def _arrow_without_pandas() -> None:
             if name == "pandas":
                 raise ModuleNotFoundError("not for pyarrow's first look", name=name)
 
-    sys.meta_path.insert(0, NoPandasYet)  # type: ignore[arg-type]
+    sys.meta_path.insert(0, NoPandasYet)
     try:
         pa.array([0])
     finally:
-        sys.meta_path.remove(NoPandasYet)  # type: ignore[arg-type]
+        sys.meta_path.remove(NoPandasYet)
