@@ -28,15 +28,16 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import pyarrow as pa
 
 Record = dict[str, Any]
+T = TypeVar("T")
 
 
 @dataclass
@@ -305,4 +306,110 @@ class CorpusStep(Step):
         each record id, or only for the dropped ones (ids left out are kept), as a dict or a
         :class:`DecisionTable`. The engine passes a re-iterable collection (records spilled to
         disk), so a step may take two passes; a ``details["duplicate_of"]`` id lands in the run's
-        duplicates report."""
+        duplicates report. The engine's collection is also a :class:`CorpusParts`: a step may
+        run its corpus-wide work on the engine's workers (``map_parts``, ``map``) and write
+        scratch files under ``records.scratch`` (:func:`corpus_parts` gives any iterable that
+        interface, run in this process)."""
+
+
+# -- corpus-wide work where the data is --------------------------------------------------------
+#
+# A corpus step may do its corpus-wide work in the engine's workers rather than in the driver:
+# the collection ``process_corpus`` receives from the engine is then a :class:`CorpusParts`, the
+# corpus cut into parts (contiguous runs of records, in input order) that tasks read themselves.
+# A step that only iterates over the records needs none of it.
+
+
+@runtime_checkable
+class CorpusPart(Protocol):
+    """A contiguous run of the corpus's records, as a task sees it (picklable: it names where
+    the records are, it does not hold them). ``index``: its position among the parts."""
+
+    index: int
+
+    def ids(self) -> np.ndarray:
+        """The records' ids (int64), in order."""
+        ...
+
+    def prepared(self) -> list[Any]:
+        """Each record's prepared value (``CorpusStep.prepare``'s), None where there is none."""
+        ...
+
+    def records(self, rows: Sequence[int] | np.ndarray | None = None, content: bool = True) -> list[Record]:
+        """The records at the given positions (all by default), whole, or without their
+        content with ``content=False`` (as a step with ``reads_content = False`` iterates them)."""
+        ...
+
+
+@runtime_checkable
+class CorpusParts(Protocol):
+    """What a corpus step may ask of the records the engine hands it, besides iterating over
+    them: run tasks on the engine's workers. ``fn`` must be picklable (a module-level function,
+    or a ``functools.partial`` of one); the results come back in order, as they are done."""
+
+    scratch: Path | None
+
+    def __iter__(self) -> Iterator[Record]: ...
+
+    def __len__(self) -> int: ...
+
+    def map_parts(self, fn: Callable[[CorpusPart], T]) -> Iterator[T]:
+        """``fn(part)`` for each part, in the workers; results in part order."""
+        ...
+
+    def map(self, fn: Callable[[Any], T], args: Iterable[Any]) -> Iterator[T]:
+        """``fn(arg)`` for each arg, in the workers; results in order."""
+        ...
+
+
+class _ListPart:
+    """A slice of a list of records as a :class:`CorpusPart`."""
+
+    def __init__(self, index: int, records: list[Record]) -> None:
+        self.index = index
+        self._records = records
+
+    def ids(self) -> np.ndarray:
+        return np.array([int(r["id"]) for r in self._records], dtype=np.int64)
+
+    def prepared(self) -> list[Any]:
+        return [r.get("_prepared") for r in self._records]
+
+    def records(self, rows: Sequence[int] | np.ndarray | None = None, content: bool = True) -> list[Record]:
+        if rows is None:
+            return list(self._records)
+        return [self._records[int(i)] for i in rows]
+
+
+class ListParts:
+    """Records in memory (a test's list, a one-shot iterator) as :class:`CorpusParts` whose tasks
+    run in this process, in order: a step has one code path whoever calls it. Parts of
+    ``part_rows`` records, in the given order."""
+
+    def __init__(self, records: Iterable[Record], part_rows: int = 4096, scratch: Path | None = None) -> None:
+        self._records = list(records)
+        self.part_rows = max(1, int(part_rows))
+        self.scratch = scratch
+
+    def __iter__(self) -> Iterator[Record]:
+        return iter(self._records)
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def map_parts(self, fn: Callable[[CorpusPart], T]) -> Iterator[T]:
+        step = self.part_rows
+        for k, i in enumerate(range(0, len(self._records), step)):
+            yield fn(_ListPart(k, self._records[i : i + step]))
+
+    def map(self, fn: Callable[[Any], T], args: Iterable[Any]) -> Iterator[T]:
+        for a in args:
+            yield fn(a)
+
+
+def corpus_parts(records: Iterable[Record]) -> CorpusParts:
+    """``records`` as :class:`CorpusParts`: the engine's own collection as it is, anything else
+    (a list, an iterator) held in memory with tasks run in this process."""
+    if isinstance(records, CorpusParts):
+        return records
+    return ListParts(records, scratch=getattr(records, "scratch", None))

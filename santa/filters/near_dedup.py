@@ -35,20 +35,22 @@ each removed file names it (``duplicate_of``).
 
 The per-file MinHash signatures (computed for a whole batch of files at once: see
 :class:`PieceLayout`, :func:`minhash_many` and :func:`minhash_many_legacy`) come from
-:meth:`NearDedup.prepare`, run in parallel by the engine. The corpus-wide part reads only them (not
-the records' content): the band hashes go to one scratch file per band, read back one band at a
-time to find the files that share a bucket; components are found over those integer pairs; then
-only the members of a cluster are read whole (their distinct tokens' hashes for the Jaccard check,
-their signatures for dedup_alt's estimate, written to a scratch file and read back one cluster at
-a time). The driver holds ~24 bytes per file and one band's column at a time (issue 14).
+:meth:`NearDedup.prepare`, run in parallel by the engine. The corpus-wide part runs where the data
+is, as tasks on the engine's workers (:class:`~santa.filters.base.CorpusParts`; in this process
+for a list of records): band keys computed per part and partitioned by key, grouped per partition
+into the pairs of files that share a bucket, components found by the driver over those integer
+pairs, then each cluster's members' material (their distinct tokens' hashes for the Jaccard
+check, their signatures for dedup_alt's estimate) written per part and judged by tasks that each
+take a batch of clusters (see :meth:`NearDedup.process_corpus`). The driver holds ~16 bytes per
+candidate pair and ~60 per cluster member (and the small files' ids), nothing per other file
+(issue 14).
 """
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import os
 import re
-from array import array
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -56,7 +58,7 @@ import numpy as np
 
 from santa.errors import SantaError
 from santa.filters import _sha1
-from santa.filters.base import CorpusStep, DecisionTable, Record
+from santa.filters.base import CorpusPart, CorpusParts, CorpusStep, DecisionTable, Record, corpus_parts
 
 _TOKEN = re.compile(r"[A-Za-z_0-9]+")
 
@@ -744,12 +746,14 @@ class NearDedup(CorpusStep):
             key, text_of = key[new], text_of[new]
             if self.hashing == "sha1":
                 start, end = start[new], end[new]
+        values: np.ndarray | None = None
+        distinct: np.ndarray | None = None
         if self.hashing == "sha1":
             values, text_of, distinct = _distinct_sha1(layout.text, key, text_of, start, end)
         # Every kept text has at least one shingle (a short one has all its pieces as one).
         bounds = np.zeros(len(keep) + 1, dtype=np.int64)
         np.cumsum(np.bincount(text_of, minlength=len(contents))[keep], out=bounds[1:])
-        if self.hashing == "sha1":
+        if values is not None:
             sigs = minhash_many_legacy(values, bounds, self.perms, distinct=distinct)
         else:
             sigs = minhash_many(_fold32(key), bounds, self.perms)
@@ -813,143 +817,95 @@ class NearDedup(CorpusStep):
 
     # -- corpus-wide ----------------------------------------------------------------------
     #
-    # The driver keeps ~24 bytes per file: the ids and the small files' counts in flat arrays;
-    # each band's hashes go to a scratch file (one per band, 8 bytes per file), read back one band
-    # at a time to find the pairs that share a bucket; components are found over those pairs
-    # (integer arrays); the members' material (token hashes for the Jaccard check, signatures
-    # for dedup_alt's estimate) goes to a scratch file too, read back one cluster at a time.
+    # Run as tasks where the data is (the engine's workers, through ``CorpusParts``; in this
+    # process for a list of records), the driver holding compact integer arrays only:
+    #
+    # 1. a task per part computes the band hashes of its signatures and writes them as rows
+    #    (band, hash, id), partitioned by a hash of (band, hash), to one scratch file per part;
+    # 2. a task per partition reads its slice of every part's file, sorts it by (band, hash) and
+    #    returns the pairs of ids that share a bucket (the shuffle and group-by on band keys);
+    # 3. the driver finds the connected components over those pairs (vectorised union-find over
+    #    the ids that have any: ~16 bytes per candidate, nothing per other file);
+    # 4. a task per part writes the material of the cluster members it holds (the distinct
+    #    tokens' hashes for the Jaccard check, the signature for dedup_alt's estimate) to a scratch
+    #    file, and tasks that each take a batch of clusters read their members' material back
+    #    and return the decisions as columns.
     reads_content = False
 
     def process_corpus(self, records: Iterable[Record]) -> DecisionTable:
         import tempfile
 
-        if iter(records) is records:  # a one-shot iterator: two passes need it in memory
-            records = list(records)
+        corpus = corpus_parts(records)
         bands, _ = self._check_bands()
-        ids, small_ids, small_n = array("q"), array("q"), array("q")
-        block: list[bytes] = []
-        with (
-            tempfile.TemporaryDirectory(prefix="near-dedup-", dir=getattr(records, "scratch", None)) as tmp,
-            contextlib.ExitStack() as files,
-        ):
-            band_files = [files.enter_context(open(os.path.join(tmp, f"band-{b}"), "wb")) for b in range(bands)]
-
-            def flush() -> None:  # band hashes of many signatures at once
-                rows = self.band_hashes(np.frombuffer(b"".join(block), dtype=np.uint32).reshape(len(block), -1))
-                for b, fh in enumerate(band_files):
-                    np.ascontiguousarray(rows[:, b]).tofile(fh)
-                block.clear()
-
-            for rec in records:
-                n, sig = rec.get("_prepared") or self.prepare([rec])[0]
-                if sig is None:
-                    if self.small == "drop":
-                        small_ids.append(int(rec["id"]))
-                        small_n.append(int(n))
-                    continue
-                ids.append(int(rec["id"]))
-                block.append(sig)
-                if len(block) >= 4096:
-                    flush()
-            if block:
-                flush()
-            files.close()
+        with tempfile.TemporaryDirectory(prefix="near-dedup-", dir=corpus.scratch) as tmp:
+            partitions = max(1, min(_MAX_PARTITIONS, -(-len(corpus) * bands // _PARTITION_ROWS)))
+            small_ids, small_n = [], []
+            slices: list[list[tuple[int, int, int]]] = [[] for _ in range(partitions)]
+            for index, offsets, s_ids, s_n in corpus.map_parts(functools.partial(_band_task, self, tmp, partitions)):
+                small_ids.append(s_ids)
+                small_n.append(s_n)
+                if offsets is not None:
+                    for p in np.flatnonzero(np.diff(offsets)).tolist():
+                        slices[p].append((index, int(offsets[p]), int(offsets[p + 1])))
+            n_small = np.concatenate(small_n) if small_n else np.zeros(0, dtype=np.int64)
             decisions = [
                 DecisionTable.from_columns(
-                    small_ids,
-                    np.asarray(small_n, dtype=np.float64),
-                    [f"{n} tokens < min_tokens {self.min_tokens}" for n in small_n],
+                    np.concatenate(small_ids) if small_ids else np.zeros(0, dtype=np.int64),
+                    n_small.astype(np.float64),
+                    [f"{n} tokens < min_tokens {self.min_tokens}" for n in n_small.tolist()],
                 )
             ]
-            del small_ids, small_n
-            if ids:
-                id_arr = np.frombuffer(ids, dtype=np.int64)
-                clusters = _clusters(id_arr, [os.path.join(tmp, f"band-{b}") for b in range(bands)])
-                if clusters:
-                    decisions.append(self._decide(records, clusters, os.path.join(tmp, "material")))
+            del small_ids, small_n, n_small
+            edges = [e for e in corpus.map(functools.partial(_group_task, tmp), slices) if e.shape[1]]
+            del slices
+            if edges:
+                pairs = np.concatenate(edges, axis=1)
+                del edges
+                decisions.extend(self._decide(corpus, pairs, tmp))
         return DecisionTable.concat(decisions)
 
-    def _decide(self, records: Iterable[Record], clusters: list[np.ndarray], path: str) -> DecisionTable:
-        """Decisions of the clusters (each an array of sorted ids): the members' material is
-        gathered in one pass over the records (only theirs are read whole), written to ``path``,
-        and read back one cluster at a time."""
-        members = np.sort(np.concatenate(clusters))
-        start = np.zeros(len(members), dtype=np.int64)
-        length = np.zeros(len(members), dtype=np.int64)
-        dtype = np.uint64 if self.jaccard_check else np.uint32
-        select = getattr(records, "select", None)
-        chosen = (
-            select(members, content=self.jaccard_check)
-            if select is not None
-            else (r for r in records if np.isin(int(r["id"]), members))
-        )
-        with open(path, "wb") as fh:
-            offset = 0
-            batch: list[Record] = []
-
-            def write(batch: list[Record]) -> None:
-                nonlocal offset
-                if self.jaccard_check:  # each member's distinct tokens, as sorted 64-bit hashes
-                    hashes, offs = batch_token_hashes([r["content"] for r in batch])
-                    values = [np.unique(hashes[offs[i] : offs[i + 1]]) for i in range(len(batch))]
-                else:
-                    values = [
-                        np.frombuffer((r.get("_prepared") or self.prepare([r])[0])[1], dtype=np.uint32) for r in batch
-                    ]
-                for r, v in zip(batch, values):
-                    k = int(np.searchsorted(members, int(r["id"])))
-                    start[k], length[k] = offset, len(v)
-                    v.astype(dtype, copy=False).tofile(fh)
-                    offset += len(v)
-
-            for rec in chosen:
-                batch.append(rec)
-                if len(batch) >= 256:
-                    write(batch)
-                    batch = []
-            if batch:
-                write(batch)
-        size = np.dtype(dtype).itemsize
-        out_ids: list[int] = []
-        stat: list[float] = []
-        reason: list[str] = []
-        dup_of: list[int] = []
-        comp: list[int] = []
-        with open(path, "rb") as fh:
-
-            def load(rid: int) -> np.ndarray:
-                k = int(np.searchsorted(members, rid))
-                fh.seek(int(start[k]) * size)
-                return np.fromfile(fh, dtype=dtype, count=int(length[k]))
-
-            for cluster in clusters:
-                cl = cluster.tolist()
-                if self.jaccard_check:
-                    for rid, k, j in self._extremes(cl, load):
-                        out_ids.append(rid)
-                        stat.append(round(j, 4))
-                        dup_of.append(k)
-                        reason.append(f"near duplicate of id {k} (Jaccard {j:.3f} >= {self.threshold:g})")
-                    continue
-                kept = cl[0]
-                kept_sig = load(kept)
-                for rid in cl[1:]:
-                    est = float(np.mean(load(rid) == kept_sig))
-                    out_ids.append(rid)
-                    stat.append(round(est, 4))
-                    dup_of.append(kept)
-                    comp.append(len(cl))
-                    reason.append(
-                        f"near duplicate of id {kept} (dedup_alt component of {len(cl)}; est. Jaccard {est:.2f})"
-                    )
-        return DecisionTable.from_columns(
-            out_ids,
-            stat,
-            reason,
-            duplicate_of=dup_of,
-            component_size=None if self.jaccard_check else comp,
-            similarity=stat,
-        )
+    def _decide(self, corpus: CorpusParts, pairs: np.ndarray, tmp: str) -> list[DecisionTable]:
+        """Decisions of the components of the graph of ``pairs`` (2 x k ids): their members'
+        material is written by tasks over the parts, then judged by tasks over batches of
+        clusters."""
+        nodes = np.unique(pairs)
+        labels = _components(len(nodes), np.searchsorted(nodes, pairs[0]), np.searchsorted(nodes, pairs[1]))
+        del pairs
+        # Cluster by cluster (by smallest id), the ids sorted within each: nodes are sorted, the
+        # sort is stable.
+        order = np.argsort(labels, kind="stable")
+        lab = labels[order]
+        del labels
+        bounds = np.append(np.flatnonzero(np.r_[True, lab[1:] != lab[:-1]]), len(lab))
+        del lab
+        np.save(os.path.join(tmp, "members.npy"), nodes)
+        part = np.full(len(nodes), -1, dtype=np.int64)
+        start = np.zeros(len(nodes), dtype=np.int64)
+        length = np.zeros(len(nodes), dtype=np.int64)
+        for index, ids, lengths in corpus.map_parts(functools.partial(_material_task, self, tmp)):
+            if not len(ids):
+                continue
+            k = np.searchsorted(nodes, ids)
+            part[k] = index
+            length[k] = lengths
+            start[k] = np.cumsum(lengths) - lengths
+        if (part < 0).any():
+            missing = nodes[part < 0][:5].tolist()
+            raise SantaError(f"near_dedup: candidate ids {missing} are not among the records it was given")
+        members = nodes[order]
+        part, start, length = part[order], start[order], length[order]
+        del nodes, order
+        # Batches of whole clusters of about _BATCH_VALUES values of material (fewer, when that
+        # makes fewer than 8 batches), in cluster order.
+        values = np.add.reduceat(length, bounds[:-1])
+        budget = max(1, min(_BATCH_VALUES, int(values.sum()) // 8))
+        batch_of = (np.cumsum(values) - values) // budget
+        cuts = np.append(np.flatnonzero(np.r_[True, batch_of[1:] != batch_of[:-1]]), len(values))
+        batches = []
+        for c0, c1 in zip(cuts[:-1].tolist(), cuts[1:].tolist()):
+            m0, m1 = int(bounds[c0]), int(bounds[c1])
+            batches.append((members[m0:m1], bounds[c0 : c1 + 1] - m0, part[m0:m1], start[m0:m1], length[m0:m1]))
+        return list(corpus.map(functools.partial(_cluster_task, self, tmp), batches))
 
     def _extremes(self, cluster: list[int], load: Callable[[int], np.ndarray]) -> list[tuple[int, int, float]]:
         """(dropped id, the kept id it duplicates, Jaccard) of a cluster, sorted by id: each file
@@ -976,29 +932,167 @@ def _jaccard(a: np.ndarray, b: np.ndarray) -> float:
     return inter / (len(a) + len(b) - inter)
 
 
-def _clusters(ids: np.ndarray, band_paths: list[str]) -> list[np.ndarray]:
-    """Connected components (of size >= 2) of the graph linking files that agree on any band,
-    as arrays of sorted ids; the band files hold each band's hashes in the order of ``ids``."""
-    n = len(ids)
-    left, right = [], []
-    for path in band_paths:  # one band in memory at a time
-        col = np.fromfile(path, dtype=np.uint64)
-        order = np.argsort(col, kind="stable")
-        col = col[order]
-        same = np.flatnonzero(col[1:] == col[:-1])
-        del col
-        left.append(order[same])
-        right.append(order[same + 1])
-    a, b = np.concatenate(left), np.concatenate(right)
-    if not len(a):
-        return []
-    labels = _components(n, a, b)
-    counts = np.bincount(labels, minlength=n)
-    idx = np.flatnonzero(counts[labels] >= 2)
-    order = np.lexsort((ids[idx], labels[idx]))
-    idx = idx[order]
-    cuts = np.flatnonzero(labels[idx][1:] != labels[idx][:-1]) + 1
-    return [ids[part] for part in np.split(idx, cuts)]
+# The corpus-wide tasks (see NearDedup.process_corpus): module-level functions, picklable with
+# functools.partial, run on the engine's workers.
+
+# A band-key row: (band, band hash, id), 18 bytes.
+_ROW = np.dtype([("band", "<u2"), ("hash", "<u8"), ("id", "<i8")])
+# Band-key rows per grouping task (a partition): ~19 MB of rows, ~3x that while sorting.
+_PARTITION_ROWS = 1 << 20
+_MAX_PARTITIONS = 4096
+# Material values per cluster-checking task (8 bytes each for token hashes).
+_BATCH_VALUES = 1 << 22
+
+
+def _band_path(tmp: str, index: int) -> str:
+    return os.path.join(tmp, f"bands-{index:07d}.bin")
+
+
+def _material_path(tmp: str, index: int) -> str:
+    return os.path.join(tmp, f"material-{index:07d}.bin")
+
+
+def _prepared(step: NearDedup, part: CorpusPart) -> list[Any]:
+    """The part's prepared values, computed here for records that came without one."""
+    prepared = part.prepared()
+    missing = [i for i, p in enumerate(prepared) if p is None]
+    if missing:
+        for i, value in zip(missing, step.prepare(part.records(missing, content=True))):
+            prepared[i] = value
+    return prepared
+
+
+def _band_task(
+    step: NearDedup, tmp: str, partitions: int, part: CorpusPart
+) -> tuple[int, np.ndarray | None, np.ndarray, np.ndarray]:
+    """Step 1, one part: its band-key rows, sorted by partition, to its file; returns (part
+    index, where each partition's rows start in the file (None: no rows), ids and token counts
+    of the files under min_tokens that are dropped)."""
+    ids = part.ids()
+    prepared = _prepared(step, part)
+    has = np.array([p[1] is not None for p in prepared], dtype=bool)
+    counts = np.array([p[0] for p in prepared], dtype=np.int64)
+    small = ~has if step.small == "drop" else np.zeros(len(ids), dtype=bool)
+    sig_rows = np.flatnonzero(has)
+    offsets = None
+    if len(sig_rows):
+        sigs = np.frombuffer(b"".join(prepared[i][1] for i in sig_rows.tolist()), dtype=np.uint32)
+        keys = step.band_hashes(sigs.reshape(len(sig_rows), -1))
+        n, bands = keys.shape
+        rows = np.empty(n * bands, dtype=_ROW)
+        rows["band"] = np.tile(np.arange(bands, dtype=np.uint16), n)
+        rows["hash"] = keys.ravel()
+        rows["id"] = np.repeat(ids[sig_rows], bands)
+        where = (_mix64(rows["hash"] + rows["band"].astype(np.uint64)) % np.uint64(partitions)).astype(np.int64)
+        order = np.argsort(where, kind="stable")
+        rows[order].tofile(_band_path(tmp, part.index))
+        offsets = np.searchsorted(where[order], np.arange(partitions + 1))
+    return part.index, offsets, ids[small], counts[small]
+
+
+def _group_task(tmp: str, slices: list[tuple[int, int, int]]) -> np.ndarray:
+    """Step 2, one partition: its rows of every part (``(part index, first row, end row)``),
+    grouped by (band, hash); the pairs of ids that share a bucket, as 2 x k int64 (each bucket
+    as a chain, each pair once)."""
+    chunks = [np.fromfile(_band_path(tmp, i), dtype=_ROW, count=e - s, offset=s * _ROW.itemsize) for i, s, e in slices]
+    rows = np.concatenate(chunks) if chunks else np.zeros(0, dtype=_ROW)
+    del chunks
+    if len(rows) < 2:
+        return np.zeros((2, 0), dtype=np.int64)
+    order = np.lexsort((rows["hash"], rows["band"]))
+    band, key, ids = rows["band"][order], rows["hash"][order], rows["id"][order]
+    del rows, order
+    same = np.flatnonzero((band[1:] == band[:-1]) & (key[1:] == key[:-1]))
+    a, b = ids[same], ids[same + 1]
+    if len(a) > 1:  # the same pair found in several bands: once
+        o = np.lexsort((b, a))
+        a, b = a[o], b[o]
+        new = np.r_[True, (a[1:] != a[:-1]) | (b[1:] != b[:-1])]
+        a, b = a[new], b[new]
+    return np.stack([a, b]).astype(np.int64, copy=False)
+
+
+def _material_task(step: NearDedup, tmp: str, part: CorpusPart) -> tuple[int, np.ndarray, np.ndarray]:
+    """Step 4a, one part: the material of the cluster members it holds (the sorted ids in
+    ``members.npy``), to its file; returns (part index, those ids, their material's lengths)."""
+    members = np.load(os.path.join(tmp, "members.npy"), mmap_mode="r")
+    ids = part.ids()
+    empty = np.zeros(0, dtype=np.int64)
+    if not len(ids) or not len(members):
+        return part.index, empty, empty
+    pos = np.searchsorted(members, ids).clip(0, len(members) - 1)
+    rows = np.flatnonzero(np.asarray(members[pos]) == ids)
+    if not len(rows):
+        return part.index, empty, empty
+    values: list[np.ndarray]
+    if step.jaccard_check:  # each member's distinct tokens, as sorted 64-bit hashes
+        hashes, offs = batch_token_hashes([r["content"] for r in part.records(rows, content=True)])
+        values = [np.unique(hashes[offs[i] : offs[i + 1]]) for i in range(len(rows))]
+        dtype: type = np.uint64
+    else:
+        prepared = _prepared(step, part)
+        values = [np.frombuffer(prepared[i][1], dtype=np.uint32) for i in rows.tolist()]
+        dtype = np.uint32
+    with open(_material_path(tmp, part.index), "wb") as fh:
+        for v in values:
+            v.astype(dtype, copy=False).tofile(fh)
+    return part.index, ids[rows], np.array([len(v) for v in values], dtype=np.int64)
+
+
+def _cluster_task(
+    step: NearDedup, tmp: str, batch: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+) -> DecisionTable:
+    """Step 4b, a batch of clusters: (members' ids cluster by cluster, cluster bounds, and each
+    member's part, first value and length in its part's material file); their decisions."""
+    ids, bounds, part, start, length = batch
+    dtype = np.uint64 if step.jaccard_check else np.uint32
+    size = np.dtype(dtype).itemsize
+    material: dict[int, np.ndarray] = {}
+    current, fh = -1, None
+    try:
+        for k in np.lexsort((start, part)).tolist():  # file by file, in order
+            if part[k] != current:
+                if fh is not None:
+                    fh.close()
+                current = int(part[k])
+                fh = open(_material_path(tmp, current), "rb")  # noqa: SIM115 (closed below)
+            assert fh is not None
+            fh.seek(int(start[k]) * size)
+            material[int(ids[k])] = np.fromfile(fh, dtype=dtype, count=int(length[k]))
+    finally:
+        if fh is not None:
+            fh.close()
+    out_ids: list[int] = []
+    stat: list[float] = []
+    reason: list[str] = []
+    dup_of: list[int] = []
+    comp: list[int] = []
+    for c in range(len(bounds) - 1):
+        cl = ids[bounds[c] : bounds[c + 1]].tolist()
+        if step.jaccard_check:
+            for rid, k, j in step._extremes(cl, material.__getitem__):
+                out_ids.append(rid)
+                stat.append(round(j, 4))
+                dup_of.append(k)
+                reason.append(f"near duplicate of id {k} (Jaccard {j:.3f} >= {step.threshold:g})")
+            continue
+        kept = cl[0]
+        kept_sig = material[kept]
+        for rid in cl[1:]:
+            est = float(np.mean(material[rid] == kept_sig))
+            out_ids.append(rid)
+            stat.append(round(est, 4))
+            dup_of.append(kept)
+            comp.append(len(cl))
+            reason.append(f"near duplicate of id {kept} (dedup_alt component of {len(cl)}; est. Jaccard {est:.2f})")
+    return DecisionTable.from_columns(
+        out_ids,
+        stat,
+        reason,
+        duplicate_of=dup_of,
+        component_size=None if step.jaccard_check else comp,
+        similarity=stat,
+    )
 
 
 def _components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:

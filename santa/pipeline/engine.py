@@ -218,7 +218,7 @@ def run_pipeline(cfg: PipelineConfig, console: Console | None = None) -> Pipelin
                 name = seg.prepare_for
                 assert name is not None
                 dropped_path, dropped, secs = _corpus_decisions(
-                    work, seg, next(s for s in steps if s.name == name), spills, console
+                    work, seg, next(s for s in steps if s.name == name), spills, console, engine
                 )
                 decisions_by_step[name] = dropped
                 corpus_seconds[name] = secs
@@ -353,19 +353,29 @@ def _write_batches(
 
 
 def _corpus_decisions(
-    work: Path, seg: Segment, step: Step, spills: list[Path], console: Console
+    work: Path,
+    seg: Segment,
+    step: Step,
+    spills: list[Path],
+    console: Console,
+    engine: LocalEngine | RayEngine | None = None,
 ) -> tuple[str, DecisionTable, float]:
     """(path of the saved decisions, the dropped records' decisions, seconds), computed once.
 
-    The decisions (an Arrow file, with the repo and path of each duplicate and of the file it
-    duplicates, so that the duplicates report needs no spill) are written last: their presence
-    says the step is done."""
+    The step gets the spilled records as :class:`~santa.filters.base.CorpusParts`: it may run
+    its corpus-wide work as tasks on the engine's workers (the local engine's pool, Ray actors),
+    which read the spill themselves; the records' locations for the duplicates report are found
+    by such tasks too. The decisions (an Arrow file, with the repo and path of each duplicate and
+    of the file it duplicates, so that the duplicates report needs no spill) are written last:
+    their presence says the step is done."""
     path = work / f"corpus-s{seg.index}-{step.name}.arrow"
     seconds_path = path.with_suffix(".json")
     if path.is_file():
         return str(path), DecisionTable.load(path), json.loads(seconds_path.read_text())["seconds"]
     assert isinstance(step, CorpusStep)
-    records = SpilledRecords(spills, content=step.reads_content, scratch=work)
+    records = SpilledRecords(spills, content=step.reads_content, scratch=work, engine=engine)
+    if engine is not None:
+        engine.start()  # before the status line's thread: a local pool then still forks
     t0 = time.perf_counter()
     with console.status(f"[bold]{step.name}[/bold] over {len(records):,} files"):
         try:

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, TypeVar
 
 from santa.errors import SantaError
 from santa.pipeline.inputs import Item, Unit, iter_unit
@@ -37,6 +37,7 @@ from santa.pipeline.worker import (
 # when imported) takes its locks in its own pthread_atfork handlers and restarts the thread in the
 # child when needed.
 _FORK_SAFE_THREADS = frozenset({"jemalloc_bg_thd"})
+T = TypeVar("T")
 
 
 def _single_threaded() -> bool:
@@ -52,6 +53,28 @@ def _single_threaded() -> bool:
         return False
     main = str(os.getpid())
     return main in tasks and all(n in _FORK_SAFE_THREADS for t, n in zip(tasks, names) if t != main)
+
+
+def _release_memory() -> None:
+    """Give back to the system what a task freed: Arrow's pool and glibc's malloc keep freed
+    pages for reuse, so a worker that ran a corpus step's tasks (reading spill parts, sorting
+    band keys) would hold them through the segments after it."""
+    import ctypes
+
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+def _map_task(fn: Callable[[Any], T], arg: Any) -> T:
+    try:
+        return fn(arg)
+    finally:
+        _release_memory()
 
 
 class LocalEngine:
@@ -156,6 +179,27 @@ class LocalEngine:
                 fut.cancel()
             raise
 
+    def map(self, fn: Callable[[Any], T], args: Iterable[Any]) -> Iterator[T]:
+        """``fn(arg)`` for each arg on the worker processes (in this process with one worker),
+        results in order: a corpus step's tasks (:class:`~santa.filters.base.CorpusParts`)."""
+        if self.workers == 1:
+            for a in args:
+                yield fn(a)
+            return
+        self.start()
+        window: deque[Future[T]] = deque()
+        try:
+            for a in args:
+                window.append(self._pool.submit(_map_task, fn, a))
+                if len(window) >= 2 * self.workers:
+                    yield window.popleft().result()
+            while window:
+                yield window.popleft().result()
+        except BaseException:
+            for fut in window:
+                fut.cancel()
+            raise
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
@@ -192,6 +236,13 @@ class _RayWorker:
     def part(self, worker_args: WorkerArgs, part: str) -> BatchResult | _Failed:
         try:
             return run_part(worker_args, part)
+        except SantaError as exc:
+            return _Failed(exc)
+
+    def call(self, fn: Callable[[Any], Any], arg: Any) -> Any:
+        """A corpus step's task (:meth:`RayEngine.map`)."""
+        try:
+            return _map_task(fn, arg)
         except SantaError as exc:
             return _Failed(exc)
 
@@ -311,6 +362,27 @@ class RayEngine:
         while window:
             i, r = window.popleft()
             yield i, _raised(ray.get(r))
+
+    def map(self, fn: Callable[[Any], T], args: Iterable[Any]) -> Iterator[T]:
+        """``fn(arg)`` for each arg on the actors (round robin, ``fn`` put in the object store
+        once), results in order: a corpus step's tasks (:class:`~santa.filters.base.CorpusParts`)."""
+        self.start()
+        import ray
+
+        fn_ref = ray.put(fn)
+        n = len(self._actors)
+        window: deque[Any] = deque()
+        try:
+            for k, a in enumerate(args):
+                window.append(self._actors[k % n].call.remote(fn_ref, a))
+                if len(window) >= 2 * n:
+                    yield _raised(ray.get(window.popleft()))
+            while window:
+                yield _raised(ray.get(window.popleft()))
+        except BaseException:
+            for ref in window:
+                ray.cancel(ref)
+            raise
 
     def close(self) -> None:
         if self._actors:
