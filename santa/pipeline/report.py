@@ -88,6 +88,9 @@ def build(
         for step, langs in m["stats"].items():
             for lang, values in langs.items():
                 stats.setdefault(step, {}).setdefault(lang, array("d")).extend(values)
+        # Aggregated: the unit's own copy (8 bytes a file a step) is not read again; publish reads
+        # only the markers' file lists.
+        m["stats"] = {}
         for step, n in m["notes"].items():
             for note, k in n.items():
                 notes.setdefault(step, {})[note] = notes.setdefault(step, {}).get(note, 0) + k
