@@ -17,7 +17,7 @@ from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from santa.errors import SantaError
-from santa.pipeline.inputs import Item, Unit, iter_unit
+from santa.pipeline.inputs import Unit, iter_unit
 from santa.pipeline.spec import PipelineError
 from santa.pipeline.spill import spill_parts
 from santa.pipeline.worker import (
@@ -38,6 +38,9 @@ from santa.pipeline.worker import (
 # child when needed.
 _FORK_SAFE_THREADS = frozenset({"jemalloc_bg_thd"})
 T = TypeVar("T")
+K = TypeVar("K")
+F = TypeVar("F")
+R = TypeVar("R")
 
 
 def _single_threaded() -> bool:
@@ -75,6 +78,32 @@ def _map_task(fn: Callable[[Any], T], arg: Any) -> T:
         return fn(arg)
     finally:
         _release_memory()
+
+
+def _in_order(
+    submitted: Iterable[tuple[K, F]],
+    depth: int,
+    result: Callable[[F], R],
+    cancel: Callable[[F], object] | None,
+) -> Iterator[tuple[K, R]]:
+    """``(key, result(task))`` of each submitted task, in submission order, with at most ``depth``
+    in flight: ``submitted`` is lazy, so a task is only sent when one before it is taken. On an
+    error (or the caller stopping) the tasks still in flight are cancelled (``cancel``)."""
+    window: deque[tuple[K, F]] = deque()
+    try:
+        for item in submitted:
+            window.append(item)
+            if len(window) >= depth:
+                key, task = window.popleft()
+                yield key, result(task)
+        while window:
+            key, task = window.popleft()
+            yield key, result(task)
+    except BaseException:
+        if cancel is not None:
+            for _, task in window:
+                cancel(task)
+        raise
 
 
 class LocalEngine:
@@ -154,7 +183,6 @@ class LocalEngine:
                     yield unit.index, worker.run(batch)
             return
         self.start()
-        window: deque[tuple[int, Future[BatchResult]]] = deque()
 
         def tasks(unit: Unit) -> Iterator[Future[BatchResult]]:
             if unit.kind == "spill":  # a part per task, read by the worker
@@ -164,20 +192,8 @@ class LocalEngine:
                 for batch in batches(iter_unit(unit), self.batch_size):
                     yield self._pool.submit(run_batch, worker_args, batch)
 
-        try:
-            for unit in units:
-                for fut in tasks(unit):
-                    window.append((unit.index, fut))
-                    if len(window) >= 2 * self.workers:
-                        idx, done = window.popleft()
-                        yield idx, done.result()
-            while window:
-                idx, done = window.popleft()
-                yield idx, done.result()
-        except BaseException:
-            for _, fut in window:
-                fut.cancel()
-            raise
+        submitted = ((unit.index, fut) for unit in units for fut in tasks(unit))
+        yield from _in_order(submitted, 2 * self.workers, Future.result, Future.cancel)
 
     def map(self, fn: Callable[[Any], T], args: Iterable[Any]) -> Iterator[T]:
         """``fn(arg)`` for each arg on the worker processes (in this process with one worker),
@@ -187,18 +203,9 @@ class LocalEngine:
                 yield fn(a)
             return
         self.start()
-        window: deque[Future[T]] = deque()
-        try:
-            for a in args:
-                window.append(self._pool.submit(_map_task, fn, a))
-                if len(window) >= 2 * self.workers:
-                    yield window.popleft().result()
-            while window:
-                yield window.popleft().result()
-        except BaseException:
-            for fut in window:
-                fut.cancel()
-            raise
+        submitted = ((None, self._pool.submit(_map_task, fn, a)) for a in args)
+        for _, value in _in_order(submitted, 2 * self.workers, Future.result, Future.cancel):
+            yield value
 
     def close(self) -> None:
         if self._pool is not None:
@@ -221,28 +228,11 @@ class _RayWorker:
     def __init__(self) -> None:
         worker_init()
 
-    def unit(self, worker_args: WorkerArgs, task: UnitTask) -> dict[str, Any] | _Failed:
+    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)``: a unit, batch or spill part (:func:`run_unit`, :func:`run_batch`,
+        :func:`run_part`) or a corpus step's task (:meth:`RayEngine.map`)."""
         try:
-            return run_unit(worker_args, task)
-        except SantaError as exc:
-            return _Failed(exc)
-
-    def batch(self, worker_args: WorkerArgs, items: list[Item]) -> BatchResult | _Failed:
-        try:
-            return run_batch(worker_args, items)
-        except SantaError as exc:
-            return _Failed(exc)
-
-    def part(self, worker_args: WorkerArgs, part: str) -> BatchResult | _Failed:
-        try:
-            return run_part(worker_args, part)
-        except SantaError as exc:
-            return _Failed(exc)
-
-    def call(self, fn: Callable[[Any], Any], arg: Any) -> Any:
-        """A corpus step's task (:meth:`RayEngine.map`)."""
-        try:
-            return _map_task(fn, arg)
+            return fn(*args)
         except SantaError as exc:
             return _Failed(exc)
 
@@ -319,14 +309,16 @@ class RayEngine:
         running: dict[Any, int] = {}  # object ref -> actor
         for i in range(2 * len(self._actors)):  # two per actor: an actor never waits for the driver
             if todo:
-                running[self._actors[i % len(self._actors)].unit.remote(args, todo.popleft())] = i % len(self._actors)
+                running[self._actors[i % len(self._actors)].call.remote(run_unit, args, todo.popleft())] = i % len(
+                    self._actors
+                )
         while running:
             done, _ = ray.wait(list(running), num_returns=1)
             for ref in done:
                 actor = running.pop(ref)
                 marker = _raised(ray.get(ref))
                 if todo:
-                    running[self._actors[actor].unit.remote(args, todo.popleft())] = actor
+                    running[self._actors[actor].call.remote(run_unit, args, todo.popleft())] = actor
                 yield marker
 
     def run(self, worker_args: WorkerArgs, units: list[Unit]) -> Iterator[tuple[int, BatchResult]]:
@@ -338,7 +330,6 @@ class RayEngine:
 
         args = ray.put(worker_args)
         n = len(self._actors)
-        window: deque[tuple[int, Any]] = deque()
         sent = 0
 
         def submit(unit: Unit) -> Iterator[tuple[int, Any]]:
@@ -346,22 +337,15 @@ class RayEngine:
             if unit.kind == "spill":
                 for part in spill_parts(unit.path):
                     sent += 1
-                    yield unit.index, self._actors[sent % n].part.remote(args, str(part))
+                    yield unit.index, self._actors[sent % n].call.remote(run_part, args, str(part))
             else:
                 for batch in batches(iter_unit(unit), self.batch_size):
                     sent += 1
-                    yield unit.index, self._actors[sent % n].batch.remote(args, batch)
+                    yield unit.index, self._actors[sent % n].call.remote(run_batch, args, batch)
 
         # Round robin: results come back in order, so each actor has at most two batches ahead.
-        for unit in units:
-            for idx, ref in submit(unit):
-                window.append((idx, ref))
-                if len(window) >= 2 * n:
-                    i, r = window.popleft()
-                    yield i, _raised(ray.get(r))
-        while window:
-            i, r = window.popleft()
-            yield i, _raised(ray.get(r))
+        submitted = (item for unit in units for item in submit(unit))
+        yield from _in_order(submitted, 2 * n, lambda ref: _raised(ray.get(ref)), None)
 
     def map(self, fn: Callable[[Any], T], args: Iterable[Any]) -> Iterator[T]:
         """``fn(arg)`` for each arg on the actors (round robin, ``fn`` put in the object store
@@ -371,18 +355,9 @@ class RayEngine:
 
         fn_ref = ray.put(fn)
         n = len(self._actors)
-        window: deque[Any] = deque()
-        try:
-            for k, a in enumerate(args):
-                window.append(self._actors[k % n].call.remote(fn_ref, a))
-                if len(window) >= 2 * n:
-                    yield _raised(ray.get(window.popleft()))
-            while window:
-                yield _raised(ray.get(window.popleft()))
-        except BaseException:
-            for ref in window:
-                ray.cancel(ref)
-            raise
+        submitted = ((None, self._actors[k % n].call.remote(_map_task, fn_ref, a)) for k, a in enumerate(args))
+        for _, value in _in_order(submitted, 2 * n, lambda ref: _raised(ray.get(ref)), ray.cancel):
+            yield value
 
     def close(self) -> None:
         if self._actors:
