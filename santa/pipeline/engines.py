@@ -17,17 +17,14 @@ from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from santa.errors import SantaError
-from santa.pipeline.inputs import Unit, iter_unit
+from santa.pipeline.inputs import Unit
 from santa.pipeline.spec import PipelineError
-from santa.pipeline.spill import spill_parts
 from santa.pipeline.worker import (
     BatchResult,
     SegmentWorker,
     UnitTask,
     WorkerArgs,
-    batches,
-    run_batch,
-    run_part,
+    batch_tasks,
     run_unit,
     unit_batches,
     worker_init,
@@ -183,16 +180,11 @@ class LocalEngine:
                     yield unit.index, worker.run(batch)
             return
         self.start()
-
-        def tasks(unit: Unit) -> Iterator[Future[BatchResult]]:
-            if unit.kind == "spill":  # a part per task, read by the worker
-                for part in spill_parts(unit.path):
-                    yield self._pool.submit(run_part, worker_args, str(part))
-            else:
-                for batch in batches(iter_unit(unit), self.batch_size):
-                    yield self._pool.submit(run_batch, worker_args, batch)
-
-        submitted = ((unit.index, fut) for unit in units for fut in tasks(unit))
+        submitted = (
+            (unit.index, self._pool.submit(fn, worker_args, arg))
+            for unit in units
+            for fn, arg in batch_tasks(unit, self.batch_size)
+        )
         yield from _in_order(submitted, 2 * self.workers, Future.result, Future.cancel)
 
     def map(self, fn: Callable[[Any], T], args: Iterable[Any]) -> Iterator[T]:
@@ -330,21 +322,9 @@ class RayEngine:
 
         args = ray.put(worker_args)
         n = len(self._actors)
-        sent = 0
-
-        def submit(unit: Unit) -> Iterator[tuple[int, Any]]:
-            nonlocal sent
-            if unit.kind == "spill":
-                for part in spill_parts(unit.path):
-                    sent += 1
-                    yield unit.index, self._actors[sent % n].call.remote(run_part, args, str(part))
-            else:
-                for batch in batches(iter_unit(unit), self.batch_size):
-                    sent += 1
-                    yield unit.index, self._actors[sent % n].call.remote(run_batch, args, batch)
-
         # Round robin: results come back in order, so each actor has at most two batches ahead.
-        submitted = (item for unit in units for item in submit(unit))
+        tasks = ((unit.index, fn, arg) for unit in units for fn, arg in batch_tasks(unit, self.batch_size))
+        submitted = ((i, self._actors[k % n].call.remote(fn, args, arg)) for k, (i, fn, arg) in enumerate(tasks))
         yield from _in_order(submitted, 2 * n, lambda ref: _raised(ray.get(ref)), None)
 
     def map(self, fn: Callable[[Any], T], args: Iterable[Any]) -> Iterator[T]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -321,6 +321,18 @@ def unit_batches(unit: Unit, size: int) -> Iterator[list[Item]]:
             yield list(read_spill(str(part)))
     else:
         yield from batches(iter_unit(unit), size)
+
+
+def batch_tasks(unit: Unit, size: int) -> Iterator[tuple[Callable[[WorkerArgs, Any], BatchResult], Any]]:
+    """The batch tasks of a unit, as ``(run_part or run_batch, its argument)``, cut as
+    :func:`unit_batches` cuts them: a spill part goes by name (the worker reads it), an input
+    file's batches are read here (by the driver) and sent."""
+    if unit.kind == "spill":
+        for part in spill_parts(unit.path):
+            yield run_part, str(part)
+    else:
+        for batch in batches(iter_unit(unit), size):
+            yield run_batch, batch
 
 
 @dataclass(frozen=True)
