@@ -362,6 +362,17 @@ class CorpusParts(Protocol):
         ...
 
 
+def prepared_values(step: CorpusStep, part: CorpusPart) -> list[Any]:
+    """The part's prepared values (``step.prepare``'s), computed here, in the task, for the
+    records that came without one (e.g. records handed to ``process_corpus`` directly)."""
+    prepared = part.prepared()
+    missing = [i for i, p in enumerate(prepared) if p is None]
+    if missing:
+        for i, value in zip(missing, step.prepare(part.records(missing, content=True)) or []):
+            prepared[i] = value
+    return prepared
+
+
 class _ListPart:
     """A slice of a list of records as a :class:`CorpusPart`."""
 

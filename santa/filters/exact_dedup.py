@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from santa.filters.base import CorpusPart, CorpusStep, DecisionTable, Record, corpus_parts
+from santa.filters.base import CorpusPart, CorpusStep, DecisionTable, Record, corpus_parts, prepared_values
 
 
 class ExactDedup(CorpusStep):
@@ -55,9 +55,5 @@ class ExactDedup(CorpusStep):
 def _digests(step: ExactDedup, part: CorpusPart) -> tuple[np.ndarray, np.ndarray]:
     """A task over one part: its ids and their digests (n x 2 uint64), computed here for records
     that came without one."""
-    prepared = part.prepared()
-    missing = [i for i, p in enumerate(prepared) if p is None]
-    if missing:
-        for i, value in zip(missing, step.prepare(part.records(missing, content=True))):
-            prepared[i] = value
+    prepared = prepared_values(step, part)
     return part.ids(), np.frombuffer(b"".join(prepared), dtype=np.uint64).reshape(-1, 2)

@@ -58,7 +58,7 @@ import numpy as np
 
 from santa.errors import SantaError
 from santa.filters import _sha1
-from santa.filters.base import CorpusPart, CorpusParts, CorpusStep, DecisionTable, Record, corpus_parts
+from santa.filters.base import CorpusPart, CorpusParts, CorpusStep, DecisionTable, Record, corpus_parts, prepared_values
 
 _TOKEN = re.compile(r"[A-Za-z_0-9]+")
 
@@ -952,16 +952,6 @@ def _material_path(tmp: str, index: int) -> str:
     return os.path.join(tmp, f"material-{index:07d}.bin")
 
 
-def _prepared(step: NearDedup, part: CorpusPart) -> list[Any]:
-    """The part's prepared values, computed here for records that came without one."""
-    prepared = part.prepared()
-    missing = [i for i, p in enumerate(prepared) if p is None]
-    if missing:
-        for i, value in zip(missing, step.prepare(part.records(missing, content=True))):
-            prepared[i] = value
-    return prepared
-
-
 def _band_task(
     step: NearDedup, tmp: str, partitions: int, part: CorpusPart
 ) -> tuple[int, np.ndarray | None, np.ndarray, np.ndarray]:
@@ -969,7 +959,7 @@ def _band_task(
     index, where each partition's rows start in the file (None: no rows), ids and token counts
     of the files under min_tokens that are dropped)."""
     ids = part.ids()
-    prepared = _prepared(step, part)
+    prepared = prepared_values(step, part)
     has = np.array([p[1] is not None for p in prepared], dtype=bool)
     counts = np.array([p[0] for p in prepared], dtype=np.int64)
     small = ~has if step.small == "drop" else np.zeros(len(ids), dtype=bool)
@@ -1030,7 +1020,7 @@ def _material_task(step: NearDedup, tmp: str, part: CorpusPart) -> tuple[int, np
         values = [np.unique(hashes[offs[i] : offs[i + 1]]) for i in range(len(rows))]
         dtype: type = np.uint64
     else:
-        prepared = _prepared(step, part)
+        prepared = prepared_values(step, part)
         values = [np.frombuffer(prepared[i][1], dtype=np.uint32) for i in rows.tolist()]
         dtype = np.uint32
     with open(_material_path(tmp, part.index), "wb") as fh:
