@@ -3,6 +3,7 @@ prepare` run on it in a fresh process, and what that process and its workers use
 
     python benchmarks/bench_scale.py [--files 20000 80000] [--pipeline final] [--format jsonl|parquet]
                                      [--workers N] [--engine local [ray]] [--santa TREE ...] [--quick] [--json]
+    python benchmarks/bench_scale.py --fixed K [--engine local ray] [--workers N]
 
 The corpus is made from the source files of this machine (the Python standard library, a JDK's
 src.zip, JavaScript under /usr/lib/node_modules, whichever exist): each file is three random
@@ -17,8 +18,15 @@ the sum over the process tree polled, which counts Ray's workers that no parent 
 (input MB / that CPU); the driver's own CPU and its share; the driver's peak RSS (VmHWM); the
 peak memory of the whole process tree (sum of PSS, which counts pages forked workers share with
 the driver once); the peak size of the scratch directory <output>/.santa-work and its ratio to
-the input. Memory and disk are polled every 0.2 s, so short peaks may be missed. The machine's
+the input. With a local Ray, the tree's peak is also split into santa's processes (the driver and
+its actors) and Ray's own daemons (GCS, raylet, dashboard and its agent, the runtime-env agent,
+the monitors), which a local Ray starts beside them. Memory and disk are polled every 0.2 s, so short peaks may be missed. The machine's
 load average is printed with each run: on a shared machine, compare runs made together.
+
+--fixed K measures, K times in a fresh process, what each engine costs whatever the corpus:
+importing it, starting it (its worker processes; a local Ray with one actor per CPU, ready for a
+task), stopping it, and, started and idle, the PSS of the driver, of each worker or actor and of
+Ray's daemons.
 """
 
 from __future__ import annotations
@@ -208,6 +216,21 @@ def _tree(pid: int) -> list[int]:
         return [pid]
 
 
+_RAY_OURS = ("ray::_RayWorker", "ray::IDLE")  # santa's actors (a worker Ray started idle becomes one)
+
+
+def _ray_daemon(pid: int) -> bool:
+    """Whether ``pid`` is one of Ray's own per-node processes (GCS, raylet, dashboard, agents,
+    monitors), which a local Ray starts beside santa's driver and actors."""
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return False
+    if cmd.startswith(_RAY_OURS):
+        return False
+    return cmd.startswith("ray::") or "site-packages/ray/" in cmd
+
+
 def _du(path: Path) -> int:
     total = 0
     for dirpath, _, files in os.walk(path):
@@ -226,6 +249,8 @@ class Poller(threading.Thread):
         self.driver_hwm_kb = 0
         self.driver_cpu = 0.0
         self.tree_peak_kb = 0
+        self.ours_peak_kb = 0  # the tree less Ray's own daemons: the driver and its workers or actors
+        self.daemons_kb = 0
         self.scratch_peak = 0
         # CPU of every process of the tree as last seen: processes that their parent does not
         # wait for (Ray's workers) are missing from getrusage's children.
@@ -240,7 +265,11 @@ class Poller(threading.Thread):
                 break
             self.driver_hwm_kb, self.driver_cpu = max(self.driver_hwm_kb, hwm), cpu
             tree = _tree(self.pid)
-            self.tree_peak_kb = max(self.tree_peak_kb, sum(_pss_kb(p) for p in tree))
+            pss = {p: _pss_kb(p) for p in tree}
+            daemons = sum(kb for p, kb in pss.items() if _ray_daemon(p))
+            self.tree_peak_kb = max(self.tree_peak_kb, sum(pss.values()))
+            self.ours_peak_kb = max(self.ours_peak_kb, sum(pss.values()) - daemons)
+            self.daemons_kb = max(self.daemons_kb, daemons)
             for p in tree:
                 self.tree_cpu[p] = max(self.tree_cpu.get(p, 0.0), _proc_cpu(p) or 0.0)
             self.scratch_peak = max(self.scratch_peak, _du(self.scratch))
@@ -294,12 +323,68 @@ def run_prepare(corpus: Path, pipeline: str, workers: int | None, engine: str, s
         "driver_share": round(poller.driver_cpu / cpu, 3),
         "driver_peak_rss_mb": round(poller.driver_hwm_kb / 1024, 1),
         "tree_peak_pss_mb": round(poller.tree_peak_kb / 1024, 1),
+        "santa_peak_pss_mb": round(poller.ours_peak_kb / 1024, 1),
+        "ray_daemons_pss_mb": round(poller.daemons_kb / 1024, 1),
         "scratch_peak_mb": round(poller.scratch_peak / 1e6, 1),
         "scratch_ratio": round(poller.scratch_peak / 1e6 / mb, 2),
         "kept": report["totals"]["kept"]["files"],
         "corpus_s": {s["name"]: s["corpus_seconds"] for s in report["steps"] if "corpus_seconds" in s},
         "load": [round(x, 1) for x in load0],
         "load_after": [round(x, 1) for x in os.getloadavg()],
+    }
+
+
+_FIXED = """
+import json, os, sys, time
+t0 = time.perf_counter()
+from santa.pipeline.engines import LocalEngine, RayEngine
+if sys.argv[1] == "ray":
+    import ray
+t1 = time.perf_counter()
+workers = int(sys.argv[2]) if len(sys.argv) > 2 else None
+engine = RayEngine(None, workers, 1000) if sys.argv[1] == "ray" else LocalEngine(workers, 1000)
+engine.start()
+if sys.argv[1] == "ray":
+    ray.get([a.call.remote(os.getpid) for a in engine._actors])
+t2 = time.perf_counter()
+time.sleep(2)
+print(json.dumps({"import_s": t1 - t0, "start_s": t2 - t1, "pid": os.getpid()}), flush=True)
+sys.stdin.readline()  # the parent has measured the processes
+t3 = time.perf_counter()
+engine.close()
+print(json.dumps({"stop_s": time.perf_counter() - t3}), flush=True)
+"""
+
+
+def engine_fixed(engine: str, workers: int | None, santa: Path = ROOT) -> dict[str, Any]:
+    """What an engine costs santa whatever the corpus: the seconds to import it, to start it
+    (its workers, or a local Ray with one actor per CPU, ready to take a task) and to stop it;
+    and, once started and idle, the memory (PSS) of the driver, of each worker or actor and of
+    Ray's own daemons."""
+    env = {**os.environ, "PYTHONPATH": str(santa) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    cmd = [sys.executable, "-c", _FIXED, engine] + ([str(workers)] if workers else [])
+    proc = subprocess.Popen(cmd, cwd=santa, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdin is not None and proc.stdout is not None
+    started = json.loads(proc.stdout.readline())
+    tree = _tree(started["pid"])
+    pss = {p: _pss_kb(p) for p in tree}
+    daemons = [p for p in tree if _ray_daemon(p)]
+    workers_ = [p for p in tree if p != started["pid"] and p not in daemons]
+    proc.stdin.write("\n")
+    proc.stdin.flush()
+    stopped = json.loads(proc.stdout.readline())
+    proc.wait()
+    return {
+        "engine": engine,
+        "import_s": round(started["import_s"], 2),
+        "start_s": round(started["start_s"], 2),
+        "stop_s": round(stopped["stop_s"], 2),
+        "driver_pss_mb": round(pss[started["pid"]] / 1024, 1),
+        "workers": len(workers_),
+        "worker_pss_mb": round(sum(pss[p] for p in workers_) / 1024 / max(1, len(workers_)), 1),
+        "daemons": len(daemons),
+        "daemons_pss_mb": round(sum(pss[p] for p in daemons) / 1024, 1),
+        "total_pss_mb": round(sum(pss.values()) / 1024, 1),
     }
 
 
@@ -321,9 +406,33 @@ def main(argv: list[str] | None = None) -> int:
         help="a santa source tree to run (e.g. an older commit's `git archive`); repeat to interleave "
         "several on each corpus (default: this checkout)",
     )
+    ap.add_argument(
+        "--fixed",
+        type=int,
+        default=0,
+        metavar="K",
+        help="only measure, K times, what each --engine costs whatever the corpus (start, stop, idle memory)",
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     rows = []
+    if args.fixed:
+        for _ in range(args.fixed):
+            for tree, engine in [(t, e) for t in args.santa or [ROOT] for e in args.engine]:
+                row = {"santa": str(tree), **engine_fixed(engine, args.workers, tree.resolve())}
+                rows.append(row)
+                if not args.json:
+                    print(
+                        f"[{tree} {engine}] import {row['import_s']} s, start {row['start_s']} s "
+                        f"({row['workers']} workers ready), stop {row['stop_s']} s; idle (PSS): "
+                        f"{row['total_pss_mb']} MB in all, driver {row['driver_pss_mb']} MB, "
+                        f"{row['worker_pss_mb']} MB per worker"
+                        + (f", Ray's {row['daemons']} daemons {row['daemons_pss_mb']} MB" if row["daemons"] else ""),
+                        flush=True,
+                    )
+        if args.json:
+            print(json.dumps(rows, indent=1))
+        return 0
     for n in [2_000, 8_000] if args.quick else args.files:
         corpus = build_corpus(n, args.format, args.regenerate)
         for tree, engine in [(t, e) for t in args.santa or [ROOT] for e in args.engine]:
@@ -339,7 +448,13 @@ def main(argv: list[str] | None = None) -> int:
                     f"[{tree} {engine}] {n:>8,} files {row['mb']:>7} MB: {row['wall_s']:>6} s wall, {row['cpu_s']:>6} s CPU, "
                     f"{row['mb_s_per_core']:>5} MB/s per core; driver {row['driver_cpu_s']} s CPU "
                     f"({100 * row['driver_share']:.0f} %), peak RSS {row['driver_peak_rss_mb']} MB; "
-                    f"tree peak {row['tree_peak_pss_mb']} MB (PSS); scratch peak {row['scratch_peak_mb']} MB "
+                    f"tree peak {row['tree_peak_pss_mb']} MB (PSS"
+                    + (
+                        f"; santa's processes {row['santa_peak_pss_mb']} MB, Ray's daemons {row['ray_daemons_pss_mb']} MB"
+                        if row["ray_daemons_pss_mb"]
+                        else ""
+                    )
+                    + f"); scratch peak {row['scratch_peak_mb']} MB "
                     f"({row['scratch_ratio']}x input); kept {row['kept']:,}; corpus steps {row['corpus_s']}; "
                     f"load {row['load']} -> {row['load_after']}",
                     flush=True,

@@ -47,7 +47,7 @@ from santa.cache_key import config_key
 from santa.errors import SantaError
 from santa.filters.base import CorpusStep, DecisionTable, Step
 from santa.pipeline import report as reporting
-from santa.pipeline.engines import LocalEngine, RayEngine
+from santa.pipeline.engines import LocalEngine, RayEngine, release_memory
 from santa.pipeline.inputs import Unit, resolve_units
 from santa.pipeline.outputs import UnitWriter, compact_marker, load_marker
 from santa.pipeline.parquet import tmp_name, write_json
@@ -248,6 +248,7 @@ def run_pipeline(cfg: PipelineConfig, console: Console | None = None) -> Pipelin
                 resumed_units=resumed,
                 engine=engine.name,
             )
+            release_memory()
             reporting.publish(out, work, report, segments, units, all_markers, decisions_by_step, console)
         finally:
             engine.close()

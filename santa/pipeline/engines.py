@@ -55,10 +55,11 @@ def _single_threaded() -> bool:
     return main in tasks and all(n in _FORK_SAFE_THREADS for t, n in zip(tasks, names) if t != main)
 
 
-def _release_memory() -> None:
+def release_memory() -> None:
     """Give back to the system what a task freed: Arrow's pool and glibc's malloc keep freed
     pages for reuse, so a worker that ran a corpus step's tasks (reading spill parts, sorting
-    band keys) would hold them through the segments after it."""
+    band keys) would hold them through the segments after it, and the driver would publish on
+    top of what its corpus steps freed (its peak RSS is reached while publishing)."""
     import ctypes
 
     import pyarrow as pa
@@ -74,7 +75,7 @@ def _map_task(fn: Callable[[Any], T], arg: Any) -> T:
     try:
         return fn(arg)
     finally:
-        _release_memory()
+        release_memory()
 
 
 def _in_order(
