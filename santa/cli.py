@@ -193,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except (SantaError, FileNotFoundError) as exc:
         print_error(exc)
-        return 2
+        return int(getattr(exc, "exit_code", 2))  # RunInterrupted: 128 + the signal, as a shell says
 
 
 if __name__ == "__main__":

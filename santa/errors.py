@@ -21,8 +21,9 @@ class RunRefused(SantaError):
 
 
 class RunInterrupted(SantaError):
-    """Training stopped on SIGTERM / SIGINT after saving a checkpoint; the message says how to resume.
-    The process exits with 128 + the signal's number, as a shell reports a signal."""
+    """A run stopped on SIGTERM / SIGINT after saving what it did (training: a checkpoint; the data
+    pipeline: every unit of work finished); the message says how to resume. The process exits
+    with 128 + the signal's number, as a shell reports a signal."""
 
     def __init__(self, message: str, signum: int) -> None:
         super().__init__(message)

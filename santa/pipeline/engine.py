@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import time
 from pathlib import Path
 from types import TracebackType
@@ -44,7 +45,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from santa.cache_key import config_key
-from santa.errors import SantaError
+from santa.errors import RunInterrupted, SantaError
 from santa.filters.base import CorpusStep, DecisionTable, Step
 from santa.pipeline import report as reporting
 from santa.pipeline.engines import LocalEngine, RayEngine, release_memory
@@ -55,6 +56,7 @@ from santa.pipeline.plan import FORMAT, INPUT_STEP, SUCCESS, Segment, plan_segme
 from santa.pipeline.spec import PipelineConfig, PipelineError, PipelineResult, build_step
 from santa.pipeline.spill import SpilledRecords, spill_dir, spill_parts
 from santa.pipeline.worker import SET_UP, UnitTask, WorkerArgs, _arrow_without_pandas
+from santa.signals import deferred, stop_on_signals, stopped_by
 
 WORK = ".santa-work"
 # With workers=null the local engine starts one worker per this much input (up to every core).
@@ -116,8 +118,29 @@ def _reusable(out: Path, key: str) -> dict[str, Any] | None:
 
 
 def run_pipeline(cfg: PipelineConfig, console: Console | None = None) -> PipelineResult:
-    """Run (or reuse, or resume) the pipeline of ``cfg``; see the module docstring."""
-    console = console or Console(stderr=True, soft_wrap=True)
+    """Run (or reuse, or resume) the pipeline of ``cfg``; see the module docstring.
+
+    SIGTERM, SIGINT or SIGHUP (in the main thread) stops it: the workers are stopped at once,
+    every unit of work they finished stays under ``<output>/.santa-work``, and
+    :class:`~santa.errors.RunInterrupted` says to run the same command to resume (exit status
+    128 + the signal)."""
+    with stop_on_signals():
+        try:
+            return _run(cfg, console or Console(stderr=True, soft_wrap=True))
+        except BaseException as exc:
+            signum = stopped_by(exc)
+            if signum is None:
+                raise
+            done = len(list(Path(cfg.output).glob(f"{WORK}/*/units/*.done.json")))
+            raise RunInterrupted(
+                f"santa prepare stopped by {signal.Signals(signum).name}: {done} unit(s) of work finished "
+                f"(an input file through a run of steps) are kept in {Path(cfg.output) / WORK}; run the same "
+                "command to resume: it redoes only the rest",
+                signum,
+            ) from None
+
+
+def _run(cfg: PipelineConfig, console: Console) -> PipelineResult:
     if cfg.engine not in ("local", "ray"):
         raise PipelineError(f"unknown engine {cfg.engine!r}: use engine=local or engine=ray")
     names = [s.name for s in cfg.steps]
@@ -249,7 +272,11 @@ def run_pipeline(cfg: PipelineConfig, console: Console | None = None) -> Pipelin
                 engine=engine.name,
             )
             release_memory()
-            reporting.publish(out, work, report, segments, units, all_markers, decisions_by_step, console)
+            with deferred():  # the outputs are swapped into place whole, never half-way
+                reporting.publish(out, work, report, segments, units, all_markers, decisions_by_step, console)
+        except BaseException:
+            engine.close(abort=True)  # a worker's task is cut; its unit, without a marker, is redone
+            raise
         finally:
             engine.close()
             SET_UP.clear()

@@ -124,7 +124,9 @@ class LocalEngine:
         # up). spawn otherwise: threads (torch, tokenizers, Ray) may hold locks that a forked
         # child would wait on forever.
         method = "fork" if _single_threaded() else "spawn"
-        self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context(method), initializer=worker_init)
+        self._pool = ProcessPoolExecutor(
+            self.workers, mp_context=mp.get_context(method), initializer=worker_init, initargs=(os.getpid(),)
+        )
         # The first task makes the pool start its processes (a fork pool starts all of them,
         # then its own threads). Frozen, the objects a forked worker inherits are left alone by
         # its garbage collector, which would otherwise touch (and so copy) every page of them.
@@ -200,8 +202,15 @@ class LocalEngine:
         for _, value in _in_order(submitted, 2 * self.workers, Future.result, Future.cancel):
             yield value
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
+        """Stop the workers: when they are done (``abort=False``), or at once, killing their
+        tasks (a run that failed or was stopped: a unit without its marker is redone anyway)."""
         if self._pool is not None:
+            if abort:
+                # concurrent.futures has no public way to stop a running task (Python 3.14 adds
+                # terminate_workers); the pool then sees its workers gone and fails what was left.
+                for proc in list(getattr(self._pool, "_processes", {}).values()):
+                    proc.kill()
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
@@ -265,6 +274,9 @@ class RayEngine:
             os.environ.setdefault("RAY_DEDUP_LOGS", "0")
             ray.init(**kwargs)
             self._started = True
+            from santa.signals import reclaim
+
+            reclaim()  # Ray's own SIGTERM handler would kill the driver before it stops its actors
 
     def start(self) -> None:
         """Connect (or start a local Ray) and start one actor per CPU of the cluster; they live
@@ -306,7 +318,9 @@ class RayEngine:
                     self._actors
                 )
         while running:
-            done, _ = ray.wait(list(running), num_returns=1)
+            # With a timeout: a signal's Python handler runs only between calls, and ray.wait
+            # (unlike ray.get) does not return for one (a unit may take minutes).
+            done, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
             for ref in done:
                 actor = running.pop(ref)
                 marker = _raised(ray.get(ref))
@@ -340,7 +354,9 @@ class RayEngine:
         for _, value in _in_order(submitted, 2 * n, lambda ref: _raised(ray.get(ref)), ray.cancel):
             yield value
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
+        """Kill the actors and stop a Ray this engine started (at once either way: an actor's
+        task is cut, its unit redone by a resumed run)."""
         if self._actors:
             import ray
 

@@ -308,9 +308,17 @@ def batches(items: Iterable[Item], size: int, max_bytes: int = 32 << 20) -> Iter
 _WORKERS: dict[int, SegmentWorker] = {}
 
 
-def worker_init() -> None:
+def worker_init(parent: int | None = None) -> None:
+    """Set up a worker process (a local pool's, with its ``parent``'s pid; a Ray actor, without)."""
     # Each worker is one core's worth: no nested thread pools fighting over the same cores.
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if parent is not None:
+        # The driver alone handles signals: it stops its workers and keeps what they finished
+        # (santa.signals); and a worker dies with it, however it dies, not left an orphan.
+        from santa.signals import die_with_parent, ignore_signals
+
+        ignore_signals()
+        die_with_parent(parent)
 
 
 def unit_batches(unit: Unit, size: int) -> Iterator[list[Item]]:

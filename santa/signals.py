@@ -1,0 +1,141 @@
+"""Stopping a long command cleanly on SIGTERM, SIGINT or SIGHUP (a scheduler's preemption,
+``kill``, Ctrl-C, a closed terminal).
+
+:func:`stop_on_signals` makes such a signal raise :class:`Stopped` in the main thread, wherever it
+is waiting (on a worker's result, on Ray), so that the command's ``finally`` blocks run: it stops
+its workers, keeps what they finished, and says how to resume. Code that must not be cut half-way
+(swapping finished outputs into place) runs under :func:`deferred`: a signal that arrives there is
+raised when it ends. A second signal, while the first is being handled, ends the process at once
+with that signal's default action (its worker processes die with it: see
+:func:`die_with_parent`).
+
+Training has its own handling (santa/callbacks.py: Lightning's loop stops at the next optimizer
+step); this is for commands whose work is done by worker processes or Ray actors.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+class Stopped(BaseException):
+    """A signal stopped the command. A BaseException, as KeyboardInterrupt is: no ``except
+    Exception`` on the way may swallow it."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+
+
+def stopped_by(exc: BaseException) -> int | None:
+    """The signal that ``exc`` comes from: a :class:`Stopped`, a KeyboardInterrupt (SIGINT where
+    no handler of ours ran), or an error a library raised on the way out of one (Ray's
+    ``ray.wait`` turns it into a SystemError whose cause it is); else None."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            break
+        if isinstance(seen, Stopped):
+            return seen.signum
+        if isinstance(seen, KeyboardInterrupt):
+            return int(signal.SIGINT)
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+_state: dict[str, int | None] = {"defer": 0, "pending": None, "handling": None}
+_active: set[int] = set()  # the signals stop_on_signals handles now
+
+
+def _handler(signum: int, frame: FrameType | None) -> None:
+    if _state["handling"] is not None:
+        # Already stopping (cleaning up): a second signal ends the process now.
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
+    if _state["defer"]:
+        _state["pending"] = signum
+        return
+    _state["handling"] = signum
+    raise Stopped(signum)
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Within the block, SIGTERM, SIGINT and SIGHUP raise :class:`Stopped` (in the main thread
+    only: Python delivers signals there; elsewhere this does nothing). A signal that this process
+    ignores (SIGINT in a shell's background job) stays ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {}
+    for sig in SIGNALS:
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            previous[sig] = signal.signal(sig, _handler)
+    saved, saved_active = dict(_state), set(_active)
+    _state.update(defer=0, pending=None, handling=None)
+    _active.clear()
+    _active.update(previous)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+        _state.update(saved)
+        _active.clear()
+        _active.update(saved_active)
+
+
+def reclaim() -> None:
+    """Handle the signals again after a library replaced the handlers behind Python's back:
+    ``ray.init`` installs a C handler that dumps a stack and dies on SIGTERM."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in _active:
+            signal.signal(sig, _handler)
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """A block that a signal must not cut half-way: one that arrives in it is raised (as
+    :class:`Stopped`) when the block ends."""
+    _state["defer"] = int(_state["defer"] or 0) + 1
+    try:
+        yield
+    finally:
+        _state["defer"] = int(_state["defer"] or 0) - 1
+        pending = _state["pending"]
+        if not _state["defer"] and pending is not None:
+            _state["pending"] = None
+            _state["handling"] = pending
+            raise Stopped(pending)
+
+
+def ignore_signals() -> None:
+    """For a worker process: leave SIGTERM, SIGINT and SIGHUP to its parent, which stops its
+    workers itself (Ctrl-C reaches every process of the terminal's group; each would otherwise
+    print its own KeyboardInterrupt traceback, or die mid-task before the parent knew)."""
+    for sig in SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def die_with_parent(parent: int) -> None:
+    """For a worker process on Linux: be killed when ``parent`` dies, however it dies (SIGKILL,
+    the OOM killer), rather than live on as an orphan waiting for tasks that never come. Where
+    the kernel cannot (not Linux), a worker still ends when its pool's pipe closes."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux
+        return
+    if os.getppid() != parent:  # the parent died before prctl: nobody would send the signal
+        os._exit(1)
