@@ -43,6 +43,8 @@ class Gate(RecordStep):
 
     def process(self, batch):
         for r in batch:
+            if "WAIT" in r["content"] and os.path.exists(self.flag):
+                open(self.flag + ".waiting", "w").close()
             while "WAIT" in r["content"] and os.path.exists(self.flag):
                 time.sleep(0.05)
         return [Decision(True, float(len(r["content"]))) for r in batch]
@@ -109,6 +111,39 @@ def _stop_midway(
         if proc.poll() is None:
             proc.kill()
     return proc.returncode, err, children
+
+
+def test_a_signal_stops_a_run_whose_driver_reads_the_input(
+    gate: tuple[dict[str, str], Path, Path], tmp_path: Path
+) -> None:
+    """One input file: the driver reads it and sends batches (workers busy with results in flight,
+    some waiting in the pipes); stopped while the gate holds a batch, nothing is left running."""
+    env, flag, inputs = gate
+    one = tmp_path / "one.jsonl"
+    one.write_text("".join(p.read_text() for p in sorted(inputs.glob("*.jsonl"))))
+    out = tmp_path / "out"
+    args = _args(one, out, flag, "engine.workers=2", "engine.batch_size=2")
+    flag.write_text("")
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not Path(f"{flag}.waiting").exists():
+            assert proc.poll() is None, proc.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, "the run stalled before the gate"
+            time.sleep(0.05)
+        children = psutil.Process(proc.pid).children(recursive=True)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM and "Traceback" not in err, err[-3000:]
+    assert "santa prepare stopped by SIGTERM: 1 unit(s) of work finished" in " ".join(err.split()), err[-3000:]
+    assert len(children) == 2 and not _gone(children)
+    flag.unlink()
+    resumed = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert len(_rows(out)) == 6 * 5
 
 
 def _gone(procs: list, timeout: float = 30) -> list:

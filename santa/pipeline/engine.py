@@ -274,8 +274,10 @@ def _run(cfg: PipelineConfig, console: Console) -> PipelineResult:
             release_memory()
             with deferred():  # the outputs are swapped into place whole, never half-way
                 reporting.publish(out, work, report, segments, units, all_markers, decisions_by_step, console)
-        except BaseException:
-            engine.close(abort=True)  # a worker's task is cut; its unit, without a marker, is redone
+        except BaseException as exc:
+            # Stopped by a signal: at once, the workers' tasks cut (their units, without a marker,
+            # are redone). Stopped by an error: the other workers finish their tasks first.
+            engine.close(abort=stopped_by(exc) is not None)
             raise
         finally:
             engine.close()

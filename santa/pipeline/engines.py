@@ -104,6 +104,22 @@ def _in_order(
         raise
 
 
+def _kill_workers(pool: Any) -> None:
+    """Kill a ProcessPoolExecutor's workers, running tasks and all. concurrent.futures has no
+    public way (Python 3.14 adds ``kill_workers``). A worker killed while sending a result leaves
+    half a message in the result pipe, which the pool's manager thread would wait on forever: the
+    driver's own copy of the pipe's write end is closed too, so that it reads end-of-file, finds
+    the pool broken, fails what was left and lets ``shutdown`` return."""
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        try:
+            proc.kill()
+        except (ProcessLookupError, ValueError):  # already gone, or already closed
+            pass
+    writer = getattr(getattr(pool, "_result_queue", None), "_writer", None)
+    if writer is not None:
+        writer.close()
+
+
 class LocalEngine:
     name = "local"
 
@@ -207,10 +223,7 @@ class LocalEngine:
         tasks (a run that failed or was stopped: a unit without its marker is redone anyway)."""
         if self._pool is not None:
             if abort:
-                # concurrent.futures has no public way to stop a running task (Python 3.14 adds
-                # terminate_workers); the pool then sees its workers gone and fails what was left.
-                for proc in list(getattr(self._pool, "_processes", {}).values()):
-                    proc.kill()
+                _kill_workers(self._pool)
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 

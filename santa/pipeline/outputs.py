@@ -33,8 +33,10 @@ class UnitWriter:
     def __init__(self, work: Path, segment: Segment, unit: int, last: bool) -> None:
         self.work, self.segment, self.unit, self.last = work, segment, unit, last
         self.tag = f"s{segment.index}-u{unit:05d}"
-        for stale in self._dir().glob(f"{self.tag}.*"):  # leftovers of an interrupted attempt
-            if stale.is_file():  # (its spill directory was emptied before the segment started)
+        # Leftovers of an interrupted attempt, files and half-written temporaries (a worker
+        # killed mid-write); its spill directory was emptied before the segment started.
+        for stale in [*self._dir().glob(f"{self.tag}.*"), *self._dir().glob(f".{self.tag}.*")]:
+            if stale.is_file():
                 stale.unlink()
         self.marker_counts: dict[str, dict[str, list[int]]] = {}
         self.stats: dict[str, dict[str, list[float]]] = {}
