@@ -78,7 +78,10 @@ def run_guarded(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         sys.exit(130)
     except (SantaError, FileNotFoundError) as exc:
         print_error(exc)
-        _tidy_run_dir(exc)
+        if not isinstance(exc, RunInterrupted):
+            # An interrupted run keeps its directory: it holds what the resume continues from
+            # (an evaluation's caches, in a timestamped folder that a checkpoint does not mark).
+            _tidy_run_dir(exc)
         hc = multirun_job()
         if hc is None or isinstance(exc, RunInterrupted):
             sys.exit(getattr(exc, "exit_code", 2))
