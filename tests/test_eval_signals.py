@@ -57,10 +57,10 @@ class Watched:
     """A command started in its own session (as a shell's job is), with every process seen under
     it recorded while the test waits for it to get somewhere."""
 
-    def __init__(self, cmd: list[str], tmp: Path) -> None:
+    def __init__(self, cmd: list[str], tmp: Path, cwd: Path = ROOT) -> None:
         self.out_path, self.err_path = tmp / "stdout.txt", tmp / "stderr.txt"
         with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
-            self.proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=out, stderr=err, start_new_session=True)
+            self.proc = subprocess.Popen(cmd, cwd=cwd, env=ENV, stdout=out, stderr=err, start_new_session=True)
         self.seen: dict[int, psutil.Process] = {}
 
     def _record(self) -> None:
@@ -139,8 +139,8 @@ def evaluate_cmd(*overrides: str) -> list[str]:
     return [sys.executable, str(ROOT / "evaluate.py"), "progress=false", *overrides]
 
 
-def run(cmd: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=WAIT)
+def run(cmd: list[str], cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=WAIT)
 
 
 def comparable(out: Path) -> dict:
@@ -296,6 +296,32 @@ def test_a_signal_mid_execution_stops_every_sandbox_process_and_the_rerun_resume
     assert res.returncode == 0, res.stderr[-3000:]
     assert comparable(out) == comparable(ref)
     assert comparable(ref)["counts"] == {"failed": n}  # each ran its whole sleep, then failed
+
+
+@pytest.mark.slow
+def test_an_interrupted_run_keeps_its_timestamped_folder_and_the_resume_command_names_it(tmp_path: Path) -> None:
+    # No output=: the run's folder is outputs/eval/<date>/<time>/ under the working directory,
+    # which a plain rerun would not find again; the message pins it.
+    n = 8
+    benchmark, samples = slow_samples("python", tmp_path / "samples.jsonl", n)
+    cmd = evaluate_cmd(f"benchmark={benchmark}", f"samples={samples}", f"limit={n}", f"data_dir={DATA}")
+    found = lambda: sorted((tmp_path / "outputs" / "eval").glob("*/*/executions.jsonl"))  # noqa: E731
+    job = Watched(cmd, tmp_path, cwd=tmp_path)
+    job.wait_until(lambda: any(lines(f) for f in found()), "execution")
+    job.send(signal.SIGTERM)
+    rc, err = job.finish()
+    [execs] = found()
+    out = execs.parent
+    resume = assert_clean_stop(rc, err, signal.SIGTERM, "executions.jsonl", out)
+    job.assert_nothing_left()
+    recs = assert_whole_lines(execs)
+    prog, *args = shlex.split(resume)
+    assert prog == "python" and args[:-1] == cmd[1:] and args[-1] == f"output={out}"
+    res = run([sys.executable, *args], cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert found() == [execs] and (out / "results.json").is_file()
+    after = assert_whole_lines(execs)
+    assert after[: len(recs)] == recs and len(after) == n
 
 
 # ------------------------------------------------------------------------- santa generate

@@ -145,7 +145,7 @@ def resume_command(run_dir: Path) -> str:
     args = list(sys.argv[1:])
     pinned = ("output", "hydra.run.dir", "hydra.sweep.dir")
     if not any(a.split("=", 1)[0].lstrip("+~") in pinned for a in args):
-        where = hc.sweep.dir if hc.mode == RunMode.MULTIRUN else str(run_dir)
+        where = str(Path(hc.sweep.dir).resolve()) if hc.mode == RunMode.MULTIRUN else str(run_dir.resolve())
         args.append(f"output={where}")
     return " ".join([prog, *map(shlex.quote, args)])
 
