@@ -27,7 +27,7 @@ from pathlib import Path
 import psutil
 import pytest
 import torch
-from conftest import ROOT
+from conftest import ROOT, tiny_overrides
 
 from santa.data.tokenizer import padded_vocab_size, special_ids, train_tokenizer
 from santa.eval.scoring import toolchain_problem
@@ -322,6 +322,33 @@ def test_an_interrupted_run_keeps_its_timestamped_folder_and_the_resume_command_
     assert found() == [execs] and (out / "results.json").is_file()
     after = assert_whole_lines(execs)
     assert after[: len(recs)] == recs and len(after) == n
+
+
+@pytest.mark.slow
+def test_a_signal_during_the_evaluation_after_training_stops_the_evaluation_too(
+    tiny_corpus: Path, cache_dir: Path, tmp_path: Path
+) -> None:
+    # train.py evaluates its model in a child evaluate.py: a SIGTERM of the training process (a
+    # scheduler's) must not leave that child evaluating on its own.
+    run_dir = tmp_path / "run"
+    cmd = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        *tiny_overrides(tiny_corpus, cache_dir, run_dir),
+        "evaluation.runs.passk.benchmarks=[humaneval_py]",
+        'evaluation.runs.passk.overrides=["generation.n_samples=8","generation.batch_size=1",'
+        '"generation.max_new_tokens=48","limit=40"]',
+    ]
+    gens = run_dir / "eval" / "humaneval_py" / "generations.jsonl"
+    job = Watched(cmd, tmp_path)
+    job.wait_until(lambda: lines(gens) >= 2, "the evaluation's sampling")
+    job.send(signal.SIGTERM)
+    rc, err = job.finish()
+    assert rc == 128 + signal.SIGTERM, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    assert "SIGTERM: evaluation `passk`" in err and "Resume the evaluation with: python -m santa evaluate" in err
+    job.assert_nothing_left()
+    assert 2 <= len(assert_whole_lines(gens)) < 320
 
 
 # ------------------------------------------------------------------------- santa generate
