@@ -260,6 +260,7 @@ def slow_samples(language: str, path: Path, n: int) -> tuple[str, Path]:
         ("javascript", signal.SIGINT),
         ("java", signal.SIGTERM),
     ],
+    ids=["python-SIGTERM", "python-SIGINT", "python-SIGKILL", "javascript-SIGINT", "java-SIGTERM"],
 )
 def test_a_signal_mid_execution_stops_every_sandbox_process_and_the_rerun_resumes(
     language: str, sig: int, tmp_path: Path
@@ -374,7 +375,7 @@ def slow_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     "remove this mark with that change",
 )
 @pytest.mark.parametrize("command", ["generate", "infill"])
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_santa_generate_stops_on_a_signal_with_one_line(
     command: str, sig: int, slow_model: Path, tmp_path: Path
 ) -> None:
