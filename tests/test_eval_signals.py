@@ -299,6 +299,44 @@ def test_a_signal_mid_execution_stops_every_sandbox_process_and_the_rerun_resume
     assert comparable(ref)["counts"] == {"failed": n}  # each ran its whole sleep, then failed
 
 
+@pytest.mark.parametrize("isolation", ["none", "auto"])
+def test_the_supervisor_stops_everything_when_a_result_finds_the_evaluator_gone(isolation: str) -> None:
+    # A SIGKILLed evaluator closes both pipes at once; a run that ends before the supervisor
+    # reads the EOF on its stdin writes its result into a pipe nobody reads. The supervisor must
+    # then stop as on the EOF, killing every process of every run: without a PID namespace
+    # (isolation "none", or a kernel that grants none) a crash there left the children of the
+    # runs still under way running forever. The read end is closed here to make that order certain.
+    from santa.eval.sandbox import Limits, Sandbox
+
+    tag = f"{600 + os.getpid() % 1000}.{len(isolation)}"  # this test's own `sleep` processes
+    sb = Sandbox(workers=2, isolation=isolation)
+    try:
+        slow = f"import subprocess, time\nsubprocess.Popen(['sleep', '{tag}'])\ntime.sleep(60)\n"
+        quick = "import time\ntime.sleep(0.5)\n"
+        for i, program in enumerate((slow, quick)):
+            lim = Limits().resolved("python", 120.0)
+            sb._send(
+                {"id": i, "language": "python", "program": program, "timeout": 120.0, "limits": lim, "tail_bytes": 64}
+            )
+        deadline = time.monotonic() + WAIT
+        while not [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", tag]]:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert sb._proc.stdout is not None
+        sb._proc.stdout.close()  # nobody reads results any more: the quick run's meets EPIPE
+        rc = sb._proc.wait(timeout=WAIT)
+    finally:
+        sb.close()
+    deadline = time.monotonic() + 60
+    while left := [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", tag]]:
+        if time.monotonic() > deadline:
+            for p in left:
+                p.kill()
+            raise AssertionError(f"left behind: {left}")
+        time.sleep(0.1)
+    assert rc == 0  # it stopped by itself, cleanly (not on an exception)
+
+
 @pytest.mark.slow
 def test_an_interrupted_run_keeps_its_timestamped_folder_and_the_resume_command_names_it(tmp_path: Path) -> None:
     # No output=: the run's folder is outputs/eval/<date>/<time>/ under the working directory,
