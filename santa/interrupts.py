@@ -34,14 +34,20 @@ def signal_of(exc: KeyboardInterrupt) -> int:
 
 @contextmanager
 def signals_raise() -> Iterator[None]:
-    """Within the block, SIGTERM and SIGINT raise :class:`Signalled`; the previous handlers are
-    restored after it. Signal handlers belong to the main thread: elsewhere this does nothing.
-    A second signal raises again (a user who does not want to wait for the clean-up)."""
+    """Within the block, the first SIGTERM or SIGINT raises :class:`Signalled`; later ones are
+    ignored while the block winds down (a scheduler that repeats SIGTERM before its SIGKILL, a
+    second Ctrl-C: the run is stopping already, and a second exception would cut its clean-up
+    short). The previous handlers are restored after the block. Signal handlers belong to the
+    main thread: elsewhere this does nothing."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    received: list[int] = []
 
     def handler(signum: int, frame: FrameType | None) -> None:
+        if received:
+            return
+        received.append(signum)
         raise Signalled(signum)
 
     previous = {sig: signal.getsignal(sig) for sig in HANDLED}
@@ -52,3 +58,11 @@ def signals_raise() -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def ignore_signals() -> None:
+    """For a process about to exit on an interruption: a repeated SIGTERM or SIGINT (a second
+    Ctrl-C) must not cut its exit short into a traceback or a bare signal status."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in HANDLED:
+            signal.signal(sig, signal.SIG_IGN)

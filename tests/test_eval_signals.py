@@ -79,11 +79,18 @@ class Watched:
             time.sleep(0.02)
         self._record()
 
-    def send(self, sig: int) -> None:
-        if sig == signal.SIGINT:
-            os.killpg(self.proc.pid, sig)  # Ctrl-C: the terminal signals the foreground group
-        else:
-            self.proc.send_signal(sig)
+    def send(self, sig: int, times: int = 1) -> None:
+        """``times`` > 1: a user pressing Ctrl-C again while the run stops (the gaps only spread
+        the signals over the stop; nothing depends on their length)."""
+        for i in range(times):
+            if i:
+                time.sleep(0.05 * i)
+            if self.proc.poll() is not None:
+                return
+            if sig == signal.SIGINT:
+                os.killpg(self.proc.pid, sig)  # Ctrl-C: the terminal signals the foreground group
+            else:
+                self.proc.send_signal(sig)
 
     def finish(self) -> tuple[int, str]:
         rc = self.proc.wait(timeout=WAIT)
@@ -191,7 +198,7 @@ def test_sigterm_then_sigint_mid_sampling_keep_every_sample_and_resume_to_the_sa
     for sig in (signal.SIGTERM, signal.SIGINT):
         job = Watched(cmd, tmp_path)
         job.wait_until(lambda want=kept + 2: lines(gens) >= want, "sampling")
-        job.send(sig)
+        job.send(sig, times=1 if sig == signal.SIGTERM else 3)
         rc, err = job.finish()
         resume = assert_clean_stop(rc, err, sig, "generations.jsonl", out)
         assert "while sampling" in err
@@ -252,18 +259,26 @@ def slow_samples(language: str, path: Path, n: int) -> tuple[str, Path]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "language,sig",
+    "language,sig,times",
     [
-        ("python", signal.SIGTERM),
-        ("python", signal.SIGINT),
-        ("python", signal.SIGKILL),
-        ("javascript", signal.SIGINT),
-        ("java", signal.SIGTERM),
+        ("python", signal.SIGTERM, 1),
+        ("python", signal.SIGTERM, 3),
+        ("python", signal.SIGINT, 3),
+        ("python", signal.SIGKILL, 1),
+        ("javascript", signal.SIGINT, 1),
+        ("java", signal.SIGTERM, 1),
     ],
-    ids=["python-SIGTERM", "python-SIGINT", "python-SIGKILL", "javascript-SIGINT", "java-SIGTERM"],
+    ids=[
+        "python-SIGTERM",
+        "python-SIGTERMx3",
+        "python-SIGINTx3",
+        "python-SIGKILL",
+        "javascript-SIGINT",
+        "java-SIGTERM",
+    ],
 )
 def test_a_signal_mid_execution_stops_every_sandbox_process_and_the_rerun_resumes(
-    language: str, sig: int, tmp_path: Path
+    language: str, sig: int, times: int, tmp_path: Path
 ) -> None:
     reason = toolchain_problem(language)
     if reason:
@@ -277,7 +292,7 @@ def test_a_signal_mid_execution_stops_every_sandbox_process_and_the_rerun_resume
     job = Watched(cmd, tmp_path)
     job.wait_until(lambda: lines(execs) >= 1, "execution")
     assert len(job.seen) >= 3, job.seen  # the supervisor, runs and their children were seen
-    job.send(sig)
+    job.send(sig, times)
     rc, err = job.finish()
     if sig == signal.SIGKILL:
         assert rc == -sig  # nothing to say: the kernel ended it; the supervisor must follow
