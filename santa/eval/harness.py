@@ -7,7 +7,9 @@ so every line of it is testable.
 
 Resuming: generations are cached per work unit in ``<run_dir>/generations.jsonl`` and execution
 results in the sandbox's cache (``<run_dir>/executions.jsonl``), so rerunning the same command with
-the same ``output=`` continues where an interrupted run stopped.
+the same ``output=`` continues where an interrupted run stopped. SIGTERM and SIGINT stop a run
+cleanly (see :func:`evaluate`): every process of its sandboxes is gone, both caches end on a whole
+line, and the one-line message names what they keep and the command that resumes.
 """
 
 from __future__ import annotations
