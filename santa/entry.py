@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
 from santa.errors import RunInterrupted, RunRefused, SantaError, print_error
+from santa.interrupts import ignore_signals
 from santa.runs import multirun_job
 
 # The user errors of this process's Hydra multirun jobs, as (job, first line of the error). In a
@@ -77,8 +78,13 @@ def run_guarded(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         )
         sys.exit(130)
     except (SantaError, FileNotFoundError) as exc:
+        if isinstance(exc, RunInterrupted):
+            ignore_signals()  # this process exits with the interruption's status, whatever comes
         print_error(exc)
-        _tidy_run_dir(exc)
+        if not isinstance(exc, RunInterrupted):
+            # An interrupted run keeps its directory: it holds what the resume continues from
+            # (an evaluation's caches, in a timestamped folder that a checkpoint does not mark).
+            _tidy_run_dir(exc)
         hc = multirun_job()
         if hc is None or isinstance(exc, RunInterrupted):
             sys.exit(getattr(exc, "exit_code", 2))

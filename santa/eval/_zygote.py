@@ -1358,9 +1358,17 @@ class Zygote:
         self.javac = JavaCompilers(self, server) if server and server.get("source") else None
 
     def send(self, obj: dict[str, Any]) -> None:
+        if not self.stdin_open:
+            return  # the evaluator is gone: nobody reads results
         data = (json.dumps(obj) + "\n").encode()
-        while data:
-            data = data[os.write(1, data) :]
+        try:
+            while data:
+                data = data[os.write(1, data) :]
+        except BrokenPipeError:
+            # The evaluator died (SIGKILL) and a result came before its stdin's EOF: stop as on
+            # that EOF, not with an exception that would skip shutdown() (without a PID
+            # namespace, the runs' own children would then outlive us).
+            self.stdin_open = False
 
     def new_uid(self) -> int | None:
         if not self.feats.uid_drop:
@@ -1631,6 +1639,13 @@ class Zygote:
     def loop(self) -> None:
         # Until the evaluator closes our stdin: it does so when it is done, or abandons the batch
         # (interrupted, crashed), and either way whatever still runs is killed in shutdown().
+        try:
+            self._loop()
+        finally:
+            # Whatever ended the loop, an exception included: nothing of any run outlives us.
+            self.shutdown()
+
+    def _loop(self) -> None:
         while self.stdin_open:
             now = time.monotonic()
             for run in list(self.runs.values()):
@@ -1673,7 +1688,6 @@ class Zygote:
                 run, status, ru = self._late.pop()
                 if run.pid in self.runs:
                     self.finish(run, status, ru)
-        self.shutdown()
 
     def shutdown(self) -> None:
         if self.javac is not None:

@@ -7,7 +7,9 @@ so every line of it is testable.
 
 Resuming: generations are cached per work unit in ``<run_dir>/generations.jsonl`` and execution
 results in the sandbox's cache (``<run_dir>/executions.jsonl``), so rerunning the same command with
-the same ``output=`` continues where an interrupted run stopped.
+the same ``output=`` continues where an interrupted run stopped. SIGTERM and SIGINT stop a run
+cleanly (see :func:`evaluate`): every process of its sandboxes is gone, both caches end on a whole
+line, and the one-line message names what they keep and the command that resumes.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import shlex
+import signal
+import sys
 import time
 from collections import Counter
 from dataclasses import asdict, replace
@@ -25,11 +30,14 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
 from santa import registry
+from santa.errors import RunInterrupted
+from santa.eval import keyed_jsonl
 from santa.eval.models import load_generator
 from santa.eval.sampling import generate_completions
 from santa.eval.scoring import check_ks, check_samples, read_samples, score, toolchain_problem
 from santa.eval.settings import EvaluationError, ExecutionSettings, GenerationSettings
 from santa.eval.tasks.base import Benchmark
+from santa.interrupts import signal_of, signals_raise
 from santa.runs import sweep_group
 
 SCHEMA = "santa.eval.results/1"
@@ -84,11 +92,69 @@ def _settings_key(
 
 
 def evaluate(cfg: DictConfig, console: Console | None = None) -> dict[str, Any]:
-    """``python evaluate.py``: generate (or read ``samples=``), score, write results, log."""
-    from santa.eval import tables as report
+    """``python evaluate.py``: generate (or read ``samples=``), score, write results, log.
 
+    SIGTERM and SIGINT stop it wherever it is: the sandboxes are stopped with every process of
+    theirs, the caches keep every finished sample and result, and :class:`RunInterrupted` says
+    what was kept and the command that resumes (its exit status is 128 + the signal)."""
     console = console or Console(stderr=True, soft_wrap=True)
     run_dir = _run_dir(cfg)
+    stage = ["starting"]
+    kept_before = _kept(run_dir)
+    with signals_raise():
+        try:
+            return _evaluate(cfg, console, run_dir, stage)
+        except KeyboardInterrupt as exc:
+            raise _interrupted(run_dir, signal_of(exc), stage[0], kept_before) from None
+
+
+def _kept(run_dir: Path) -> tuple[int, int]:
+    """Samples in the generation cache and program results in the execution cache."""
+    gens = keyed_jsonl.read(run_dir / GENERATIONS_FILE)
+    return sum(len(r.get("raw") or ()) for r in gens.values()), len(keyed_jsonl.read(run_dir / EXECUTIONS_FILE))
+
+
+def _interrupted(run_dir: Path, signum: int, stage: str, before: tuple[int, int]) -> RunInterrupted:
+    (samples, results), (samples0, results0) = _kept(run_dir), before
+    kept = []
+    if samples:
+        kept.append(f"{samples} generated samples in {run_dir / GENERATIONS_FILE} ({samples - samples0} from this run)")
+    if results:
+        kept.append(f"{results} program results in {run_dir / EXECUTIONS_FILE} ({results - results0} from this run)")
+    return RunInterrupted(
+        f"{signal.Signals(signum).name}: evaluation stopped while {stage}; "
+        + (f"kept {' and '.join(kept)}" if kept else "nothing was finished yet")
+        + f". Resume with: {resume_command(run_dir)}",
+        signum,
+    )
+
+
+def resume_command(run_dir: Path) -> str:
+    """The command that continues this evaluation from its caches: the same command line, with
+    ``output=`` pinned where the directory was a timestamped default (a plain rerun would start
+    a new one)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+    except ImportError:  # pragma: no cover - hydra is a dependency
+        return f"rerun with output={shlex.quote(str(run_dir))}"
+    if not HydraConfig.initialized():
+        return f"rerun with output={shlex.quote(str(run_dir))}"
+    hc = HydraConfig.get()
+    argv0 = sys.argv[0] if sys.argv else "evaluate.py"
+    # `santa evaluate` runs with sys.argv[0] = "<santa> evaluate" (santa.cli.main).
+    prog = "santa evaluate" if argv0.endswith(" evaluate") else f"python {shlex.quote(argv0)}"
+    args = list(sys.argv[1:])
+    pinned = ("output", "hydra.run.dir", "hydra.sweep.dir")
+    if not any(a.split("=", 1)[0].lstrip("+~") in pinned for a in args):
+        where = str(Path(hc.sweep.dir).resolve()) if hc.mode == RunMode.MULTIRUN else str(run_dir.resolve())
+        args.append(f"output={where}")
+    return " ".join([prog, *map(shlex.quote, args)])
+
+
+def _evaluate(cfg: DictConfig, console: Console, run_dir: Path, stage: list[str]) -> dict[str, Any]:
+    from santa.eval import tables as report
+
     run_dir.mkdir(parents=True, exist_ok=True)
     bcfg = cfg.benchmark
     params = bcfg.get("params")
@@ -161,6 +227,7 @@ def evaluate(cfg: DictConfig, console: Console | None = None) -> dict[str, Any]:
     else:
         check_ks(benchmark, settings)
         m = cfg.model
+        stage[0] = "loading the model"
         generator = load_generator(
             m.path,
             backend=m.get("backend", "auto"),
@@ -177,6 +244,7 @@ def evaluate(cfg: DictConfig, console: Console | None = None) -> dict[str, Any]:
             f"{generator.info['device']}); {settings.n_samples} sample(s) per problem at T={settings.temperature}, "
             f"top-p {settings.top_p}, {settings.max_new_tokens} new tokens"
         )
+        stage[0] = "sampling"
         gen = generate_completions(
             generator,
             problems,
@@ -199,11 +267,16 @@ def evaluate(cfg: DictConfig, console: Console | None = None) -> dict[str, Any]:
             tokens_per_s=round(gen.new_tokens / gen.seconds, 1) if gen.rows else None,
             cached_units=gen.cached_units,
         )
-        with open(run_dir / SAMPLES_FILE, "w", encoding="utf-8") as fh:
-            for p in problems:
-                for c in completions[p.task_id]:
-                    fh.write(json.dumps({"task_id": p.task_id, "completion": c}) + "\n")
+        report.atomic_write(
+            run_dir / SAMPLES_FILE,
+            "".join(
+                json.dumps({"task_id": p.task_id, "completion": c}) + "\n"
+                for p in problems
+                for c in completions[p.task_id]
+            ),
+        )
 
+    stage[0] = "executing programs" if benchmark.executes else "scoring"
     t0 = time.perf_counter()
     records = score(
         benchmark,
@@ -228,6 +301,7 @@ def evaluate(cfg: DictConfig, console: Console | None = None) -> dict[str, Any]:
     results["scores"] = benchmark.aggregate(records, settings.ks)
     results["counts"] = dict(Counter(r["status"] for r in records))
     results["n_samples"] = len(records)
+    stage[0] = "writing results"
     report.write(run_dir, results, records)
     console.print(report.console_table([results]))
     console.print(f"results: {run_dir / report.RESULTS_JSON}")

@@ -41,7 +41,7 @@ RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, text: str) -> None:
     # A reader (or a resumed run) never sees half a file.
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
@@ -58,8 +58,8 @@ def write(run_dir: str | Path, results: dict[str, Any], records: Sequence[dict[s
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / RESULTS_JSON
-    _atomic_write(path, json.dumps({**results, "samples": list(records)}, indent=1, ensure_ascii=False) + "\n")
-    _atomic_write(run_dir / RESULTS_MD, markdown_table([results]) + "\n")
+    atomic_write(path, json.dumps({**results, "samples": list(records)}, indent=1, ensure_ascii=False) + "\n")
+    atomic_write(run_dir / RESULTS_MD, markdown_table([results]) + "\n")
     return path
 
 

@@ -11,6 +11,8 @@ resumes its evaluation where it stopped.
 from __future__ import annotations
 
 import json
+import shlex
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -19,7 +21,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from santa.errors import SantaError
+from santa.errors import RunInterrupted, SantaError
+from santa.interrupts import signal_of, signals_raise
 
 EVAL_DIR = "eval"
 
@@ -66,7 +69,7 @@ def evaluate_run(
         if not spec.get("benchmarks"):
             continue
         cmd = command(spec, run_dir, cfg)
-        proc = subprocess.run(cmd)
+        proc = _run_to_the_end(cmd, f"evaluation `{name}` of {run_dir}")
         missing = []
         for bench in spec.benchmarks:
             path = run_dir / EVAL_DIR / str(bench) / "results.json"
@@ -85,6 +88,33 @@ def evaluate_run(
                 + f"): rerun `python {shown}` to see why; it resumes where it stopped"
             )
     return out
+
+
+def _run_to_the_end(cmd: list[str], what: str) -> subprocess.CompletedProcess[bytes]:
+    """Run evaluate.py and wait for it; a SIGTERM or SIGINT of this process is passed on to it
+    (its own session: a terminal's Ctrl-C reaches it once, from here), so it stops its sandboxes
+    and keeps its caches before this process stops: no evaluation goes on without its job."""
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        with signals_raise():
+            try:
+                proc = subprocess.Popen(cmd, start_new_session=True)
+                return subprocess.CompletedProcess(cmd, proc.wait())
+            except KeyboardInterrupt as exc:
+                signum = signal_of(exc)
+                if proc is not None:
+                    proc.send_signal(signum)
+                    proc.wait()
+        shown = " ".join(shlex.quote(c) for c in ["python", *cmd[1:]])
+        raise RunInterrupted(
+            f"{signal.Signals(signum).name}: {what} stopped; the model is saved and the evaluation's caches "
+            f"are kept. Resume the evaluation with: {shown}",
+            signum,
+        )
+    finally:
+        if proc is not None and proc.poll() is None:  # a second signal while it stopped: leave nothing
+            proc.kill()
+            proc.wait()
 
 
 def scores_for_logger(benchmark: str, results: dict[str, Any]) -> dict[str, float]:
