@@ -4,6 +4,7 @@ checkout's train.py / evaluate.py), prepare, generate, infill, plugins, reports.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, cast
@@ -189,8 +190,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_app(APPS[argv[0]])
         return 0
     args = build_parser(argv).parse_args(argv)
+    from santa.signals import ignore_signals, stop_on_signals, stopped_by
+
     try:
-        return int(args.func(args) or 0)
+        # SIGTERM, SIGINT, SIGHUP unwind (every `finally` runs) to one line and 128 + the signal.
+        with stop_on_signals():
+            return int(args.func(args) or 0)
+    except KeyboardInterrupt as exc:
+        ignore_signals()  # this process exits with the interruption's status, whatever comes
+        signum = stopped_by(exc) or int(signal.SIGINT)
+        print_error(SantaError(f"{signal.Signals(signum).name}: santa {args.command} stopped before it finished"))
+        return 128 + signum
     except (SantaError, FileNotFoundError) as exc:
         print_error(exc)
         return int(getattr(exc, "exit_code", 2))  # RunInterrupted: 128 + the signal, as a shell says

@@ -15,8 +15,8 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
 from santa.errors import RunInterrupted, RunRefused, SantaError, print_error
-from santa.interrupts import ignore_signals
 from santa.runs import multirun_job
+from santa.signals import ignore_signals
 
 # The user errors of this process's Hydra multirun jobs, as (job, first line of the error). In a
 # multirun a job's user error ends that job, not the sweep: Hydra goes on with the next job (as it

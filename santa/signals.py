@@ -9,8 +9,12 @@ raised when it ends. A second signal, while the first is being handled, ends the
 with that signal's default action (its worker processes die with it: see
 :func:`die_with_parent`).
 
+``repeat="ignore"`` instead ignores the signals that follow the first, for a command whose
+clean-up must not be cut (an evaluation stopping its sandboxes and closing its caches).
+
 Training has its own handling (santa/callbacks.py: Lightning's loop stops at the next optimizer
-step); this is for commands whose work is done by worker processes or Ray actors.
+step); this is for the data pipeline (its workers or Ray actors), the evaluation harness and the
+``santa`` commands.
 """
 
 from __future__ import annotations
@@ -21,13 +25,15 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import Literal
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
-class Stopped(BaseException):
-    """A signal stopped the command. A BaseException, as KeyboardInterrupt is: no ``except
-    Exception`` on the way may swallow it."""
+class Stopped(KeyboardInterrupt):
+    """A signal stopped the command: a KeyboardInterrupt (whatever the signal), so that it
+    unwinds through every ``finally`` and ``with`` that Ctrl-C does and no ``except Exception``
+    on the way swallows it."""
 
     def __init__(self, signum: int) -> None:
         self.signum = signum
@@ -35,27 +41,32 @@ class Stopped(BaseException):
 
 
 def stopped_by(exc: BaseException) -> int | None:
-    """The signal that ``exc`` comes from: a :class:`Stopped`, a KeyboardInterrupt (SIGINT where
-    no handler of ours ran), or an error a library raised on the way out of one (Ray's
-    ``ray.wait`` turns it into a SystemError whose cause it is); else None."""
+    """The signal that ``exc`` comes from: a :class:`Stopped`, a KeyboardInterrupt (a library may
+    raise its own in place of ours: Ray does; then the signal our handler took, else SIGINT), or
+    an error raised on the way out of one (Ray's ``ray.wait`` turns it into a SystemError whose
+    cause it is); else None."""
     seen: BaseException | None = exc
+    interrupted = False
     for _ in range(8):
         if seen is None:
             break
         if isinstance(seen, Stopped):
             return seen.signum
-        if isinstance(seen, KeyboardInterrupt):
-            return int(signal.SIGINT)
+        interrupted = interrupted or isinstance(seen, KeyboardInterrupt)
         seen = seen.__cause__ or seen.__context__
-    return None
+    if not interrupted:
+        return None
+    return _state["handling"] or int(signal.SIGINT)
 
 
-_state: dict[str, int | None] = {"defer": 0, "pending": None, "handling": None}
+_state: dict[str, int | None] = {"defer": 0, "pending": None, "handling": None, "ignore_repeats": 0}
 _active: set[int] = set()  # the signals stop_on_signals handles now
 
 
 def _handler(signum: int, frame: FrameType | None) -> None:
     if _state["handling"] is not None:
+        if _state["ignore_repeats"]:
+            return
         # Already stopping (cleaning up): a second signal ends the process now.
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
@@ -68,9 +79,10 @@ def _handler(signum: int, frame: FrameType | None) -> None:
 
 
 @contextmanager
-def stop_on_signals() -> Iterator[None]:
+def stop_on_signals(repeat: Literal["exit", "ignore"] = "exit") -> Iterator[None]:
     """Within the block, SIGTERM, SIGINT and SIGHUP raise :class:`Stopped` (in the main thread
-    only: Python delivers signals there; elsewhere this does nothing). A signal that this process
+    only: Python delivers signals there; elsewhere this does nothing); a second one ends the
+    process at once (``repeat="exit"``) or is ignored (``"ignore"``). A signal that this process
     ignores (SIGINT in a shell's background job) stays ignored."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -80,7 +92,7 @@ def stop_on_signals() -> Iterator[None]:
         if signal.getsignal(sig) is not signal.SIG_IGN:
             previous[sig] = signal.signal(sig, _handler)
     saved, saved_active = dict(_state), set(_active)
-    _state.update(defer=0, pending=None, handling=None)
+    _state.update(defer=0, pending=None, handling=None, ignore_repeats=int(repeat == "ignore"))
     _active.clear()
     _active.update(previous)
     try:
@@ -118,11 +130,13 @@ def deferred() -> Iterator[None]:
 
 
 def ignore_signals() -> None:
-    """For a worker process: leave SIGTERM, SIGINT and SIGHUP to its parent, which stops its
-    workers itself (Ctrl-C reaches every process of the terminal's group; each would otherwise
-    print its own KeyboardInterrupt traceback, or die mid-task before the parent knew)."""
-    for sig in SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
+    """Ignore SIGTERM, SIGINT and SIGHUP from now on: in a worker process, whose parent stops it
+    (Ctrl-C reaches every process of the terminal's group; each would otherwise print its own
+    KeyboardInterrupt traceback, or die mid-task before the parent knew); in a process exiting
+    on an interruption, whose exit a repeated signal must not cut short into a traceback."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
 
 
 def die_with_parent(parent: int) -> None:

@@ -421,12 +421,6 @@ def slow_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="santa.cli.main must run the argparse commands under santa.interrupts.signals_raise and turn "
-    "a KeyboardInterrupt into one line and 128 + signal (the patch is in the sig-eval report); "
-    "remove this mark with that change",
-)
 @pytest.mark.parametrize("command", ["generate", "infill"])
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_santa_generate_stops_on_a_signal_with_one_line(

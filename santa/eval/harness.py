@@ -37,8 +37,8 @@ from santa.eval.sampling import generate_completions
 from santa.eval.scoring import check_ks, check_samples, read_samples, score, toolchain_problem
 from santa.eval.settings import EvaluationError, ExecutionSettings, GenerationSettings
 from santa.eval.tasks.base import Benchmark
-from santa.interrupts import signal_of, signals_raise
 from santa.runs import sweep_group
+from santa.signals import stop_on_signals, stopped_by
 
 SCHEMA = "santa.eval.results/1"
 GENERATIONS_FILE = "generations.jsonl"
@@ -101,11 +101,11 @@ def evaluate(cfg: DictConfig, console: Console | None = None) -> dict[str, Any]:
     run_dir = _run_dir(cfg)
     stage = ["starting"]
     kept_before = _kept(run_dir)
-    with signals_raise():
+    with stop_on_signals(repeat="ignore"):
         try:
             return _evaluate(cfg, console, run_dir, stage)
         except KeyboardInterrupt as exc:
-            raise _interrupted(run_dir, signal_of(exc), stage[0], kept_before) from None
+            raise _interrupted(run_dir, stopped_by(exc) or int(signal.SIGINT), stage[0], kept_before) from None
 
 
 def _kept(run_dir: Path) -> tuple[int, int]:

@@ -22,7 +22,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from santa.errors import RunInterrupted, SantaError
-from santa.interrupts import signal_of, signals_raise
+from santa.signals import stop_on_signals, stopped_by
 
 EVAL_DIR = "eval"
 
@@ -96,12 +96,12 @@ def _run_to_the_end(cmd: list[str], what: str) -> subprocess.CompletedProcess[by
     and keeps its caches before this process stops: no evaluation goes on without its job."""
     proc: subprocess.Popen[bytes] | None = None
     try:
-        with signals_raise():
+        with stop_on_signals(repeat="ignore"):
             try:
                 proc = subprocess.Popen(cmd, start_new_session=True)
                 return subprocess.CompletedProcess(cmd, proc.wait())
             except KeyboardInterrupt as exc:
-                signum = signal_of(exc)
+                signum = stopped_by(exc) or int(signal.SIGINT)
                 if proc is not None:
                     proc.send_signal(signum)
                     proc.wait()
