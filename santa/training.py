@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import signal
 import sys
 import time
 import warnings
@@ -278,7 +279,7 @@ def train(
     try:
         summary = _train(cfg, run_dir, job, extra_callbacks, trainer_overrides, ckpt_path)
     except RunInterrupted:
-        raise  # job.json already says interrupted, with the command that resumes
+        raise  # job.json already says interrupted (by training or its evaluation), with how to resume
     except KeyboardInterrupt:
         if job is not None:
             job.update(state="interrupted", signal="SIGINT", error="interrupted before training began")
@@ -411,7 +412,14 @@ def evaluate_trained(cfg: DictConfig, run_dir: Path, trainer: pl.Trainer, job: J
         if job is not None:
             job.update(evaluation={**job.data["evaluation"], benchmark: f"{EVAL_DIR}/{benchmark}/results.json"})
 
-    evaluate_run(cfg, run_dir, on_done=done)
+    try:
+        evaluate_run(cfg, run_dir, on_done=done)
+    except RunInterrupted as exc:
+        # Stopped during the evaluation after training: the model is saved, the evaluation's
+        # caches kept; job.json says so, with the command (in the message) that resumes it.
+        if job is not None:
+            job.update(state="interrupted", signal=signal.Signals(exc.exit_code - 128).name, error=str(exc))
+        raise
     return scores
 
 

@@ -161,18 +161,27 @@ def comparable(out: Path) -> dict:
     }
 
 
-@pytest.fixture(scope="module")
-def hf_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny random santa GPT exported as a GPTBigCode directory."""
+def random_model(out: Path, n_embd: int, n_layer: int, n_positions: int) -> Path:
+    """A random santa GPT exported as a GPTBigCode directory, its tokenizer trained on prompts."""
     texts = [p.prompt for p in HumanEvalPy(data_dir=DATA).problems()[:60]]
     tokenizer = train_tokenizer(texts, vocab_size=320)
     torch.manual_seed(0)
     cfg = GPTConfig(
-        vocab_size=padded_vocab_size(len(tokenizer)), n_embd=32, n_layer=2, n_head=4, n_positions=256, dropout=0.0
+        vocab_size=padded_vocab_size(len(tokenizer)),
+        n_embd=n_embd,
+        n_layer=n_layer,
+        n_head=4,
+        n_positions=n_positions,
+        dropout=0.0,
     )
     eot = special_ids(tokenizer).eot
-    out = tmp_path_factory.mktemp("model") / "hf"
     return export_hf(GPT(cfg).eval(), out, tokenizer=tokenizer, bos_token_id=eot, eos_token_id=eot)
+
+
+@pytest.fixture(scope="module")
+def hf_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny one."""
+    return random_model(tmp_path_factory.mktemp("model") / "hf", n_embd=32, n_layer=2, n_positions=256)
 
 
 # --------------------------------------------------------------------------- mid-sampling
@@ -403,21 +412,16 @@ def test_a_signal_during_the_evaluation_after_training_stops_the_evaluation_too(
     assert "SIGTERM: evaluation `passk`" in err and "Resume the evaluation with: python -m santa evaluate" in err
     job.assert_nothing_left()
     assert 2 <= len(assert_whole_lines(gens)) < 320
+    record = json.loads((run_dir / "job.json").read_text())
+    assert record["state"] == "interrupted" and record["signal"] == "SIGTERM", record
+    assert "Resume the evaluation with" in record["error"]
 
 
 # ------------------------------------------------------------------------- santa generate
 @pytest.fixture(scope="module")
 def slow_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random model with a long context, so that a generation runs for a while."""
-    texts = [p.prompt for p in HumanEvalPy(data_dir=DATA).problems()[:60]]
-    tokenizer = train_tokenizer(texts, vocab_size=320)
-    torch.manual_seed(0)
-    cfg = GPTConfig(
-        vocab_size=padded_vocab_size(len(tokenizer)), n_embd=256, n_layer=4, n_head=4, n_positions=4096, dropout=0.0
-    )
-    eot = special_ids(tokenizer).eot
-    out = tmp_path_factory.mktemp("slow_model") / "hf"
-    return export_hf(GPT(cfg).eval(), out, tokenizer=tokenizer, bos_token_id=eot, eos_token_id=eot)
+    return random_model(tmp_path_factory.mktemp("slow_model") / "hf", n_embd=256, n_layer=4, n_positions=4096)
 
 
 @pytest.mark.slow

@@ -225,11 +225,14 @@ def test_bad_configuration_is_a_clear_error(tmp_path: Path) -> None:
 
 PLUGIN = '''
 import os
+import time
+
 from santa.filters.base import Decision, RecordStep
 
 
 class Crashy(RecordStep):
-    """Keeps everything; crashes on a record containing CRASH while the flag file exists."""
+    """Keeps everything; while the flag file exists, crashes on a record containing CRASH, and
+    waits on one containing WAIT (saying so in <flag>.waiting)."""
 
     def __init__(self, flag: str = ""):
         self.flag = flag
@@ -241,22 +244,29 @@ class Crashy(RecordStep):
         for r in batch:
             if "CRASH" in r["content"] and os.path.exists(self.flag):
                 raise RuntimeError("simulated crash")
+            if "WAIT" in r["content"] and os.path.exists(self.flag):
+                open(self.flag + ".waiting", "w").close()
+            while "WAIT" in r["content"] and os.path.exists(self.flag):
+                time.sleep(0.05)
         return [Decision(True, float(len(r["content"]))) for r in batch]
 '''
+
+
+def install_step(site: Path, name: str, cls: str, source: str) -> Path:
+    """A third-party step installed the way pip would, under ``site``: module ``santa_<name>``
+    and a dist-info whose entry point registers ``cls`` as step ``name``."""
+    info = site / f"santa_{name}-0.1.dist-info"
+    info.mkdir(parents=True)
+    (site / f"santa_{name}.py").write_text(textwrap.dedent(source))
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: santa-{name}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[santa.filters]\n{name} = santa_{name}:{cls}\n")
+    return site
 
 
 @pytest.fixture
 def crashy_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """A third-party step, installed the way pip would: a module and a dist-info with entry points."""
-    site = tmp_path / "site"
-    (site / "santa_crashy-0.1.dist-info").mkdir(parents=True)
-    (site / "santa_crashy.py").write_text(textwrap.dedent(PLUGIN))
-    (site / "santa_crashy-0.1.dist-info" / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: santa-crashy\nVersion: 0.1\n"
-    )
-    (site / "santa_crashy-0.1.dist-info" / "entry_points.txt").write_text(
-        "[santa.filters]\ncrashy = santa_crashy:Crashy\n"
-    )
+    site = install_step(tmp_path / "site", "crashy", "Crashy", PLUGIN)
     monkeypatch.syspath_prepend(str(site))
     registry.refresh()
     yield

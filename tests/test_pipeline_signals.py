@@ -2,8 +2,8 @@
 it keeps every unit of work its workers finished, leaves no process behind, says how to resume,
 and the same command then finishes with the outputs of a run that was never stopped.
 
-A third-party step (installed as pip would, with an entry point) holds one input file's task in
-its worker until a flag file goes away, so that the signal always lands mid-run, whatever the
+A third-party step (test_pipeline's, installed as pip would, with an entry point, as step
+``gate``) holds one input file's task in its worker until a flag file goes away, so that the signal always lands mid-run, whatever the
 machine's speed."""
 
 from __future__ import annotations
@@ -13,55 +13,23 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 import psutil
 import pytest
-from test_pipeline import code, read_records, stack_record, write_jsonl
+from test_pipeline import PLUGIN, code, install_step, read_records, stack_record, write_jsonl
 
 from santa.pipeline.engine import WORK
 
 ROOT = Path(__file__).resolve().parents[1]
-
-GATE = '''
-import os
-import time
-
-from santa.filters.base import Decision, RecordStep
-
-
-class Gate(RecordStep):
-    """Keeps everything; a record containing WAIT waits while the flag file exists."""
-
-    def __init__(self, flag: str = ""):
-        self.flag = flag
-
-    def params(self):
-        return {}  # the flag is not part of the output's identity
-
-    def process(self, batch):
-        for r in batch:
-            if "WAIT" in r["content"] and os.path.exists(self.flag):
-                open(self.flag + ".waiting", "w").close()
-            while "WAIT" in r["content"] and os.path.exists(self.flag):
-                time.sleep(0.05)
-        return [Decision(True, float(len(r["content"]))) for r in batch]
-'''
 
 
 @pytest.fixture
 def gate(tmp_path: Path) -> tuple[dict[str, str], Path, Path]:
     """The gate step's site directory (on PYTHONPATH for the subprocess), its flag, and an input
     of 6 files (3 units per worker: a task per file) whose last holds the waiting record."""
-    site = tmp_path / "site"
-    (site / "santa_gate-0.1.dist-info").mkdir(parents=True)
-    (site / "santa_gate.py").write_text(textwrap.dedent(GATE))
-    (site / "santa_gate-0.1.dist-info" / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: santa-gate\nVersion: 0.1\n"
-    )
-    (site / "santa_gate-0.1.dist-info" / "entry_points.txt").write_text("[santa.filters]\ngate = santa_gate:Gate\n")
+    site = install_step(tmp_path / "site", "gate", "Crashy", PLUGIN)
     flag = tmp_path / "hold"
     inputs = tmp_path / "in"
     for k in range(6):
