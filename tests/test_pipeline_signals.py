@@ -57,17 +57,15 @@ def _args(inputs: Path, out: Path, flag: Path, *extra: str) -> list[str]:
     ]
 
 
-def _stop_midway(
-    args: list[str], env: dict[str, str], out: Path, sig: signal.Signals, past: int = 5
-) -> tuple[int, str, list]:
-    """Start the run, wait until the gate holds the last file's task with ``past`` other files
+def _stop_midway(args: list[str], env: dict[str, str], out: Path, sig: signal.Signals) -> tuple[int, str, list]:
+    """Start the run, wait until the gate holds the last file's task with the other five files
     past the gate's segment, send ``sig`` to the driver; its exit status, stderr, and the
     processes it had started."""
     proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
     try:
         # Segment 1 (gate, comments) has finished five of the six files; the sixth waits.
-        while len(list(out.glob(f"{WORK}/*/units/s1-u*.done.json"))) < past:
+        while len(list(out.glob(f"{WORK}/*/units/s1-u*.done.json"))) < 5:
             assert proc.poll() is None, proc.communicate()[1][-3000:]
             assert time.monotonic() < deadline, "the run stalled before the gate"
             time.sleep(0.05)
@@ -178,8 +176,7 @@ def test_sigterm_stops_a_ray_run_cleanly(gate: tuple[dict[str, str], Path, Path]
     out = tmp_path / "out"
     flag.write_text("")
     args = _args(inputs, out, flag, "engine=ray", "engine.num_cpus=2")
-    # An actor runs its tasks one after another: the waiting file's actor may hold one more.
-    code_, err, children = _stop_midway(args, env, out, signal.SIGTERM, past=4)
+    code_, err, children = _stop_midway(args, env, out, signal.SIGTERM)
     assert code_ == 128 + signal.SIGTERM, err[-3000:]
     assert "SIGTERM received" not in err and "Traceback" not in err, err[-3000:]
     kept = len(list(out.glob(f"{WORK}/*/units/*.done.json")))
@@ -188,7 +185,7 @@ def test_sigterm_stops_a_ray_run_cleanly(gate: tuple[dict[str, str], Path, Path]
     flag.unlink()
     resumed = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert json.loads((out / "report.json").read_text())["resumed_units"] == kept >= 6 + 4
+    assert json.loads((out / "report.json").read_text())["resumed_units"] == kept == 6 + 5
 
 
 SECOND = """

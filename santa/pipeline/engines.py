@@ -325,11 +325,12 @@ class RayEngine:
         args = ray.put(worker_args)
         todo = deque(tasks)
         running: dict[Any, int] = {}  # object ref -> actor
-        for i in range(2 * len(self._actors)):  # two per actor: an actor never waits for the driver
+        # One unit per actor at a time: a unit takes seconds to minutes, so the round trip to the
+        # driver for the next one costs nothing, and an actor's own queue never holds a unit
+        # hostage behind a slow one (an actor runs its tasks one after another) while others idle.
+        for i, _ in enumerate(self._actors):
             if todo:
-                running[self._actors[i % len(self._actors)].call.remote(run_unit, args, todo.popleft())] = i % len(
-                    self._actors
-                )
+                running[self._actors[i].call.remote(run_unit, args, todo.popleft())] = i
         while running:
             # With a timeout: a signal's Python handler runs only between calls, and ray.wait
             # (unlike ray.get) does not return for one (a unit may take minutes).
