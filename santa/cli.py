@@ -181,6 +181,9 @@ HYDRA_APPS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    from santa.signals import stop_with_parent_from_env
+
+    stop_with_parent_from_env()
     if argv and argv[0] in HYDRA_APPS:
         from santa.app import APPS
         from santa.entry import run_app

@@ -139,17 +139,32 @@ def ignore_signals() -> None:
             signal.signal(sig, signal.SIG_IGN)
 
 
-def die_with_parent(parent: int) -> None:
-    """For a worker process on Linux: be killed when ``parent`` dies, however it dies (SIGKILL,
+def die_with_parent(parent: int, sig: int = signal.SIGKILL) -> None:
+    """For a worker process on Linux: get ``sig`` when ``parent`` dies, however it dies (SIGKILL,
     the OOM killer), rather than live on as an orphan waiting for tasks that never come. Where
-    the kernel cannot (not Linux), a worker still ends when its pool's pipe closes."""
+    the kernel cannot (not Linux), a worker still ends when its pool's pipe closes. (The kernel
+    sends it when the parent's thread that started this process ends: the main thread here.)"""
     import ctypes
 
     pr_set_pdeathsig = 1
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+        libc.prctl(pr_set_pdeathsig, int(sig))
     except (OSError, AttributeError):  # not Linux
         return
     if os.getppid() != parent:  # the parent died before prctl: nobody would send the signal
-        os._exit(1)
+        os.kill(os.getpid(), sig)
+
+
+PARENT_ENV = "SANTA_STOP_WITH_PARENT"
+
+
+def stop_with_parent_from_env() -> None:
+    """In a command another santa process started as a job of its own (``train.py``'s evaluation,
+    in its own session so that Ctrl-C reaches it once): get SIGTERM, and so stop cleanly, when
+    that parent dies without passing a signal on (SIGKILL, the OOM killer), rather than write on
+    into the run directory of a job that is gone. The variable is removed, so that this process's
+    own children do not take it for theirs."""
+    parent = os.environ.pop(PARENT_ENV, None)
+    if parent and parent.isdigit():
+        die_with_parent(int(parent), signal.SIGTERM)

@@ -417,6 +417,33 @@ def test_a_signal_during_the_evaluation_after_training_stops_the_evaluation_too(
     assert "Resume the evaluation with" in record["error"]
 
 
+@pytest.mark.slow
+def test_a_killed_train_py_does_not_leave_its_evaluation_running(
+    tiny_corpus: Path, cache_dir: Path, tmp_path: Path
+) -> None:
+    # SIGKILL passes nothing on: the kernel sends the evaluation (in its own session) SIGTERM,
+    # and it stops as it does on a signal, keeping its caches; nothing writes into the run
+    # directory of a job that is gone.
+    run_dir = tmp_path / "run"
+    cmd = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        *tiny_overrides(tiny_corpus, cache_dir, run_dir),
+        "evaluation.runs.passk.benchmarks=[humaneval_py]",
+        'evaluation.runs.passk.overrides=["generation.n_samples=8","generation.batch_size=1",'
+        '"generation.max_new_tokens=48","limit=40"]',
+    ]
+    gens = run_dir / "eval" / "humaneval_py" / "generations.jsonl"
+    job = Watched(cmd, tmp_path)
+    job.wait_until(lambda: lines(gens) >= 2, "the evaluation's sampling")
+    assert any("evaluate" in " ".join(p.cmdline()) for p in job.seen.values() if p.is_running())
+    job.send(signal.SIGKILL)
+    rc, _ = job.finish()
+    assert rc == -signal.SIGKILL
+    job.assert_nothing_left()
+    assert 2 <= len(assert_whole_lines(gens)) < 320
+
+
 # ------------------------------------------------------------------------- santa generate
 @pytest.fixture(scope="module")
 def slow_model(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -11,6 +11,7 @@ resumes its evaluation where it stopped.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import signal
 import subprocess
@@ -22,7 +23,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from santa.errors import RunInterrupted, SantaError
-from santa.signals import stop_on_signals, stopped_by
+from santa.signals import PARENT_ENV, stop_on_signals, stopped_by
 
 EVAL_DIR = "eval"
 
@@ -98,7 +99,10 @@ def _run_to_the_end(cmd: list[str], what: str) -> subprocess.CompletedProcess[by
     try:
         with stop_on_signals(repeat="ignore"):
             try:
-                proc = subprocess.Popen(cmd, start_new_session=True)
+                # Its own session; and if this process dies by SIGKILL, passing nothing on, the
+                # child gets SIGTERM from the kernel (santa.signals.stop_with_parent_from_env).
+                env = {**os.environ, PARENT_ENV: str(os.getpid())}
+                proc = subprocess.Popen(cmd, start_new_session=True, env=env)
                 return subprocess.CompletedProcess(cmd, proc.wait())
             except KeyboardInterrupt as exc:
                 signum = stopped_by(exc) or int(signal.SIGINT)
