@@ -193,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_app(APPS[argv[0]])
         return 0
     args = build_parser(argv).parse_args(argv)
-    from santa.signals import ignore_signals, stop_on_signals, stopped_by
+    from santa.signals import ignore_signals, signal_of, stop_on_signals
 
     try:
         # SIGTERM, SIGINT, SIGHUP unwind (every `finally` runs) to one line and 128 + the signal.
@@ -201,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(args.func(args) or 0)
     except KeyboardInterrupt as exc:
         ignore_signals()  # this process exits with the interruption's status, whatever comes
-        signum = stopped_by(exc) or int(signal.SIGINT)
+        signum = signal_of(exc)
         print_error(SantaError(f"{signal.Signals(signum).name}: santa {args.command} stopped before it finished"))
         return 128 + signum
     except (SantaError, FileNotFoundError) as exc:

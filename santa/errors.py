@@ -27,4 +27,5 @@ class RunInterrupted(SantaError):
 
     def __init__(self, message: str, signum: int) -> None:
         super().__init__(message)
+        self.signum = signum
         self.exit_code = 128 + signum

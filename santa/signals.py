@@ -59,6 +59,11 @@ def stopped_by(exc: BaseException) -> int | None:
     return _state["handling"] or int(signal.SIGINT)
 
 
+def signal_of(exc: KeyboardInterrupt) -> int:
+    """The signal behind an interruption: :func:`stopped_by`, SIGINT when nothing else says."""
+    return stopped_by(exc) or int(signal.SIGINT)
+
+
 _state: dict[str, int | None] = {"defer": 0, "pending": None, "handling": None, "ignore_repeats": 0}
 _active: set[int] = set()  # the signals stop_on_signals handles now
 
@@ -141,9 +146,10 @@ def ignore_signals() -> None:
 
 def die_with_parent(parent: int, sig: int = signal.SIGKILL) -> None:
     """For a worker process on Linux: get ``sig`` when ``parent`` dies, however it dies (SIGKILL,
-    the OOM killer), rather than live on as an orphan waiting for tasks that never come. Where
-    the kernel cannot (not Linux), a worker still ends when its pool's pipe closes. (The kernel
-    sends it when the parent's thread that started this process ends: the main thread here.)"""
+    the OOM killer), rather than live on as an orphan waiting for tasks that never come (a pool
+    worker holds both ends of its call-queue pipe, so it never reads an end of file). Not on
+    Linux, this does nothing. (The kernel sends it when the parent's thread that started this
+    process ends: the main thread here.)"""
     import ctypes
 
     pr_set_pdeathsig = 1

@@ -418,7 +418,7 @@ def evaluate_trained(cfg: DictConfig, run_dir: Path, trainer: pl.Trainer, job: J
         # Stopped during the evaluation after training: the model is saved, the evaluation's
         # caches kept; job.json says so, with the command (in the message) that resumes it.
         if job is not None:
-            job.update(state="interrupted", signal=signal.Signals(exc.exit_code - 128).name, error=str(exc))
+            job.update(state="interrupted", signal=signal.Signals(exc.signum).name, error=str(exc))
         raise
     return scores
 

@@ -38,7 +38,7 @@ from santa.eval.scoring import check_ks, check_samples, read_samples, score, too
 from santa.eval.settings import EvaluationError, ExecutionSettings, GenerationSettings
 from santa.eval.tasks.base import Benchmark
 from santa.runs import sweep_group
-from santa.signals import stop_on_signals, stopped_by
+from santa.signals import signal_of, stop_on_signals
 
 SCHEMA = "santa.eval.results/1"
 GENERATIONS_FILE = "generations.jsonl"
@@ -105,7 +105,7 @@ def evaluate(cfg: DictConfig, console: Console | None = None) -> dict[str, Any]:
         try:
             return _evaluate(cfg, console, run_dir, stage)
         except KeyboardInterrupt as exc:
-            raise _interrupted(run_dir, stopped_by(exc) or int(signal.SIGINT), stage[0], kept_before) from None
+            raise _interrupted(run_dir, signal_of(exc), stage[0], kept_before) from None
 
 
 def _kept(run_dir: Path) -> tuple[int, int]:

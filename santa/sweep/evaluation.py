@@ -23,7 +23,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from santa.errors import RunInterrupted, SantaError
-from santa.signals import PARENT_ENV, stop_on_signals, stopped_by
+from santa.signals import PARENT_ENV, signal_of, stop_on_signals
 
 EVAL_DIR = "eval"
 
@@ -105,7 +105,7 @@ def _run_to_the_end(cmd: list[str], what: str) -> subprocess.CompletedProcess[by
                 proc = subprocess.Popen(cmd, start_new_session=True, env=env)
                 return subprocess.CompletedProcess(cmd, proc.wait())
             except KeyboardInterrupt as exc:
-                signum = stopped_by(exc) or int(signal.SIGINT)
+                signum = signal_of(exc)
                 if proc is not None:
                     proc.send_signal(signum)
                     proc.wait()
