@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -73,3 +74,10 @@ def sweep_group(prefix: str = "") -> str | None:
     layout's date/time), so every job of one sweep lands in one group; None outside a multirun."""
     hc = multirun_job()
     return None if hc is None else prefix + "_".join(Path(hc.sweep.dir).parts[-2:])
+
+
+def run_as_santa(app: str) -> bool:
+    """Whether this process is ``santa <app>`` (also ``python -m santa <app>``): santa's main hands
+    Hydra ``sys.argv[0] = "<santa> <app>"``; otherwise it is the checkout's ``<app>.py``. A
+    command printed for the user to rerun starts the same way."""
+    return bool(sys.argv) and sys.argv[0].endswith(f" {app}")

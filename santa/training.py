@@ -33,7 +33,7 @@ from santa.data.tokenizer import load_tokenizer, padded_vocab_size, special_ids
 from santa.errors import RunInterrupted, RunRefused, SantaError
 from santa.lit import SantaLM
 from santa.model.config import GPTConfig
-from santa.runs import JobRecord, sweep_group
+from santa.runs import JobRecord, run_as_santa, sweep_group
 from santa.sweep.evaluation import EVAL_DIR, evaluate_run, planned_benchmarks, scores_for_logger
 
 # Lightning 2.6 calls a torch API that torch 2.13 deprecated, once per fit: not the user's to act on.
@@ -237,8 +237,7 @@ def check_resume(ckpt_path: str, cfg: DictConfig) -> None:
 
 def resume_command(run_dir: Path) -> str:
     """The command that resumes this run in place from its last checkpoint."""
-    argv0 = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
-    prog = "santa train" if argv0 == "santa" else "python train.py"
+    prog = "santa train" if run_as_santa("train") else "python train.py"
     overrides: list[str] = []
     try:
         from hydra.core.hydra_config import HydraConfig

@@ -212,3 +212,14 @@ def test_prepare_says_when_nothing_was_produced(corpus: Path, tmp_path: Path) ->
     )
     assert res.returncode == 0, res.stderr[-2000:]
     assert "every one of the" in res.stderr and "basic dropped" in " ".join(res.stderr.split())
+
+
+def test_the_resume_command_starts_as_the_run_was_started(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `santa train` hands Hydra sys.argv[0] = "<santa> train" (santa.cli.main): a user of the
+    # installed wheel, with no train.py beside them, is told to rerun `santa train`.
+    from santa.training import resume_command
+
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/santa train", "trainer.max_steps=3"])
+    assert resume_command(Path("/runs/r")).startswith("santa train ckpt_path=last ")
+    monkeypatch.setattr(sys, "argv", ["train.py", "trainer.max_steps=3"])
+    assert resume_command(Path("/runs/r")).startswith("python train.py ckpt_path=last ")

@@ -37,7 +37,7 @@ from santa.eval.sampling import generate_completions
 from santa.eval.scoring import check_ks, check_samples, read_samples, score, toolchain_problem
 from santa.eval.settings import EvaluationError, ExecutionSettings, GenerationSettings
 from santa.eval.tasks.base import Benchmark
-from santa.runs import sweep_group
+from santa.runs import run_as_santa, sweep_group
 from santa.signals import signal_of, stop_on_signals
 
 SCHEMA = "santa.eval.results/1"
@@ -142,8 +142,7 @@ def resume_command(run_dir: Path) -> str:
         return f"rerun with output={shlex.quote(str(run_dir))}"
     hc = HydraConfig.get()
     argv0 = sys.argv[0] if sys.argv else "evaluate.py"
-    # `santa evaluate` runs with sys.argv[0] = "<santa> evaluate" (santa.cli.main).
-    prog = "santa evaluate" if argv0.endswith(" evaluate") else f"python {shlex.quote(argv0)}"
+    prog = "santa evaluate" if run_as_santa("evaluate") else f"python {shlex.quote(argv0)}"
     args = list(sys.argv[1:])
     pinned = ("output", "hydra.run.dir", "hydra.sweep.dir")
     if not any(a.split("=", 1)[0].lstrip("+~") in pinned for a in args):
