@@ -387,12 +387,11 @@ def test_an_interrupted_run_keeps_its_timestamped_folder_and_the_resume_command_
     assert after[: len(recs)] == recs and len(after) == n
 
 
-@pytest.mark.slow
-def test_a_signal_during_the_evaluation_after_training_stops_the_evaluation_too(
+def _train_until_its_evaluation_samples(
     tiny_corpus: Path, cache_dir: Path, tmp_path: Path
-) -> None:
-    # train.py evaluates its model in a child evaluate.py: a SIGTERM of the training process (a
-    # scheduler's) must not leave that child evaluating on its own.
+) -> tuple[Path, Path, Watched]:
+    """train.py with an evaluation after training, watched until that evaluation (a child
+    evaluate.py) has sampled twice: its run directory, generation cache and the job."""
     run_dir = tmp_path / "run"
     cmd = [
         sys.executable,
@@ -405,6 +404,16 @@ def test_a_signal_during_the_evaluation_after_training_stops_the_evaluation_too(
     gens = run_dir / "eval" / "humaneval_py" / "generations.jsonl"
     job = Watched(cmd, tmp_path)
     job.wait_until(lambda: lines(gens) >= 2, "the evaluation's sampling")
+    return run_dir, gens, job
+
+
+@pytest.mark.slow
+def test_a_signal_during_the_evaluation_after_training_stops_the_evaluation_too(
+    tiny_corpus: Path, cache_dir: Path, tmp_path: Path
+) -> None:
+    # train.py evaluates its model in a child evaluate.py: a SIGTERM of the training process (a
+    # scheduler's) must not leave that child evaluating on its own.
+    run_dir, gens, job = _train_until_its_evaluation_samples(tiny_corpus, cache_dir, tmp_path)
     job.send(signal.SIGTERM)
     rc, err = job.finish()
     assert rc == 128 + signal.SIGTERM, err[-3000:]
@@ -424,18 +433,7 @@ def test_a_killed_train_py_does_not_leave_its_evaluation_running(
     # SIGKILL passes nothing on: the kernel sends the evaluation (in its own session) SIGTERM,
     # and it stops as it does on a signal, keeping its caches; nothing writes into the run
     # directory of a job that is gone.
-    run_dir = tmp_path / "run"
-    cmd = [
-        sys.executable,
-        str(ROOT / "train.py"),
-        *tiny_overrides(tiny_corpus, cache_dir, run_dir),
-        "evaluation.runs.passk.benchmarks=[humaneval_py]",
-        'evaluation.runs.passk.overrides=["generation.n_samples=8","generation.batch_size=1",'
-        '"generation.max_new_tokens=48","limit=40"]',
-    ]
-    gens = run_dir / "eval" / "humaneval_py" / "generations.jsonl"
-    job = Watched(cmd, tmp_path)
-    job.wait_until(lambda: lines(gens) >= 2, "the evaluation's sampling")
+    run_dir, gens, job = _train_until_its_evaluation_samples(tiny_corpus, cache_dir, tmp_path)
     assert any("evaluate" in " ".join(p.cmdline()) for p in job.seen.values() if p.is_running())
     job.send(signal.SIGKILL)
     rc, _ = job.finish()

@@ -71,16 +71,24 @@ def _three_corpus_steps(flag: Path) -> list[StepSpec]:
     ]
 
 
-def test_spills_are_compressed_dropped_once_read_and_a_stopped_run_resumes(tmp_path: Path, crashy_plugin) -> None:  # noqa: F811
+def crash_corpus(tmp_path: Path, units: int, crash: int) -> tuple[Path, Path]:
+    """240 synthetic records in ``units`` input files, unit ``crash`` holding a record that makes
+    the crashy step fail while the flag file (made here) exists: (input dir, flag)."""
     flag = tmp_path / "crash-now"
     flag.write_text("")
     recs = synthetic_records(240, seed=3)
     inputs = tmp_path / "in"
-    for k in range(3):
-        part = recs[k::3]
-        if k == 2:  # the last unit crashes in the last segment, after both corpus steps
+    for k in range(units):
+        part = recs[k::units]
+        if k == crash:
             part[5] = {**part[5], "content": part[5]["content"] + "# CRASH\n"}
         write_jsonl(inputs / f"part{k}.jsonl", part)
+    return inputs, flag
+
+
+def test_spills_are_compressed_dropped_once_read_and_a_stopped_run_resumes(tmp_path: Path, crashy_plugin) -> None:  # noqa: F811
+    # The last unit crashes in the last segment, after both corpus steps.
+    inputs, flag = crash_corpus(tmp_path, units=3, crash=2)
     with pytest.raises(RuntimeError, match="simulated crash"):
         run(tmp_path, inputs, steps=_three_corpus_steps(flag), workers=2, batch_size=16)
     units = next((tmp_path / "out" / WORK).glob("*/units"))

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -57,15 +58,20 @@ def _args(inputs: Path, out: Path, flag: Path, *extra: str) -> list[str]:
     ]
 
 
-def _stop_midway(args: list[str], env: dict[str, str], out: Path, sig: signal.Signals) -> tuple[int, str, list]:
-    """Start the run, wait until the gate holds the last file's task with the other five files
-    past the gate's segment, send ``sig`` to the driver; its exit status, stderr, and the
-    processes it had started."""
+def _five_past_the_gate(out: Path) -> Callable[[], bool]:
+    """Segment 1 (gate, comments) has finished five of the six files; the sixth waits."""
+    return lambda: len(list(out.glob(f"{WORK}/*/units/s1-u*.done.json"))) >= 5
+
+
+def _stop_midway(
+    args: list[str], env: dict[str, str], sig: signal.Signals, ready: Callable[[], bool]
+) -> tuple[int, str, list]:
+    """Start the run, wait until ``ready()`` (the gate holds a task), send ``sig`` to the driver;
+    its exit status, stderr, and the processes it had started."""
     proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
     try:
-        # Segment 1 (gate, comments) has finished five of the six files; the sixth waits.
-        while len(list(out.glob(f"{WORK}/*/units/s1-u*.done.json"))) < 5:
+        while not ready():
             assert proc.poll() is None, proc.communicate()[1][-3000:]
             assert time.monotonic() < deadline, "the run stalled before the gate"
             time.sleep(0.05)
@@ -90,20 +96,8 @@ def test_a_signal_stops_a_run_whose_driver_reads_the_input(
     out = tmp_path / "out"
     args = _args(one, out, flag, "engine.workers=2", "engine.batch_size=2")
     flag.write_text("")
-    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 240
-        while not Path(f"{flag}.waiting").exists():
-            assert proc.poll() is None, proc.communicate()[1][-3000:]
-            assert time.monotonic() < deadline, "the run stalled before the gate"
-            time.sleep(0.05)
-        children = psutil.Process(proc.pid).children(recursive=True)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 128 + signal.SIGTERM and "Traceback" not in err, err[-3000:]
+    code_, err, children = _stop_midway(args, env, signal.SIGTERM, Path(f"{flag}.waiting").exists)
+    assert code_ == 128 + signal.SIGTERM and "Traceback" not in err, err[-3000:]
     assert "santa prepare stopped by SIGTERM: 1 unit(s) of work finished" in " ".join(err.split()), err[-3000:]
     assert len(children) == 2 and not _gone(children)
     flag.unlink()
@@ -129,7 +123,7 @@ def test_a_signal_stops_the_workers_keeps_their_units_and_the_rerun_resumes(
     out = tmp_path / "out"
     args = _args(inputs, out, flag, "engine.workers=2")
     flag.write_text("")
-    code_, err, children = _stop_midway(args, env, out, sig)
+    code_, err, children = _stop_midway(args, env, sig, _five_past_the_gate(out))
     assert code_ == 128 + sig, err[-3000:]
     assert "Traceback" not in err, err[-3000:]
     said = " ".join(err.split())
@@ -157,7 +151,9 @@ def test_a_killed_driver_takes_its_workers_with_it(gate: tuple[dict[str, str], P
     env, flag, inputs = gate
     out = tmp_path / "out"
     flag.write_text("")
-    code_, _, children = _stop_midway(_args(inputs, out, flag, "engine.workers=2"), env, out, signal.SIGKILL)
+    code_, _, children = _stop_midway(
+        _args(inputs, out, flag, "engine.workers=2"), env, signal.SIGKILL, _five_past_the_gate(out)
+    )
     assert code_ == -signal.SIGKILL
     assert len(children) == 2 and not _gone(children)
     flag.unlink()
@@ -176,7 +172,7 @@ def test_sigterm_stops_a_ray_run_cleanly(gate: tuple[dict[str, str], Path, Path]
     out = tmp_path / "out"
     flag.write_text("")
     args = _args(inputs, out, flag, "engine=ray", "engine.num_cpus=2")
-    code_, err, children = _stop_midway(args, env, out, signal.SIGTERM)
+    code_, err, children = _stop_midway(args, env, signal.SIGTERM, _five_past_the_gate(out))
     assert code_ == 128 + signal.SIGTERM, err[-3000:]
     assert "SIGTERM received" not in err and "Traceback" not in err, err[-3000:]
     kept = len(list(out.glob(f"{WORK}/*/units/*.done.json")))

@@ -20,6 +20,7 @@ from test_pipeline import (  # noqa: F401
     write_jsonl,
 )
 from test_pipeline_golden import synthetic_records
+from test_pipeline_scale import crash_corpus
 
 from santa.errors import SantaError
 from santa.pipeline import StepSpec
@@ -70,15 +71,8 @@ def test_a_unit_per_task_keeps_what_batches_and_one_process_keep(tmp_path: Path)
 
 
 def test_a_run_stopped_in_a_unit_task_resumes(tmp_path: Path, crashy_plugin) -> None:  # noqa: F811
-    flag = tmp_path / "crash-now"
-    flag.write_text("")
-    recs = synthetic_records(240, seed=3)
-    inputs = tmp_path / "in"
-    for k in range(6):
-        part = recs[k::6]
-        if k == 4:  # unit 4 crashes in the last segment, after the corpus step
-            part[5] = {**part[5], "content": part[5]["content"] + "# CRASH\n"}
-        write_jsonl(inputs / f"part{k}.jsonl", part)
+    # Unit 4 crashes in the last segment, after the corpus step.
+    inputs, flag = crash_corpus(tmp_path, units=6, crash=4)
     steps = [StepSpec("basic"), StepSpec("exact_dedup"), StepSpec("crashy", {"flag": str(flag)}), StepSpec("comments")]
     with pytest.raises(RuntimeError, match="simulated crash"):
         run(tmp_path, inputs, steps=steps, workers=2, batch_size=8)
